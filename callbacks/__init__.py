@@ -1,0 +1,34 @@
+"""Callbacks for ``mindspore.train.Model``: each subclasses ``mindspore.train.Callback`` and works
+with a plain ``Model`` as well as inside ``trainer.Trainer``.
+
+Example:
+    >>> from callbacks import LossMonitor, History
+    >>> cbs = [LossMonitor(100), History("runs/demo")]
+    >>> model.fit(3, train, valid, callbacks=cbs)  # doctest: +SKIP
+"""
+
+from callbacks.checkpoint import ModelCheckpoint
+from callbacks.csv_logger import CSVLogger
+from callbacks.early_stopping import EarlyStopping
+from callbacks.history import History
+from callbacks.loss_monitor import LossMonitor
+from callbacks.lr_monitor import LearningRateMonitor
+from callbacks.monitor import MonitorCallback
+from callbacks.progress_bar import ProgressBar
+from callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from callbacks.stats import EpochStats
+from callbacks.terminate_on_nan import TerminateOnNaN
+
+__all__ = [
+    "CSVLogger",
+    "EarlyStopping",
+    "EpochStats",
+    "History",
+    "LearningRateMonitor",
+    "LossMonitor",
+    "ModelCheckpoint",
+    "MonitorCallback",
+    "ProgressBar",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+]

@@ -1,0 +1,97 @@
+"""Stop when a monitored metric stops improving."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from callbacks.monitor import MonitorCallback
+from callbacks.stats import EpochStats
+from trainer.errors import ConfigError
+
+logger = logging.getLogger("mstrain")
+
+
+class EarlyStopping(MonitorCallback):
+    """Stops training after ``patience`` epochs without improvement of ``monitor``.
+
+    Args:
+        monitor: Metric to watch. Defaults to `"val_loss"`.
+        mode: ``"min"`` or ``"max"``. Defaults to `"min"`.
+        patience: Epochs without improvement before stopping. Defaults to `3`.
+        min_delta: Smallest change that counts as an improvement. Defaults to `0.0`.
+        restore_best_weights: When stopping, load the weights of the best epoch back into the
+            network (kept as a host copy of the network's trainable parameters). Defaults to
+            `False`.
+        stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
+
+    Example:
+        >>> stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=2)
+        >>> model.fit(50, train, valid, callbacks=[stop])  # doctest: +SKIP
+        >>> stop.stopped_epoch  # doctest: +SKIP
+        7
+    """
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3,
+                 min_delta: float = 0.0, restore_best_weights: bool = False,
+                 stats: EpochStats | None = None) -> None:
+        super().__init__(monitor, mode, min_delta, stats)
+        if not isinstance(patience, int) or patience < 1:
+            raise ConfigError(f"EarlyStopping: 'patience' is {patience!r}; it must be a whole "
+                              "number >= 1.")
+        self.patience = patience
+        self.restore_best_weights = restore_best_weights
+        self.wait = 0
+        self.best_epoch = 0
+        self.stopped_epoch = 0
+        self._best_weights: dict[str, np.ndarray] | None = None
+
+    def on_train_begin(self, run_context) -> None:
+        # A resumed run keeps what load_state_dict restored; a fresh one starts clean.
+        if not getattr(self, "_restored", False):
+            self.wait, self.best_epoch, self.stopped_epoch = 0, 0, 0
+            self.reset_best()
+        self._restored = False
+
+    def on_train_epoch_end(self, run_context) -> None:
+        cb_params = run_context.original_args()
+        if not self.stats.epoch_complete(cb_params):
+            return
+        value = self.get_monitor_value(self.stats.epoch_logs(cb_params))
+        if self.is_improvement(value):
+            self.best, self.best_epoch, self.wait = value, cb_params.cur_epoch_num, 0
+            if self.restore_best_weights:
+                self._best_weights = {p.name: p.asnumpy().copy()
+                                      for p in cb_params.network.trainable_params()}
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = cb_params.cur_epoch_num
+            logger.info("Early stopping: %s has not improved for %d epoch(s) (best %.4f at epoch "
+                        "%d).", self.monitor, self.wait, self.best, self.best_epoch)
+            if self.restore_best_weights and self._best_weights is not None:
+                self._restore(cb_params.network)
+            run_context.request_stop()
+
+    def _restore(self, network) -> None:
+        import mindspore as ms
+
+        for param in network.trainable_params():
+            if param.name in self._best_weights:
+                param.set_data(ms.Tensor(self._best_weights[param.name]))
+        logger.info("Restored the weights of epoch %d.", self.best_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and the best value (best weights live in the best checkpoint, not here)."""
+        return {**self.monitor_state(), "wait": self.wait, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`; missing keys keep the defaults."""
+        self.load_monitor_state(state)
+        self.wait = int(state.get("wait", 0))
+        self.best_epoch = int(state.get("best_epoch", 0))
+        self.stopped_epoch = int(state.get("stopped_epoch", 0))
+        self._restored = True

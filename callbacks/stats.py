@@ -1,0 +1,155 @@
+"""Epoch statistics shared by the callbacks of one run: training loss, accuracy, rate, metrics.
+
+Several callbacks want the same numbers at the end of an epoch (the loss monitor, the progress
+bar, the history, early stopping, the checkpoint). :class:`EpochStats` reads them once: from the
+running totals that ``trainer.step.TrainStep`` keeps inside the compiled step (no copy per step),
+or, for any other train network, from the loss each step returns. One instance is shared by the
+callbacks ``Trainer`` builds; a callback used on its own creates a private one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+_TOTAL_KEYS = ("loss_sum", "correct", "samples", "steps")
+
+
+def find_optimizer(cb_params) -> Any:
+    """The optimizer of a run, whether ``Model`` was given it or the train network holds it."""
+    opt = getattr(cb_params, "optimizer", None)
+    if opt is None:
+        opt = getattr(getattr(cb_params, "train_network", None), "optimizer", None)
+    return opt
+
+
+def current_lr(cb_params) -> float | None:
+    """The learning rate the optimizer applies at its next step (one small device read)."""
+    opt = find_optimizer(cb_params)
+    if opt is None:
+        return None
+    lr = opt.get_lr()
+    if isinstance(lr, (tuple, list)):  # group learning rates: report the first group
+        lr = lr[0]
+    return float(np.asarray(lr.asnumpy()).reshape(-1)[0])
+
+
+def loss_value(net_outputs) -> float:
+    """The scalar loss from a train network's output (a Tensor, or a tuple starting with one)."""
+    if isinstance(net_outputs, (tuple, list)):
+        net_outputs = net_outputs[0]
+    return float(np.asarray(net_outputs.asnumpy()).mean())
+
+
+class EpochStats:
+    """Loss, accuracy, learning rate and validation metrics of the current epoch.
+
+    Callbacks call :meth:`begin_epoch` in ``on_train_epoch_begin``, :meth:`on_step` in
+    ``on_train_step_end`` and :meth:`epoch_logs` in ``on_train_epoch_end``; calls from several
+    callbacks for the same epoch or step are deduplicated, so sharing one instance is free.
+    """
+
+    def __init__(self) -> None:
+        self._host = dict.fromkeys(_TOTAL_KEYS, 0.0)
+        self._last_host_step = -1
+        self._epoch: int | None = None
+        self._start: dict[str, float] | None = None
+        self._start_time = 0.0
+        self._pending: dict[str, Any] | None = None
+        self._cache: dict[tuple, dict[str, float]] = {}
+
+    @staticmethod
+    def counts_on_device(cb_params) -> bool:
+        """Whether the train network keeps its own totals (``trainer.step.TrainStep``)."""
+        return hasattr(getattr(cb_params, "train_network", None), "stat_loss_sum")
+
+    def begin_epoch(self, cb_params) -> None:
+        """Takes the snapshot this epoch's means are measured from (once per epoch)."""
+        epoch = cb_params.cur_epoch_num
+        if self._epoch == epoch:
+            return
+        self._epoch, self._start_time, self._cache = epoch, time.perf_counter(), {}
+        if self._pending and self._pending.get("epoch") == epoch:
+            # Resumed in the middle of this epoch: measure from its real start.
+            self._start = dict(self._pending["totals"])
+        else:
+            self._start = self.totals(cb_params)
+        self._pending = None
+
+    def on_step(self, cb_params) -> None:
+        """Counts a step on the host, only when the network does not count for itself."""
+        step = cb_params.cur_step_num
+        if self.counts_on_device(cb_params) or step == self._last_host_step:
+            return
+        self._last_host_step = step
+        self._host["loss_sum"] += loss_value(cb_params.net_outputs)
+        self._host["steps"] += 1
+
+    def totals(self, cb_params) -> dict[str, float]:
+        """Running totals since the run began."""
+        if self.counts_on_device(cb_params):
+            net = cb_params.train_network
+            values = (net.stat_loss_sum, net.stat_correct, net.stat_samples, net.stat_steps)
+            return {k: float(v.asnumpy()) for k, v in zip(_TOTAL_KEYS, values)}
+        return dict(self._host)
+
+    def train_summary(self, cb_params) -> dict[str, float]:
+        """Mean training loss (and accuracy, when counted) of the epoch so far."""
+        if self._start is None:
+            self.begin_epoch(cb_params)
+        key = ("train", self._epoch, cb_params.cur_step_num)
+        if key not in self._cache:
+            end = self.totals(cb_params)
+            steps = end["steps"] - self._start["steps"]
+            samples = end["samples"] - self._start["samples"]
+            loss_sum = end["loss_sum"] - self._start["loss_sum"]
+            out = {"steps": steps, "loss": loss_sum / steps if steps else math.nan}
+            if self.counts_on_device(cb_params):
+                out["accuracy"] = ((end["correct"] - self._start["correct"]) / samples
+                                   if samples else math.nan)
+            self._cache[key] = out
+        return self._cache[key]
+
+    def epoch_complete(self, cb_params) -> bool:
+        """Whether the epoch ran to the end of the data, and not stopped part-way.
+
+        ``Model`` runs validation and the epoch-end callbacks also when a stop was requested in
+        the middle of an epoch; callbacks that record epochs use this to tell the two apart.
+        Steps before a mid-epoch resume count, since the snapshot is the epoch's real start.
+        """
+        return self.train_summary(cb_params)["steps"] >= cb_params.batch_num
+
+    def epoch_logs(self, cb_params) -> dict[str, float]:
+        """Everything known about the epoch that just ended, Keras-style names.
+
+        ``loss``, ``accuracy`` (training, from the training forward pass), ``val_<metric>`` for
+        each validation metric, ``lr`` (the rate for the next step) and ``epoch_time`` (seconds,
+        validation included).
+        """
+        key = ("logs", self._epoch, cb_params.cur_step_num)
+        if key not in self._cache:
+            summary = self.train_summary(cb_params)
+            logs = {"epoch": cb_params.cur_epoch_num, "loss": summary["loss"]}
+            if "accuracy" in summary:
+                logs["accuracy"] = summary["accuracy"]
+            for name, value in (getattr(cb_params, "eval_results", None) or {}).items():
+                if name != "eval_loss":  # the last batch's loss only; the Loss metric is the mean
+                    logs[f"val_{name}"] = float(value)
+            lr = current_lr(cb_params)
+            if lr is not None:
+                logs["lr"] = lr
+            logs["epoch_time"] = time.perf_counter() - self._start_time
+            self._cache[key] = logs
+        return self._cache[key]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The snapshot of the current epoch's start, so a mid-epoch resume measures correctly."""
+        return {"epoch": self._epoch, "totals": self._start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`; applied when that epoch begins again."""
+        if state.get("epoch") is not None and state.get("totals"):
+            self._pending = {"epoch": state["epoch"], "totals": state["totals"]}

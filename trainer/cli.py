@@ -1,0 +1,156 @@
+"""The command line: parse, build the configuration, train or evaluate.
+
+Flags are generated from :class:`~trainer.config.TrainConfig`'s fields, so every option has one
+spelling everywhere: ``batch_size`` in YAML is ``--batch-size`` here. Precedence: defaults, then
+``--config FILE``, then flags. Nothing here imports MindSpore until the configuration is valid, so
+``--help`` and configuration mistakes answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from trainer.config import CONFIG_FIELDS, TrainConfig, _default_of, load_yaml
+from trainer.errors import ConfigError, UserError
+
+EPILOG = """examples:
+  python train.py --net lenet --epochs 10
+  python train.py --config configs/mlp_mnist.yaml --lr 0.05
+  python train.py --data-source synthetic --epochs 2          # no download needed
+  python train.py --run-name demo --resume auto               # continue run 'demo'
+  python train.py --eval-only --ckpt runs/demo                # evaluate a saved run
+  python train.py --callback "my_pkg.cbs:PrintLR(every=100)"  # add your own callback
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one paragraph and exit 2, like every other mistake
+        self.print_usage(sys.stderr)
+        raise ConfigError(f"{message}. Run 'python train.py --help' for the options.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one flag per configuration option plus the run actions."""
+    parser = _Parser(prog="train.py", usage="%(prog)s [options]",
+                     description="Train LeNet-5 or an MLP on MNIST with "
+                     "MindSpore's Model, with checkpoints, history and exact resume.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", metavar="FILE", help="YAML recipe, e.g. "
+                        "configs/lenet_mnist.yaml; flags override its values")
+    for name, f in CONFIG_FIELDS.items():
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        default = _default_of(f)
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{meta['help']} (default: {default!r})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        elif isinstance(default, list):
+            parser.add_argument(flag, type=int, nargs="+", metavar="N", help=help_text)
+        else:
+            metavar = meta.get("metavar") or {int: "N", float: "X"}.get(type(default))
+            parser.add_argument(flag, type=type(default), choices=meta.get("choices"),
+                                metavar=metavar, help=help_text)
+    parser.add_argument("--callback", action="append", metavar="SPEC", dest="callback_specs",
+                        help="add a callback: 'pkg.mod:Class' or 'pkg.mod:Class(key=value, ...)' "
+                        "with literal values; repeatable")
+    parser.add_argument("--resume", metavar="auto|PATH", help="continue a run: 'auto' takes the "
+                        "newest valid checkpoint of --output-dir/--run-name; or a bundle's path")
+    parser.add_argument("--init-from", metavar="PATH", help="start a new run from a "
+                        "checkpoint's weights only (fine-tuning)")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate --ckpt on the test "
+                        "split and exit")
+    parser.add_argument("--ckpt", metavar="PATH", help="checkpoint for --eval-only: a .ckpt, a "
+                        "latest.json or a run directory")
+    return parser
+
+
+def parse_callback_spec(spec: str) -> dict[str, Any]:
+    """Parses ``pkg.mod:Class`` or ``pkg.mod:Class(key=value, ...)`` without evaluating code.
+
+    Raises:
+        ConfigError: the spec is not a class path with literal keyword arguments.
+    """
+    text = spec.strip()
+    if "(" not in text:
+        return {"class": text, "args": {}}
+    target, _, rest = text.partition("(")
+    try:
+        call = ast.parse(f"f({rest}", mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            raise ValueError("only keyword arguments are allowed")
+        args = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+        if len(args) != len(call.keywords):
+            raise ValueError("'**' is not allowed")
+    except (SyntaxError, ValueError) as exc:
+        raise ConfigError(f"--callback {spec!r} cannot be parsed ({exc}). Write it as "
+                          "'pkg.mod:Class' or 'pkg.mod:Class(key=value, other=2)' with literal "
+                          "values (numbers, strings in quotes, True/False, lists).") from None
+    return {"class": target.strip(), "args": args}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parses the command line into ``namespace.config`` (validated) and the run actions.
+
+    Raises:
+        ConfigError: an unknown flag, a bad value, or a bad YAML recipe.
+
+    Example:
+        >>> ns = parse_args(["--net", "mlp", "--epochs", "2"])
+        >>> (ns.config.net, ns.config.epochs, ns.resume)
+        ('mlp', 2, None)
+    """
+    ns = build_parser().parse_args(argv)
+    values: dict[str, Any] = load_yaml(ns.config) if getattr(ns, "config", None) else {}
+    for name in CONFIG_FIELDS:
+        if hasattr(ns, name):
+            values[name] = getattr(ns, name)
+    specs = [parse_callback_spec(s) for s in getattr(ns, "callback_specs", None) or []]
+    if specs:
+        values["callbacks"] = list(values.get("callbacks") or []) + specs
+    result = argparse.Namespace(
+        config=TrainConfig(**values).validate(),
+        resume=getattr(ns, "resume", None), init_from=getattr(ns, "init_from", None),
+        eval_only=getattr(ns, "eval_only", False), ckpt=getattr(ns, "ckpt", None))
+    if result.eval_only and not result.ckpt:
+        raise ConfigError("--eval-only needs --ckpt PATH: a checkpoint file, a latest.json, or a "
+                          "run directory such as runs/lenet-20260101-120000.")
+    if result.ckpt and not result.eval_only:
+        raise ConfigError("--ckpt is only used with --eval-only. To continue a run use --resume "
+                          "PATH; to start a new run from saved weights use --init-from PATH.")
+    if result.resume and result.init_from:
+        raise ConfigError("--resume and --init-from exclude each other: --resume continues the "
+                          "same run exactly, --init-from starts a new one from saved weights.")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (0, or 2 for a user's mistake)."""
+    try:
+        args = parse_args(argv)
+        os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings are noise for users
+        from trainer.trainer import Trainer
+
+        trainer = Trainer(args.config)
+        if args.eval_only:
+            trainer.evaluate(args.ckpt)
+        else:
+            trainer.fit(resume=args.resume, init_from=args.init_from)
+    except UserError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

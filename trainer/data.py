@@ -1,0 +1,151 @@
+"""The MNIST input pipeline, built on ``mindspore.dataset.MnistDataset``.
+
+Files are located (downloaded or generated when missing), validated with :mod:`trainer.idx` so a
+bad file gets a plain message instead of the pipeline's traceback, and decompressed when they are
+gzipped (MindSpore's reader only takes raw IDX). Then the pipeline of MindSpore's tutorial is
+applied: resize (when the network wants 32x32), rescale to [0, 1], normalise, HWC to CHW, labels
+to int32, shuffle and batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.config import TrainConfig
+from trainer.errors import ConfigError
+from trainer.idx import SPLIT_FILES, find_split, missing_files, read_idx, validate_split, write_idx
+
+logger = logging.getLogger(__name__)
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+
+@dataclass
+class SplitInfo:
+    """A split ready for MindSpore's reader: a folder of raw IDX files and its size."""
+
+    folder: Path
+    count: int
+
+
+def cache_root() -> Path:
+    """Where decompressed copies of read-only gzipped files go."""
+    base = os.environ.get("MSTRAIN_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "mstrain"
+
+
+def ensure_data(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Makes sure the four IDX files of ``cfg``'s data source exist and returns their folder.
+
+    MNIST is downloaded into the data folder when files are missing (unless ``download`` is off);
+    generated digits are written there on first use.
+
+    Raises:
+        DataError: the files are missing and cannot be fetched or generated.
+    """
+    data_dir = cfg.resolved_data_dir()
+    if cfg.data_source == "synthetic":
+        if missing_files(data_dir):
+            from trainer.synthetic import generate_digits
+
+            logger.info("Generating %d + %d synthetic digits in %s", cfg.synthetic_train_size,
+                        cfg.synthetic_test_size, data_dir)
+            generate_digits(data_dir, cfg.synthetic_train_size, cfg.synthetic_test_size,
+                            seed=cfg.seed)
+        return data_dir
+    from trainer.download import ensure_mnist
+
+    return ensure_mnist(data_dir, allow_download=cfg.download, progress=progress)
+
+
+def prepare_split(data_dir: Path, split: str) -> SplitInfo:
+    """Validates one split and returns a folder holding it as raw IDX files.
+
+    Gzipped files are decompressed beside themselves when the folder is writable, otherwise into
+    a cache folder keyed by the files' identity; the copy is written atomically, so an
+    interrupted run never leaves a partial raw file that a later run would trust.
+
+    Raises:
+        DataError: a file is missing or malformed (the message names it and the fault).
+    """
+    folder = Path(data_dir) / split
+    found = find_split(folder, split)
+    if found is None:
+        from trainer.download import ensure_mnist
+
+        ensure_mnist(data_dir, allow_download=False)  # raises the message listing the files
+        raise AssertionError("unreachable: ensure_mnist found the files missing")
+    images, labels = found
+    count = validate_split(images, labels)
+    if not any(p.suffix == ".gz" for p in found):
+        return SplitInfo(folder, count)
+    target = folder if os.access(folder, os.W_OK) else _cache_folder(found)
+    for path, name in zip(found, SPLIT_FILES[split]):
+        raw = target / name
+        if path.suffix == ".gz" and not _fresh(raw, path):
+            write_idx(raw, read_idx(path))
+    return SplitInfo(target, count)
+
+
+def _cache_folder(files: tuple[Path, Path]) -> Path:
+    key = hashlib.sha1()
+    for path in files:
+        stat = path.stat()
+        key.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return cache_root() / "idx" / key.hexdigest()[:16]
+
+
+def _fresh(raw: Path, gz: Path) -> bool:
+    """Whether a decompressed copy exists and is newer than its source."""
+    return raw.is_file() and raw.stat().st_mtime >= gz.stat().st_mtime
+
+
+def check_batch_size(batch_size: int, train_count: int, shards: int = 1) -> None:
+    """Refuses a batch size that leaves no full training batch."""
+    per_shard = train_count // shards
+    if batch_size > per_shard:
+        where = f" per worker ({train_count} split across {shards})" if shards > 1 else ""
+        raise ConfigError(
+            f"Option 'batch_size' is {batch_size}, larger than the {per_shard} training "
+            f"samples{where}; training drops the last incomplete batch, so no step would run. "
+            f"Use --batch-size {max(1, per_shard // 4)} or less, or more training data.")
+
+
+def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int, training: bool,
+                  num_workers: int = 2, num_shards: int | None = None, shard_id: int | None = None):
+    """Builds the batched MindSpore pipeline for one split.
+
+    Args:
+        folder: Folder with the split's raw IDX files (see :func:`prepare_split`).
+        split: ``"train"`` or ``"test"``.
+        image_size: Side the network expects; 28 keeps MNIST's size, anything else resizes
+            bilinearly.
+        batch_size: Samples per batch.
+        training: Shuffle and drop the last incomplete batch.
+        num_workers: Parallel workers for reading and mapping. Defaults to `2`.
+        num_shards: Number of data-parallel workers, or None. Defaults to `None`.
+        shard_id: This worker's rank, or None. Defaults to `None`.
+
+    Returns:
+        A ``mindspore.dataset.Dataset`` yielding ``(image float32 [N,1,S,S], label int32 [N])``.
+    """
+    import mindspore as ms
+    import mindspore.dataset as ds
+    from mindspore.dataset import transforms, vision
+
+    dataset = ds.MnistDataset(str(folder), usage=split, shuffle=training,
+                              num_parallel_workers=num_workers, num_shards=num_shards,
+                              shard_id=shard_id)
+    image_ops = []
+    if image_size != 28:
+        image_ops.append(vision.Resize((image_size, image_size), vision.Inter.LINEAR))
+    image_ops += [vision.Rescale(1.0 / 255.0, 0.0), vision.Normalize([MNIST_MEAN], [MNIST_STD]),
+                  vision.HWC2CHW()]
+    dataset = dataset.map(image_ops, "image", num_parallel_workers=num_workers)
+    dataset = dataset.map(transforms.TypeCast(ms.int32), "label", num_parallel_workers=num_workers)
+    return dataset.batch(batch_size, drop_remainder=training)

@@ -1,0 +1,507 @@
+"""``Trainer``: one object that turns a :class:`~trainer.config.TrainConfig` into a training run.
+
+It builds the data pipeline, the network, loss, optimizer (with the learning-rate schedule as a
+per-step array) and a ``mindspore.train.Model`` around :class:`~trainer.step.TrainStep`, adds the
+default callbacks and the user's, and runs ``Model.fit`` with validation every epoch. The run
+directory receives the resolved configuration, checkpoints and the history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mindspore.train import Callback
+
+from trainer.checkpoint import LATEST, Bundle, CheckpointStore, load_bundle, load_into
+from trainer.config import TrainConfig, save_config
+from trainer.errors import CheckpointError, ConfigError, UserError
+from trainer.logs import setup_logging
+
+logger = logging.getLogger("mstrain")
+
+# Parameters a train network has beyond the backbone's weights.
+_TRAIN_STATE_PREFIXES = ("moments.", "global_step", "learning_rate", "momentum", "beta1_power",
+                         "beta2_power", "moment1.", "moment2.", "train_stats.", "accum.")
+
+
+class TrainingStopped(UserError):
+    """Training ended early for a reason the user must hear about (divergence, interruption)."""
+
+
+@dataclass
+class RunData:
+    """The prepared datasets and their sizes."""
+
+    train: Any
+    valid: Any
+    train_count: int
+    test_count: int
+    steps_per_epoch: int
+
+
+class Trainer:
+    """Trains a network on MNIST through ``mindspore.train.Model``.
+
+    Args:
+        config: The run's configuration; validated here. Defaults to `None`: the defaults.
+        **overrides: Option values replacing those in ``config``.
+
+    Raises:
+        ConfigError: a value is not allowed.
+
+    Example:
+        >>> from trainer import Trainer, TrainConfig
+        >>> trainer = Trainer(TrainConfig(data_source="synthetic", epochs=2))  # doctest: +SKIP
+        >>> history = trainer.fit(callbacks=[MyCallback()])  # doctest: +SKIP
+        >>> history.history["val_accuracy"][-1]  # doctest: +SKIP
+        0.97
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **overrides: Any) -> None:
+        cfg = config if config is not None else TrainConfig()
+        for key, value in overrides.items():
+            if not hasattr(cfg, key):
+                from trainer.config import check_keys
+
+                check_keys({key: value}, "Trainer(...) arguments")
+            setattr(cfg, key, value)
+        self.config = cfg.validate()
+        self.run_dir = self._run_dir()
+        self.model = None
+        self.network = None
+        self.train_network = None
+        self.history = None
+        self.callbacks: list[Any] = []
+        self._data: RunData | None = None
+        self._stop_signal: str | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _run_dir(self) -> Path:
+        cfg = self.config
+        name = cfg.run_name or f"{_slug(cfg.net)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return Path(cfg.output_dir).expanduser() / name
+
+    def _set_context(self) -> None:
+        import mindspore as ms
+        import mindspore.dataset as ds
+        import numpy as np
+
+        mode = ms.GRAPH_MODE if self.config.mode == "graph" else ms.PYNATIVE_MODE
+        try:
+            ms.set_context(mode=mode)
+            ms.set_device(self.config.device)
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"Device {self.config.device!r} cannot be used here "
+                              f"({str(exc).splitlines()[0]}). This MindSpore build runs on CPU; "
+                              "use --device CPU, or install the MindSpore package for your "
+                              "accelerator.") from None
+        ms.set_seed(self.config.seed)
+        ds.config.set_seed(self.config.seed)
+        np.random.seed(self.config.seed)
+
+    def _prepare_data(self, need_train: bool = True) -> RunData:
+        from trainer.data import build_dataset, check_batch_size, ensure_data, prepare_split
+
+        cfg = self.config
+        root = ensure_data(cfg, progress=sys.stderr.isatty())
+        image_size = self._built.image_size
+        test = prepare_split(root, "test")
+        valid = build_dataset(test.folder, "test", image_size=image_size,
+                              batch_size=max(cfg.batch_size, 256), training=False,
+                              num_workers=cfg.num_workers)
+        if not need_train:
+            return RunData(None, valid, 0, test.count, 0)
+        train_split = prepare_split(root, "train")
+        check_batch_size(cfg.batch_size, train_split.count)
+        train = build_dataset(train_split.folder, "train", image_size=image_size,
+                              batch_size=cfg.batch_size, training=True,
+                              num_workers=cfg.num_workers)
+        return RunData(train, valid, train_split.count, test.count, train.get_dataset_size())
+
+    def _build_network(self) -> None:
+        from trainer.networks import build_network
+
+        self._built = build_network(self.config.net, self.config.num_classes)
+        self.network = self._built.cell
+
+    def _build_model(self, steps_per_epoch: int, lr_values: Sequence[float] | None = None):
+        import mindspore as ms
+        import numpy as np
+        from mindspore import nn
+        from mindspore.train import Accuracy, Loss, Model
+
+        from trainer.schedules import build_schedule
+        from trainer.step import TrainStep
+
+        cfg = self.config
+        if lr_values is None:
+            lr_values = build_schedule(
+                cfg.lr_schedule, base_lr=cfg.lr, epochs=cfg.epochs,
+                steps_per_epoch=steps_per_epoch, warmup_epochs=cfg.warmup_epochs,
+                min_lr=cfg.min_lr, gamma=cfg.lr_gamma, step_size=cfg.lr_step_size,
+                milestones=cfg.lr_milestones, power=cfg.lr_power)
+            # One entry past the end: after the last step the optimizer (and get_lr) reads index
+            # global_step == total steps.
+            lr_values = [*lr_values, lr_values[-1]]
+        lr = ms.Tensor(np.asarray(lr_values, dtype=np.float32))
+        params = self.network.trainable_params()
+        if cfg.optimizer == "momentum":
+            opt = nn.Momentum(params, lr, cfg.momentum, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "sgd":
+            opt = nn.SGD(params, lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = nn.Adam(params, lr, beta1=cfg.momentum, weight_decay=cfg.weight_decay)
+        loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+        self.train_network = TrainStep(self.network, loss_fn, opt)
+        eval_network = nn.WithEvalCell(self.network, loss_fn)
+        self.model = Model(self.train_network, eval_network=eval_network,
+                           metrics={"accuracy": Accuracy(), "loss": Loss()},
+                           eval_indexes=[0, 1, 2])
+        return self.model
+
+    def _default_callbacks(self, stats, data: RunData) -> list[Any]:
+        from callbacks import (
+            CSVLogger,
+            EarlyStopping,
+            History,
+            LearningRateMonitor,
+            LossMonitor,
+            ProgressBar,
+            ReduceLROnPlateau,
+            TerminateOnNaN,
+        )
+
+        cfg = self.config
+        self.history = History(self.run_dir, plot=cfg.plot, stats=stats)
+        cbs: list[Any] = [TerminateOnNaN(cfg.log_every, stats=stats),
+                          LossMonitor(cfg.log_every, stats=stats)]
+        if cfg.progress:
+            cbs.append(ProgressBar(stats=stats))
+        cbs += [self.history, LearningRateMonitor()]
+        if cfg.csv_log:
+            cbs.append(CSVLogger(self.run_dir / "log.csv", stats=stats))
+        monitor = dict(monitor=cfg.monitor, mode=cfg.monitor_mode, min_delta=cfg.min_delta,
+                       stats=stats)
+        if cfg.plateau_patience:
+            cbs.append(ReduceLROnPlateau(factor=cfg.plateau_factor,
+                                         patience=cfg.plateau_patience, **monitor))
+        if cfg.early_stopping_patience:
+            cbs.append(EarlyStopping(patience=cfg.early_stopping_patience,
+                                     restore_best_weights=cfg.restore_best_weights, **monitor))
+        return cbs
+
+    def _meta(self, data: RunData) -> dict[str, Any]:
+        cfg = self.config
+        return {"config": cfg.to_dict(), "fingerprint": cfg.fingerprint(),
+                "fingerprint_fields": cfg.fingerprint_fields(), "train_count": data.train_count,
+                "epochs_planned": cfg.epochs}
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, callbacks: Sequence[Any] = (), resume: str | Path | None = None,
+            init_from: str | Path | None = None):
+        """Trains with validation on the test split after every epoch.
+
+        Args:
+            callbacks: Extra ``mindspore.train.Callback`` objects, run after the defaults and
+                before the checkpoint (so their ``state_dict`` is saved). Defaults to `()`.
+            resume: ``"auto"`` for the newest valid checkpoint of the run directory, or a
+                bundle's path. Defaults to `None`.
+            init_from: A checkpoint whose weights (only) start a new run. Defaults to `None`.
+
+        Returns:
+            The :class:`callbacks.History` of the run.
+
+        Raises:
+            UserError: bad data, configuration or checkpoint, a diverged loss, or an
+                interruption (after saving a checkpoint).
+        """
+        from callbacks import EpochStats, ModelCheckpoint
+
+        setup_logging()
+        cfg = self.config
+        self._set_context()
+        self._build_network()
+        data = self._data = self._prepare_data()
+        bundle = self._find_resume(resume) if resume else None
+        lr_values = self._check_resume(bundle, data) if bundle else None
+        self._build_model(data.steps_per_epoch, lr_values)
+
+        stats = EpochStats()
+        defaults = self._default_callbacks(stats, data)
+        user = [*self._config_callbacks(), *callbacks]
+        self._check_callbacks(user)
+        ckpt = ModelCheckpoint(self.run_dir / "checkpoints", every_n_epochs=cfg.save_every_epochs,
+                               every_n_steps=cfg.save_every_steps, keep_last=cfg.keep_last,
+                               save_best=cfg.save_best, monitor=cfg.monitor,
+                               mode=cfg.monitor_mode, min_delta=cfg.min_delta,
+                               meta=lambda: self._meta(data), stats=stats)
+        stop = _StopOnSignal(self)
+        self.callbacks = [stop, *defaults, *user, ckpt]
+        ckpt.state_callbacks = [cb for cb in self.callbacks if cb is not ckpt]
+
+        initial_epoch = 0
+        if bundle is not None:
+            initial_epoch = self._restore(bundle, data, stats)
+        elif init_from:
+            self._init_weights(init_from)
+        if initial_epoch >= cfg.epochs:
+            raise ConfigError(f"The checkpoint {bundle.path} has already completed {initial_epoch} "
+                              f"epoch(s), and --epochs is {cfg.epochs}: nothing is left to train. "
+                              f"Pass a larger --epochs to train longer.")
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.run_dir / "config.yaml")
+        logger.info("Run directory: %s", self.run_dir)
+        logger.info("Training %s on %d samples (%d steps/epoch, batch %d), validating on %d; "
+                    "%d epoch(s), %s, lr %s (%s), mode %s.", cfg.net, data.train_count,
+                    data.steps_per_epoch, cfg.batch_size, data.test_count, cfg.epochs,
+                    cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.mode)
+        with _signals(self):
+            try:
+                self.model.fit(cfg.epochs, data.train, data.valid, callbacks=self.callbacks,
+                               initial_epoch=initial_epoch, dataset_sink_mode=False)
+            except UserError:
+                raise
+            except Exception as exc:
+                culprit = _failing_callback(exc, self.callbacks)
+                if culprit:
+                    traceback.print_exception(exc)
+                    raise UserError(f"Callback {culprit} raised {type(exc).__name__}: {exc}. "
+                                    "Training stopped; fix the callback (the traceback above "
+                                    "shows where), then resume with --resume auto.",
+                                    exit_code=1) from exc
+                raise
+        self.history.wait()
+        self._report(ckpt, defaults[0])
+        return self.history
+
+    def _report(self, ckpt, nan_guard) -> None:
+        if nan_guard.stopped:
+            raise TrainingStopped(f"Training stopped: {nan_guard.stopped}. No checkpoint was "
+                                  "saved from that point on. Lower the learning rate (--lr), add "
+                                  "a warm-up (--warmup-epochs 1), or check the data.", exit_code=1)
+        if self._stop_signal:
+            where = ckpt.last_path or "(no checkpoint: no step had completed)"
+            raise TrainingStopped(
+                f"Training interrupted by {self._stop_signal} after global step "
+                f"{ckpt.last_saved_step}; the state was saved to {where}. Resume with the same "
+                f"command plus --resume auto --run-name {self.run_dir.name} (or "
+                f"Trainer.fit(resume='auto')).", exit_code=130)
+        rows = self.history.rows
+        if rows and "val_accuracy" in rows[-1]:
+            last = rows[-1]
+            logger.info("Test accuracy: %.4f, test loss: %.4f (epoch %d). Checkpoint: %s",
+                        last["val_accuracy"], last.get("val_loss", math.nan), last["epoch"],
+                        ckpt.last_path)
+
+    def _config_callbacks(self) -> list[Any]:
+        from trainer.networks import import_object
+
+        made = []
+        for i, spec in enumerate(self.config.callbacks):
+            cls = import_object(spec["class"], what="callback", option=f"callbacks[{i}].class",
+                                hint="a mindspore.train.Callback subclass")
+            try:
+                made.append(cls(**spec["args"]))
+            except Exception as exc:  # a user's constructor may fail in any way
+                raise ConfigError(f"Callback {spec['class']!r} could not be created with "
+                                  f"arguments {spec['args']!r}: {type(exc).__name__}: {exc}") \
+                    from None
+        return made
+
+    @staticmethod
+    def _check_callbacks(callbacks: Sequence[Any]) -> None:
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise ConfigError(f"Callback {cb!r} ({type(cb).__name__}) is not a "
+                                  "mindspore.train.Callback; subclass it and override the "
+                                  "on_train_* / on_eval_* methods you need.")
+
+    # ------------------------------------------------------------------ resume
+    def _find_resume(self, resume: str | Path) -> Bundle:
+        if str(resume) != "auto":
+            return load_bundle(_bundle_path(Path(resume)))
+        store = CheckpointStore(self.run_dir / "checkpoints")
+        bundle, notes = store.latest()
+        for note in notes:
+            logger.warning("Skipping a damaged checkpoint: %s", note)
+        if bundle is None:
+            raise CheckpointError(
+                f"--resume auto found no valid checkpoint in {store.folder}"
+                + (f" ({len(notes)} damaged)" if notes else "")
+                + ". Check --output-dir and --run-name (the run to resume), or start a new run "
+                "without --resume.")
+        if notes:
+            logger.warning("Falling back to %s.", bundle.path)
+        return bundle
+
+    def _check_resume(self, bundle: Bundle, data: RunData) -> list[float]:
+        """Refuses a bundle from a different set-up; returns the learning-rate array to use."""
+        meta = bundle.meta
+        saved = meta.get("fingerprint_fields", {})
+        now = self.config.fingerprint_fields()
+        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in now
+                 if _normalise(saved.get(k)) != _normalise(now[k])]
+        if meta.get("train_count") not in (None, data.train_count):
+            diffs.append(f"training samples: checkpoint {meta['train_count']}, now "
+                         f"{data.train_count}")
+        if meta.get("steps_per_epoch") not in (None, data.steps_per_epoch):
+            diffs.append(f"steps per epoch: checkpoint {meta['steps_per_epoch']}, now "
+                         f"{data.steps_per_epoch}")
+        if diffs:
+            raise CheckpointError(
+                f"Checkpoint {bundle.path} belongs to a different set-up, so resuming would not "
+                f"continue that run: {'; '.join(diffs)}. Resume with the original options, or "
+                "use --init-from to start a new run from its weights.")
+        saved_lr = bundle.params.get("learning_rate")
+        if saved_lr is None:
+            return None
+        values = saved_lr.asnumpy().reshape(-1).tolist()
+        total = self.config.epochs * data.steps_per_epoch + 1
+        if len(values) < total:
+            # Training longer than planned continues at the schedule's last rate.
+            values += [values[-1]] * (total - len(values))
+        return values
+
+    def _restore(self, bundle: Bundle, data: RunData, stats) -> int:
+        from callbacks.checkpoint import restore_states
+
+        params = dict(bundle.params)
+        lr = params.get("learning_rate")
+        if lr is not None and tuple(lr.shape) != tuple(self.train_network.optimizer
+                                                        .learning_rate.shape):
+            params.pop("learning_rate")  # the extended array is already in the optimizer
+        load_into(self.train_network, params, ignore_missing=("learning_rate",))
+        meta = bundle.meta
+        restored = restore_states(self.callbacks, meta.get("callbacks", {}))
+        stats.load_state_dict(meta.get("epoch_stats", {}))
+        global_step = bundle.global_step
+        data.train.set_init_step(global_step)
+        logger.info("Resumed from %s; restored %s.", bundle.describe(),
+                    ", ".join(["weights", "optimizer state", "schedule position", *restored]))
+        return bundle.epoch
+
+    def _init_weights(self, path: str | Path) -> None:
+        bundle = load_bundle(_bundle_path(Path(path)), require_meta=False)
+        weights = {k: v for k, v in bundle.params.items()
+                   if not k.startswith(_TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
+        load_into(self.network, weights)
+        logger.info("Initialised the weights from %s (optimizer state and step start fresh).",
+                    bundle.path)
+
+    # --------------------------------------------------------------- evaluate
+    def evaluate(self, ckpt: str | Path) -> dict[str, float]:
+        """Loads a checkpoint's weights and evaluates them on the test split.
+
+        Args:
+            ckpt: A bundle, a plain MindSpore checkpoint, a ``latest.json`` or a run directory.
+
+        Returns:
+            ``{"accuracy": ..., "loss": ...}``.
+
+        Raises:
+            CheckpointError: the checkpoint is missing, damaged or of another network.
+        """
+        from mindspore import nn
+        from mindspore.train import Accuracy, Loss, Model
+
+        setup_logging()
+        self._set_context()
+        self._build_network()
+        bundle = load_bundle(_bundle_path(Path(ckpt)), require_meta=False)
+        weights = {k: v for k, v in bundle.params.items()
+                   if not k.startswith(_TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
+        load_into(self.network, weights)
+        data = self._prepare_data(need_train=False)
+        loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+        model = Model(self.network, loss_fn, metrics={"accuracy": Accuracy(), "loss": Loss()})
+        result = model.eval(data.valid, dataset_sink_mode=False)
+        logger.info("Checkpoint %s: test accuracy %.4f, test loss %.4f on %d samples.",
+                    bundle.path, result["accuracy"], result["loss"], data.test_count)
+        return {k: float(v) for k, v in result.items()}
+
+
+def _bundle_path(path: Path) -> Path:
+    """Accepts a bundle, a ``latest.json``, a checkpoint folder or a run directory."""
+    import json
+
+    for folder in (path, path / "checkpoints"):
+        if folder.is_dir() and (folder / LATEST).is_file():
+            path = folder / LATEST
+            break
+    if path.name == LATEST and path.is_file():
+        try:
+            return path.parent / json.loads(path.read_text())["file"]
+        except (ValueError, KeyError, TypeError):
+            raise CheckpointError(f"Pointer {path} is damaged; pass a .ckpt file instead, or use "
+                                  "--resume auto, which falls back to the newest valid "
+                                  "bundle.") from None
+    return path
+
+
+def _normalise(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "run"
+
+
+def _failing_callback(exc: BaseException, callbacks: Sequence[Any]) -> str | None:
+    """Names the callback (class and hook) in whose code ``exc`` was raised, if any."""
+    ids = {id(cb) for cb in callbacks}
+    found = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        owner = frame.f_locals.get("self")
+        if owner is not None and id(owner) in ids:
+            found = f"{type(owner).__name__}.{frame.f_code.co_name}"
+    return found
+
+
+class _StopOnSignal(Callback):
+    """Requests a stop at the next step end after SIGINT/SIGTERM (installed by ``fit``)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__()
+        self.trainer = trainer
+
+    def on_train_step_end(self, run_context) -> None:
+        if self.trainer._stop_signal:
+            run_context.request_stop()
+
+
+class _signals:
+    """First SIGINT/SIGTERM: finish the step, save, exit 130. A second SIGINT: stop at once."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.trainer._stop_signal:
+            raise KeyboardInterrupt
+        self.trainer._stop_signal = name
+        logger.warning("%s received: finishing the current step and saving a checkpoint "
+                       "(press Ctrl-C again to stop at once).", name)
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
