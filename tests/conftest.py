@@ -1,0 +1,52 @@
+"""Shared fixtures: generated digit data, a place for runs, and running train.py as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Keep MindSpore's C++ log quiet and decompressed-data caches inside the test's temp folders.
+os.environ.setdefault("GLOG_v", "3")
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    """A learnable MNIST look-alike (1,600 training, 400 test digits), raw IDX files."""
+    from trainer.synthetic import generate_digits
+
+    return generate_digits(tmp_path_factory.mktemp("digits"), train_size=1600, test_size=400,
+                           seed=3)
+
+
+@pytest.fixture(scope="session")
+def digits_gz_dir(tmp_path_factory) -> Path:
+    """The same kind of data, gzipped (as MNIST is distributed)."""
+    from trainer.synthetic import generate_digits
+
+    return generate_digits(tmp_path_factory.mktemp("digits_gz"), train_size=640, test_size=160,
+                           seed=4, compress=True)
+
+
+def run_train(args: list[str], cwd: Path | None = None, timeout: float = 300,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs ``python train.py ARGS`` in a subprocess, as a user would, and returns the result."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "GLOG_v": "3",
+                "MSTRAIN_CACHE": str((cwd or ROOT) / ".cache"), **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def train_cli(tmp_path):
+    """``train_cli(*args)`` runs train.py in ``tmp_path`` with outputs under ``tmp_path/runs``."""
+
+    def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+        return run_train(list(args), cwd=tmp_path, **kwargs)
+
+    return _run
