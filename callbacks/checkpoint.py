@@ -156,7 +156,8 @@ class ModelCheckpoint(MonitorCallback):
                 "steps_per_epoch": cb_params.batch_num,
                 "metrics": {k: v for k, v in (logs or {}).items() if k != "epoch"},
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "callbacks": collect_states(self.state_callbacks),
+                "callbacks": collect_states([*(c for c in self.state_callbacks if c is not self),
+                                             self]),
                 "epoch_stats": self.stats.state_dict(),
                 "best": {"monitor": self.monitor, "value": self.best,
                          "file": self.best_path.name if self.best_path else None}}

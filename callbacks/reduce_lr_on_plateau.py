@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from callbacks.monitor import MonitorCallback
-from callbacks.stats import EpochStats, find_optimizer
+from callbacks.stats import EpochStats, find_optimizer, lr_parameter
 from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
@@ -70,7 +70,7 @@ class ReduceLROnPlateau(MonitorCallback):
         import mindspore as ms
 
         opt = find_optimizer(cb_params)
-        lr_param = opt.learning_rate
+        lr_param = lr_parameter(opt)
         rates = lr_param.asnumpy()
         step = int(opt.global_step.asnumpy().reshape(-1)[0])
         if rates.ndim == 0:

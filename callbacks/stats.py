@@ -26,6 +26,12 @@ def find_optimizer(cb_params) -> Any:
     return opt
 
 
+def lr_parameter(optimizer) -> Any:
+    """The Parameter holding an optimizer's rate: a scalar, or the per-step array."""
+    lr = optimizer.learning_rate
+    return getattr(lr, "learning_rate", lr)  # a per-step array sits inside a small cell
+
+
 def current_lr(cb_params) -> float | None:
     """The learning rate the optimizer applies at its next step (one small device read)."""
     opt = find_optimizer(cb_params)

@@ -184,10 +184,12 @@ def load_into(network, params: dict[str, Any], *, ignore_missing: Iterable[str] 
     """Checks (see :func:`check_parameters`) and then loads ``params`` into ``network``."""
     import mindspore as ms
 
-    check_parameters(network, params, ignore_missing=ignore_missing)
+    ignore = tuple(ignore_missing)
+    check_parameters(network, params, ignore_missing=ignore)
     own = {p.name for p in network.get_parameters()}
     wanted = {k: v for k, v in params.items() if k in own}
     not_loaded, _ = ms.load_param_into_net(network, wanted, strict_load=True)
+    not_loaded = [n for n in not_loaded if not n.startswith(ignore)] if ignore else not_loaded
     if not_loaded:
         raise CheckpointError(f"MindSpore could not load {_short(list(not_loaded))} from the "
                               "checkpoint. It does not match this network.")

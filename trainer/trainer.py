@@ -376,10 +376,9 @@ class Trainer:
         from callbacks.checkpoint import restore_states
 
         params = dict(bundle.params)
-        lr = params.get("learning_rate")
-        if lr is not None and tuple(lr.shape) != tuple(self.train_network.optimizer
-                                                        .learning_rate.shape):
-            params.pop("learning_rate")  # the extended array is already in the optimizer
+        # The optimizer was built with the checkpoint's rate array (extended when training
+        # longer, see _check_resume), so the saved copy is not loaded over it.
+        params.pop("learning_rate", None)
         load_into(self.train_network, params, ignore_missing=("learning_rate",))
         meta = bundle.meta
         restored = restore_states(self.callbacks, meta.get("callbacks", {}))
