@@ -95,6 +95,7 @@ class ModelCheckpoint(MonitorCallback):
         self.last_path: Path | None = None
         self.save_seconds: list[float] = []
         self._step_base = 0
+        self._step_save_due = False
         self._restored = False
 
     # ------------------------------------------------------------------ hooks
@@ -103,14 +104,21 @@ class ModelCheckpoint(MonitorCallback):
         if not self._restored:
             self.reset_best()
         self._restored = False
+        for path in self.store.remove_temporaries():
+            logger.info("Removed %s, left half-written by an interrupted run.", path.name)
         self._step_base = self._global_step(cb_params) - cb_params.cur_step_num
 
     def on_train_step_end(self, run_context) -> None:
         cb_params = run_context.original_args()
         self.stats.on_step(cb_params)
-        if self.every_n_steps and (self._step_base + cb_params.cur_step_num) % \
-                self.every_n_steps == 0:
-            self._save_periodic(cb_params, kind="step")
+        global_step = self._step_base + cb_params.cur_step_num
+        if self.every_n_steps and global_step % self.every_n_steps == 0:
+            if global_step % cb_params.batch_num == 0:
+                # The epoch's last step: saved at epoch end instead, after validation and the
+                # history, so the bundle records a complete epoch.
+                self._step_save_due = True
+            else:
+                self._save_periodic(cb_params, kind="step")
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -118,8 +126,10 @@ class ModelCheckpoint(MonitorCallback):
             self._save_periodic(cb_params, kind="step")  # stopped part-way (e.g. Ctrl-C)
             return
         logs = self.stats.epoch_logs(cb_params)
-        if self.every_n_epochs and cb_params.cur_epoch_num % self.every_n_epochs == 0:
+        due = self.every_n_epochs and cb_params.cur_epoch_num % self.every_n_epochs == 0
+        if due or self._step_save_due:
             self._save_periodic(cb_params, kind="epoch", logs=logs)
+        self._step_save_due = False
         if self.save_best and self._finite(cb_params):
             value = self.get_monitor_value(logs)
             if self.is_improvement(value):
@@ -133,7 +143,9 @@ class ModelCheckpoint(MonitorCallback):
     def on_train_end(self, run_context) -> None:
         cb_params = run_context.original_args()
         if self._global_step(cb_params) != self.last_saved_step:
-            self._save_periodic(cb_params, kind="step")
+            complete = self.stats.epoch_complete(cb_params)
+            self._save_periodic(cb_params, kind="epoch" if complete else "step",
+                                logs=self.stats.epoch_logs(cb_params) if complete else None)
 
     # ---------------------------------------------------------------- helpers
     @staticmethod

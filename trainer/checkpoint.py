@@ -217,6 +217,16 @@ class CheckpointStore:
                  if (m := _PERIODIC.match(p.name))]
         return [p for _, p in sorted(found)]
 
+    def remove_temporaries(self) -> list[Path]:
+        """Deletes half-written files a killed process left (they never carry a real name)."""
+        if not self.folder.is_dir():
+            return []
+        leftovers = [p for p in self.folder.iterdir()
+                     if p.name.startswith(".") and ".tmp" in p.name]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
+
     def save(self, network, name: str, meta: dict[str, Any], *, latest: bool = True) -> Path:
         """Writes a bundle and, with ``latest``, points ``latest.json`` at it."""
         self.folder.mkdir(parents=True, exist_ok=True)
