@@ -9,6 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Makes a rename inside ``folder`` durable (best effort where directories cannot be opened)."""
     try:
@@ -40,6 +49,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                                     dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; give them the usual mode
     try:
         yield tmp
         with open(tmp, "rb") as handle:  # the writer may have made it read-only

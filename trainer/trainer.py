@@ -98,7 +98,9 @@ class Trainer:
         mode = ms.GRAPH_MODE if self.config.mode == "graph" else ms.PYNATIVE_MODE
         try:
             ms.set_context(mode=mode)
-            ms.set_device(self.config.device)
+            # The device can be chosen once per process; a second Trainer keeps it.
+            if ms.get_context("device_target") != self.config.device:
+                ms.set_device(self.config.device)
         except (RuntimeError, ValueError) as exc:
             raise ConfigError(f"Device {self.config.device!r} cannot be used here "
                               f"({str(exc).splitlines()[0]}). This MindSpore build runs on CPU; "

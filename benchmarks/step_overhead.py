@@ -1,0 +1,104 @@
+"""Step time of the Trainer (TrainStep + default callbacks) against a bare ``Model.train``.
+
+Both variants train LeNet-5 with the same pipeline (``trainer.data.build_dataset``), batch size,
+optimizer and seed, in the same process, alternating, so machine noise hits both alike. A step is
+timed from one ``on_train_step_end`` to the next (the data fetch included); the first epoch of each
+variant is a warm-up (graph compilation) and is not counted. Prints medians and the ratio.
+
+    python benchmarks/step_overhead.py --data-dir ../shared/data/mnist-subset --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("GLOG_v", "3")
+
+
+def _timer():
+    from mindspore.train import Callback
+
+    class StepTimer(Callback):
+        def __init__(self):
+            self.times: list[float] = []
+            self.epoch_of: list[int] = []
+
+        def on_train_step_end(self, run_context):
+            self.times.append(time.perf_counter())
+            self.epoch_of.append(run_context.original_args().cur_epoch_num)
+
+        def step_ms(self, skip_epochs: int = 1) -> list[float]:
+            return [(b - a) * 1000 for a, b, e in zip(self.times, self.times[1:],
+                                                      self.epoch_of[1:]) if e > skip_epochs]
+
+    return StepTimer()
+
+
+def bare(data_dir: Path, epochs: int, batch_size: int, seed: int) -> list[float]:
+    """A hand-written MindSpore loop: Model(net, loss, opt) and only the timing callback."""
+    import mindspore as ms
+    import mindspore.dataset as ds
+    from mindspore import nn
+    from mindspore.train import Model
+
+    from trainer.data import prepare_split, build_dataset
+    from trainer.networks import LeNet5
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(seed)
+    ds.config.set_seed(seed)
+    split = prepare_split(data_dir, "train")
+    train = build_dataset(split.folder, "train", image_size=32, batch_size=batch_size,
+                          training=True)
+    net = LeNet5()
+    model = Model(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
+                  nn.Momentum(net.trainable_params(), 0.01, 0.9))
+    timer = _timer()
+    model.train(epochs, train, callbacks=[timer], dataset_sink_mode=False)
+    return timer.step_ms()
+
+
+def with_trainer(data_dir: Path, epochs: int, batch_size: int, seed: int) -> list[float]:
+    """What ``train.py`` runs: TrainStep, default callbacks and validation (the median ignores
+    the one gap per epoch that validation adds)."""
+    from trainer import TrainConfig, Trainer
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(data_dir=str(data_dir), epochs=epochs, batch_size=batch_size,
+                          seed=seed, output_dir=out, run_name="bench", progress=False)
+        timer = _timer()
+        Trainer(cfg).fit(callbacks=[timer])
+    return timer.step_ms()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=2, help="per variant and round (>= 2)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    results: dict[str, list[float]] = {"bare Model.train": [], "train.py (Trainer)": []}
+    for _ in range(args.rounds):
+        results["bare Model.train"].append(statistics.median(
+            bare(args.data_dir, args.epochs, args.batch_size, 0)))
+        results["train.py (Trainer)"].append(statistics.median(
+            with_trainer(args.data_dir, args.epochs, args.batch_size, 0)))
+    base = statistics.median(results["bare Model.train"])
+    print(f"\n{'variant':<22} {'median step ms':>15} {'per round':>30} {'ratio':>7}")
+    for name, values in results.items():
+        med = statistics.median(values)
+        rounds = ", ".join(f"{v:.2f}" for v in values)
+        print(f"{name:<22} {med:>15.3f} {rounds:>30} {med / base:>7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
