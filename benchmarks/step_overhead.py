@@ -48,7 +48,7 @@ def bare(data_dir: Path, epochs: int, batch_size: int, seed: int) -> list[float]
     from mindspore import nn
     from mindspore.train import Model
 
-    from trainer.data import prepare_split, build_dataset
+    from trainer.data import build_dataset, prepare_split
     from trainer.networks import LeNet5
 
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -94,8 +94,8 @@ class History(Callback):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.directory / "history.json",
-                          json.dumps({"history": self.history, "rows": self.rows},
-                                     indent=2, default=_json_safe) + "\n")
+                          json.dumps(_finite_only({"history": self.history, "rows": self.rows}),
+                                     indent=2, default=_json_safe, allow_nan=False) + "\n")
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self._columns(), extrasaction="ignore")
         writer.writeheader()
@@ -134,6 +134,17 @@ class History(Callback):
 
 def _json_safe(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+
+
+def _finite_only(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_only(v) for v in value]
+    return value
 
 
 def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:

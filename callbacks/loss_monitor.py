@@ -28,7 +28,7 @@ class LossMonitor(Callback):
         per_print_times: Print every N steps; 0 prints only the epoch summary. Defaults to `100`.
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None` (a private one).
         printer: Where lines go. Defaults to `None`: the ``mstrain`` logger at INFO, or ``print``
-            when that logger has no handler (plain ``Model`` use).
+            when that logger has no handler or would drop INFO lines (plain ``Model`` use).
 
     Example:
         >>> model.train(10, dataset, callbacks=[LossMonitor(375)])  # doctest: +SKIP
@@ -46,17 +46,25 @@ class LossMonitor(Callback):
         self._epoch_start = self._last_step_end = self._interval_start = 0.0
         self._interval_steps = 0
         self._steps_in_epoch = 0
+        self._first_epoch: int | None = None
 
     def _print(self, line: str) -> None:
         if self._printer is not None:
             self._printer(line)
-        elif logger.handlers or logging.getLogger().handlers:
+        elif (logger.handlers or logging.getLogger().handlers) and logger.isEnabledFor(
+                logging.INFO):
             logger.info(line)
         else:
             print(line, flush=True)
 
+    def on_train_begin(self, run_context) -> None:
+        self._first_epoch = None
+
     def on_train_epoch_begin(self, run_context) -> None:
-        self.stats.begin_epoch(run_context.original_args())
+        cb_params = run_context.original_args()
+        self.stats.begin_epoch(cb_params)
+        if self._first_epoch is None:
+            self._first_epoch = cb_params.cur_epoch_num
         self._epoch_start = self._interval_start = self._last_step_end = time.perf_counter()
         self._interval_steps = self._steps_in_epoch = 0
 
@@ -76,8 +84,10 @@ class LossMonitor(Callback):
         current = loss_value(cb_params.net_outputs)
         mean = self.stats.train_summary(cb_params)["loss"]
         lr = current_lr(cb_params)
-        width = len(str(cb_params.epoch_num)) + 1
-        epoch = f"{cb_params.cur_epoch_num - 1:{width}d}/{cb_params.epoch_num:{width}d}"
+        # Model's epoch_num counts only the epochs of this call (less initial_epoch on resume).
+        total = cb_params.epoch_num + (self._first_epoch or 1) - 1
+        width = len(str(total)) + 1
+        epoch = f"{cb_params.cur_epoch_num - 1:{width}d}/{total:{width}d}"
         line = (f"Epoch:[{epoch}], step:[{step:5d}/{cb_params.batch_num:5d}], "
                 f"loss:[{current:5.3f}/{mean:5.3f}], time:{step_ms:.3f} ms")
         return line + (f", lr:{lr:.5f}" if lr is not None else "")

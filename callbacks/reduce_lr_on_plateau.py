@@ -74,11 +74,11 @@ class ReduceLROnPlateau(MonitorCallback):
         rates = lr_param.asnumpy()
         step = int(opt.global_step.asnumpy().reshape(-1)[0])
         if rates.ndim == 0:
-            new = np.maximum(rates * self.factor, self.min_lr).astype(rates.dtype)
+            new = self._cut(rates).astype(rates.dtype)
             old_value, new_value = float(rates), float(new)
         else:
             new = rates.copy()
-            new[step:] = np.maximum(rates[step:] * self.factor, self.min_lr)
+            new[step:] = self._cut(rates[step:])
             index = min(step, len(rates) - 1)
             old_value, new_value = float(rates[index]), float(new[index])
         lr_param.set_data(ms.Tensor(new, lr_param.dtype))
@@ -86,6 +86,10 @@ class ReduceLROnPlateau(MonitorCallback):
                                 "to": new_value})
         logger.info("ReduceLROnPlateau: %s has not improved for %d epoch(s); learning rate "
                     "%.6g -> %.6g.", self.monitor, self.patience, old_value, new_value)
+
+    def _cut(self, rates: np.ndarray) -> np.ndarray:
+        """``rates * factor``, floored at ``min_lr``; rates already at or below it stay."""
+        return np.where(rates > self.min_lr, np.maximum(rates * self.factor, self.min_lr), rates)
 
     def state_dict(self) -> dict[str, Any]:
         """Counters, best value and the cuts made (the rates themselves are in the checkpoint)."""

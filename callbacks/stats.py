@@ -32,11 +32,29 @@ def lr_parameter(optimizer) -> Any:
     return getattr(lr, "learning_rate", lr)  # a per-step array sits inside a small cell
 
 
+def _optional(cb_params, name: str) -> Any:
+    """``cb_params.<name>``, or None when absent (MindSpore's parameters raise KeyError then)."""
+    try:
+        return getattr(cb_params, name, None)
+    except KeyError:
+        return None
+
+
 def current_lr(cb_params) -> float | None:
-    """The learning rate the optimizer applies at its next step (one small device read)."""
+    """The learning rate the optimizer applies at its next step (one small device read).
+
+    After the last step of a per-step schedule with one rate per step (MindSpore's usual
+    ``lr`` list) there is no next entry, and asking the optimizer would index past the end of
+    the array; the schedule's last rate is reported then.
+    """
     opt = find_optimizer(cb_params)
     if opt is None:
         return None
+    rates = lr_parameter(opt)
+    if len(getattr(rates, "shape", ())) == 1:
+        step = int(opt.global_step.asnumpy().reshape(-1)[0])
+        if step >= rates.shape[0]:
+            return float(rates.asnumpy()[-1])
     lr = opt.get_lr()
     if isinstance(lr, (tuple, list)):  # group learning rates: report the first group
         lr = lr[0]
@@ -66,6 +84,7 @@ class EpochStats:
         self._start_time = 0.0
         self._pending: dict[str, Any] | None = None
         self._cache: dict[tuple, dict[str, float]] = {}
+        self._run: Any = None  # the cb_params of the current Model.train/fit call
 
     @staticmethod
     def counts_on_device(cb_params) -> bool:
@@ -75,8 +94,10 @@ class EpochStats:
     def begin_epoch(self, cb_params) -> None:
         """Takes the snapshot this epoch's means are measured from (once per epoch)."""
         epoch = cb_params.cur_epoch_num
-        if self._epoch == epoch:
+        if self._epoch == epoch and self._run is cb_params:
             return
+        if self._run is not cb_params:  # a new train/fit call, whose numbering starts again
+            self._run, self._last_host_step = cb_params, -1
         self._epoch, self._start_time, self._cache = epoch, time.perf_counter(), {}
         if self._pending and self._pending.get("epoch") == epoch:
             # Resumed in the middle of this epoch: measure from its real start.
@@ -141,7 +162,7 @@ class EpochStats:
             logs = {"epoch": cb_params.cur_epoch_num, "loss": summary["loss"]}
             if "accuracy" in summary:
                 logs["accuracy"] = summary["accuracy"]
-            for name, value in (getattr(cb_params, "eval_results", None) or {}).items():
+            for name, value in (_optional(cb_params, "eval_results") or {}).items():
                 if name != "eval_loss":  # the last batch's loss only; the Loss metric is the mean
                     logs[f"val_{name}"] = float(value)
             lr = current_lr(cb_params)

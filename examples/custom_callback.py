@@ -29,7 +29,8 @@ class StopAtAccuracy(Callback):
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
-        accuracy = (getattr(cb_params, "eval_results", None) or {}).get("accuracy")
+        # cb_params is a dict: eval_results is there only on epochs that validated.
+        accuracy = (cb_params.get("eval_results") or {}).get("accuracy")
         if accuracy is not None and accuracy >= self.target:
             self.reached_at = cb_params.cur_epoch_num
             print(f"Validation accuracy {accuracy:.4f} reached {self.target} at epoch "
