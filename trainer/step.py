@@ -41,8 +41,9 @@ class TrainStep(nn.TrainOneStepCell):
     """
 
     def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer) -> None:
+        # MindSpore walks the cell tree on every call, so the backbone is reachable only once
+        # (through self.network); a second reference would double that per-step cost.
         super().__init__(_LossAndLogits(backbone, loss_fn), optimizer)
-        self.backbone = backbone
         # float64 keeps the running loss sum exact enough over very long runs.
         self.stat_loss_sum = Parameter(Tensor(0.0, ms.float64), name="train_stats.loss_sum",
                                        requires_grad=False)
