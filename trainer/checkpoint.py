@@ -124,8 +124,8 @@ def load_bundle(path: str | os.PathLike, *, require_meta: bool = True) -> Bundle
     except (ValueError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"Checkpoint {str(path)!r} cannot be read: it is truncated or not a "
                               f"MindSpore checkpoint ({str(exc).splitlines()[0]}). Use another "
-                              "checkpoint, e.g. --resume auto to take the newest valid "
-                              "one.") from None
+                              "checkpoint of the run (RUN_DIR/checkpoints/); when resuming, "
+                              "--resume auto skips damaged ones.") from None
     meta_json, checksum = raw.pop(META_KEY, None), raw.pop(CHECKSUM_KEY, None)
     if meta_json is None or checksum is None:
         if require_meta:
@@ -141,8 +141,8 @@ def load_bundle(path: str | os.PathLike, *, require_meta: bool = True) -> Bundle
     return Bundle(path, raw, json.loads(meta_json))
 
 
-def check_parameters(network, params: dict[str, Any], *,
-                     ignore_missing: Iterable[str] = ()) -> None:
+def check_parameters(network, params: dict[str, Any], *, ignore_missing: Iterable[str] = (),
+                     source: str | os.PathLike | None = None) -> None:
     """Compares a network's parameters with a checkpoint's, by name and shape.
 
     MindSpore's ``load_param_into_net`` loads what matches and silently skips the rest; a run
@@ -170,7 +170,8 @@ def check_parameters(network, params: dict[str, Any], *,
             parts.append(f"in the checkpoint but not in the network: {_short(extra)}")
         if shapes:
             parts.append(f"different shapes (checkpoint vs network): {_short(shapes)}")
-        raise CheckpointError("The checkpoint does not match the network: " + "; ".join(parts)
+        what = f"Checkpoint {str(source)!r}" if source else "The checkpoint"
+        raise CheckpointError(f"{what} does not match the network: " + "; ".join(parts)
                               + ". It was probably saved from another network or configuration; "
                               "pass the same --net (and number of classes) it was trained with.")
 
@@ -180,12 +181,13 @@ def _short(names: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def load_into(network, params: dict[str, Any], *, ignore_missing: Iterable[str] = ()) -> None:
+def load_into(network, params: dict[str, Any], *, ignore_missing: Iterable[str] = (),
+              source: str | os.PathLike | None = None) -> None:
     """Checks (see :func:`check_parameters`) and then loads ``params`` into ``network``."""
     import mindspore as ms
 
     ignore = tuple(ignore_missing)
-    check_parameters(network, params, ignore_missing=ignore)
+    check_parameters(network, params, ignore_missing=ignore, source=source)
     own = {p.name for p in network.get_parameters()}
     wanted = {k: v for k, v in params.items() if k in own}
     not_loaded, _ = ms.load_param_into_net(network, wanted, strict_load=True)

@@ -84,7 +84,9 @@ def parse_callback_spec(spec: str) -> dict[str, Any]:
     target, _, rest = text.partition("(")
     try:
         call = ast.parse(f"f({rest}", mode="eval").body
-        if not isinstance(call, ast.Call) or call.args:
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+            raise ValueError("expected a single argument list after the class")
+        if call.args:
             raise ValueError("only keyword arguments are allowed")
         args = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
         if len(args) != len(call.keywords):

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.config import TrainConfig
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, DataError
 from trainer.idx import SPLIT_FILES, find_split, missing_files, read_idx, validate_split, write_idx
 
 logger = logging.getLogger(__name__)
+
+# Subfolder of a split's folder that holds raw copies of gzipped files.
+DECOMPRESSED = "decompressed"
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -66,9 +69,12 @@ def ensure_data(cfg: TrainConfig, progress: bool = True) -> Path:
 def prepare_split(data_dir: Path, split: str) -> SplitInfo:
     """Validates one split and returns a folder holding it as raw IDX files.
 
-    Gzipped files are decompressed beside themselves when the folder is writable, otherwise into
-    a cache folder keyed by the files' identity; the copy is written atomically, so an
-    interrupted run never leaves a partial raw file that a later run would trust.
+    MindSpore's reader takes every file of the folder whose name *contains* an expected name, so
+    it is only given a folder where the two raw files are the only such entries. Otherwise (the
+    files are gzipped, or a ``.gz`` twin, backup or temporary file sits beside them) raw copies
+    are written into a ``decompressed/`` subfolder when the folder is writable, or into a cache
+    folder keyed by the files' identity. Copies are written atomically, so an interrupted run
+    never leaves a partial raw file that a later run would trust.
 
     Raises:
         DataError: a file is missing or malformed (the message names it and the fault).
@@ -82,14 +88,30 @@ def prepare_split(data_dir: Path, split: str) -> SplitInfo:
         raise AssertionError("unreachable: ensure_mnist found the files missing")
     images, labels = found
     count = validate_split(images, labels)
-    if not any(p.suffix == ".gz" for p in found):
+    names = SPLIT_FILES[split]
+    if not any(p.suffix == ".gz" for p in found) and _only_raw_files(folder, names):
         return SplitInfo(folder, count)
-    target = folder if os.access(folder, os.W_OK) else _cache_folder(found)
-    for path, name in zip(found, SPLIT_FILES[split]):
+    # The mode bits count too: root passes os.access even for a read-only (r-x) folder.
+    writable = os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+    target = folder / DECOMPRESSED if writable else _cache_folder(found)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = "" if writable else (" (the data folder is read-only; set MSTRAIN_CACHE to a "
+                                     "folder you may write to)")
+        raise DataError(f"Cannot create the folder {target} for raw copies of the IDX files in "
+                        f"{folder}{where}: {exc.strerror or exc}.") from None
+    for path, name in zip(found, names):
         raw = target / name
-        if path.suffix == ".gz" and not _fresh(raw, path):
+        if not _fresh(raw, path):
             write_idx(raw, read_idx(path))
     return SplitInfo(target, count)
+
+
+def _only_raw_files(folder: Path, names: tuple[str, ...]) -> bool:
+    """Whether the raw files are the only entries whose names contain theirs."""
+    return all(entry.name in names for entry in folder.iterdir()
+               if any(name in entry.name for name in names))
 
 
 def _cache_folder(files: tuple[Path, Path]) -> Path:

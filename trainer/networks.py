@@ -117,6 +117,10 @@ def import_object(spec: str, *, what: str, option: str, hint: str) -> Callable:
         raise ConfigError(f"Option '{option}' is {spec!r}, but module {module_name!r} cannot be "
                           f"imported ({exc}). Check the spelling, and that the module is on "
                           "PYTHONPATH or in the current folder.") from None
+    except Exception as exc:  # a user's module may fail in any way while it is imported
+        raise ConfigError(f"Option '{option}' is {spec!r}, but importing module {module_name!r} "
+                          f"failed: {type(exc).__name__}: {exc}. Fix the module (run 'python -c "
+                          f"\"import {module_name}\"' to see the traceback).") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -114,6 +114,10 @@ class Trainer:
         from trainer.data import build_dataset, check_batch_size, ensure_data, prepare_split
 
         cfg = self.config
+        if cfg.num_classes < 10:
+            raise ConfigError(f"Option 'num_classes' is {cfg.num_classes}, but MNIST has labels "
+                              "0-9, so the network needs at least 10 outputs. Use "
+                              "--num-classes 10 (the default).")
         root = ensure_data(cfg, progress=sys.stderr.isatty())
         image_size = self._built.image_size
         test = prepare_split(root, "test")
@@ -381,7 +385,8 @@ class Trainer:
         # The optimizer was built with the checkpoint's rate array (extended when training
         # longer, see _check_resume), so the saved copy is not loaded over it.
         params.pop("learning_rate", None)
-        load_into(self.train_network, params, ignore_missing=("learning_rate",))
+        load_into(self.train_network, params, ignore_missing=("learning_rate",),
+                  source=bundle.path)
         meta = bundle.meta
         restored = restore_states(self.callbacks, meta.get("callbacks", {}))
         stats.load_state_dict(meta.get("epoch_stats", {}))
@@ -395,7 +400,7 @@ class Trainer:
         bundle = load_bundle(_bundle_path(Path(path)), require_meta=False)
         weights = {k: v for k, v in bundle.params.items()
                    if not k.startswith(_TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
-        load_into(self.network, weights)
+        load_into(self.network, weights, source=bundle.path)
         logger.info("Initialised the weights from %s (optimizer state and step start fresh).",
                     bundle.path)
 
@@ -421,13 +426,14 @@ class Trainer:
         bundle = load_bundle(_bundle_path(Path(ckpt)), require_meta=False)
         weights = {k: v for k, v in bundle.params.items()
                    if not k.startswith(_TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
-        load_into(self.network, weights)
+        load_into(self.network, weights, source=bundle.path)
         data = self._prepare_data(need_train=False)
         loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
         model = Model(self.network, loss_fn, metrics={"accuracy": Accuracy(), "loss": Loss()})
         result = model.eval(data.valid, dataset_sink_mode=False)
-        logger.info("Checkpoint %s: test accuracy %.4f, test loss %.4f on %d samples.",
-                    bundle.path, result["accuracy"], result["loss"], data.test_count)
+        logger.info("Checkpoint %s: test accuracy %.4f (%d/%d), test loss %.4f.", bundle.path,
+                    result["accuracy"], round(result["accuracy"] * data.test_count),
+                    data.test_count, result["loss"])
         return {k: float(v) for k, v in result.items()}
 
 

@@ -1,0 +1,1 @@
+"""User-side modules the end-to-end tests load through --callback and YAML ``callbacks``."""
