@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from trainer.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Keep MindSpore's C++ log quiet and decompressed-data caches inside the test's temp folders.
@@ -50,3 +52,18 @@ def train_cli(tmp_path):
         return run_train(list(args), cwd=tmp_path, **kwargs)
 
     return _run
+
+
+def write_yaml(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(func, *args, **kwargs) -> str:
+    """Calls ``func`` expecting a ConfigError and returns its message on one line."""
+    with pytest.raises(ConfigError) as info:
+        func(*args, **kwargs)
+    message = " ".join(info.value.paragraph().split())
+    assert message.startswith("error: ") and info.value.exit_code == 2
+    return message

@@ -8,26 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import config_error, write_yaml
 from trainer.cli import build_parser, parse_args, parse_callback_spec
 from trainer.config import CONFIG_FIELDS, TrainConfig
-from trainer.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_yaml(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def config_error(func, *args, **kwargs) -> str:
-    """Calls ``func`` expecting a ConfigError and returns its message on one line."""
-    with pytest.raises(ConfigError) as info:
-        func(*args, **kwargs)
-    message = " ".join(info.value.paragraph().split())
-    assert message.startswith("error: ") and info.value.exit_code == 2
-    return message
 
 
 def test_parse_args_without_flags_gives_the_defaults():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import config_error, write_yaml
 from trainer.cli import parse_args
 from trainer.config import (
     CONFIG_FIELDS,
@@ -22,27 +23,11 @@ from trainer.config import (
     load_yaml,
     save_config,
 )
-from trainer.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "configs" / "lenet_mnist.yaml"
 # Options of the tutorial recipe that only decide how much is printed, not what is trained.
 OUTPUT_ONLY = {"log_every"}
-
-
-def write_yaml(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def config_error(func, *args, **kwargs) -> str:
-    """Calls ``func`` expecting a ConfigError and returns its message on one line."""
-    with pytest.raises(ConfigError) as info:
-        func(*args, **kwargs)
-    message = " ".join(info.value.paragraph().split())
-    assert message.startswith("error: ") and info.value.exit_code == 2
-    return message
 
 
 # ------------------------------------------------------------------------------------ defaults
