@@ -32,7 +32,6 @@ class ProgressBar(Callback):
         self.stats = stats or EpochStats()
         self._bar = None
         self._last = 0.0
-        self._samples_per_step = 0
         self._first_epoch: int | None = None
 
     def on_train_begin(self, run_context) -> None:

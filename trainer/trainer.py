@@ -174,7 +174,7 @@ class Trainer:
                            eval_indexes=[0, 1, 2])
         return self.model
 
-    def _default_callbacks(self, stats, data: RunData) -> list[Any]:
+    def _default_callbacks(self, stats) -> list[Any]:
         from callbacks import (
             CSVLogger,
             EarlyStopping,
@@ -242,7 +242,7 @@ class Trainer:
         self._build_model(data.steps_per_epoch, lr_values)
 
         stats = EpochStats()
-        defaults = self._default_callbacks(stats, data)
+        defaults = self._default_callbacks(stats)
         user = [*self._config_callbacks(), *callbacks]
         self._check_callbacks(user)
         ckpt = ModelCheckpoint(self.run_dir / "checkpoints", every_n_epochs=cfg.save_every_epochs,
