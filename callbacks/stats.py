@@ -85,11 +85,19 @@ class EpochStats:
         self._pending: dict[str, Any] | None = None
         self._cache: dict[tuple, dict[str, float]] = {}
         self._run: Any = None  # the cb_params of the current Model.train/fit call
+        self._device_net: Any = None
+        self._device_counts = False
 
-    @staticmethod
-    def counts_on_device(cb_params) -> bool:
-        """Whether the train network keeps its own totals (``trainer.step.TrainStep``)."""
-        return hasattr(getattr(cb_params, "train_network", None), "stat_loss_sum")
+    def counts_on_device(self, cb_params) -> bool:
+        """Whether the train network keeps its own totals (``trainer.step.TrainStep``).
+
+        Asked by every callback on every step, so the answer is kept per network: an attribute
+        look-up on a Cell goes through MindSpore's slow ``Cell.__getattr__``.
+        """
+        net = getattr(cb_params, "train_network", None)
+        if self._device_net is not net:
+            self._device_net, self._device_counts = net, hasattr(net, "stat_loss_sum")
+        return self._device_counts
 
     def begin_epoch(self, cb_params) -> None:
         """Takes the snapshot this epoch's means are measured from (once per epoch)."""
