@@ -1,0 +1,11 @@
+"""Predict the digits in your own images: ``python predict.py --ckpt runs/demo digit.png``.
+
+See ``python predict.py --help`` and README.md.
+"""
+
+import sys
+
+from trainer.predict import main
+
+if __name__ == "__main__":
+    sys.exit(main())
