@@ -1,0 +1,1 @@
+"""Tests of mstrain (a package: see pythonpath in pyproject.toml)."""
