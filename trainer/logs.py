@@ -19,13 +19,22 @@ class TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def setup_logging(level: int = logging.INFO) -> logging.Logger:
-    """Sends the ``mstrain`` logger's messages to stdout, once (idempotent)."""
+def setup_logging(level: int = logging.INFO, prefix: str = "") -> logging.Logger:
+    """Sends the ``mstrain`` logger's messages to stdout, once (idempotent).
+
+    Args:
+        level: The lowest level shown. Defaults to `logging.INFO`.
+        prefix: Put before every line, e.g. ``"[worker 1] "`` in a data-parallel run, whose
+            workers other than rank 0 call this again with ``logging.WARNING`` so that they stay
+            quiet except for warnings and errors. Defaults to `""`.
+    """
     logger = logging.getLogger("mstrain")
-    if not any(isinstance(h, TqdmHandler) for h in logger.handlers):
-        handler = TqdmHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    handlers = [h for h in logger.handlers if isinstance(h, TqdmHandler)]
+    if not handlers:
+        handlers = [TqdmHandler(sys.stdout)]
+        logger.addHandler(handlers[0])
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(prefix.replace("%", "%%") + "%(message)s"))
     logger.setLevel(level)
     logger.propagate = False
     return logger
