@@ -11,6 +11,7 @@ variant is a warm-up (graph compilation) and is not counted. Prints medians and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="per variant and round (>= 2)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
     results: dict[str, list[float]] = {"bare Model.train": [], "train.py (Trainer)": []}
     for _ in range(args.rounds):
@@ -97,6 +99,10 @@ def main(argv=None) -> int:
         med = statistics.median(values)
         rounds = ", ".join(f"{v:.2f}" for v in values)
         print(f"{name:<22} {med:>15.3f} {rounds:>30} {med / base:>7.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({name: {"median_ms": statistics.median(values),
+                                                "rounds_ms": values}
+                                         for name, values in results.items()}, indent=1))
     return 0
 
 

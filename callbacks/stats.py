@@ -51,10 +51,13 @@ def current_lr(cb_params) -> float | None:
     if opt is None:
         return None
     rates = lr_parameter(opt)
-    if len(getattr(rates, "shape", ())) == 1:
+    if hasattr(rates, "asnumpy") and len(rates.shape) <= 1:
+        # Read on the host: optimizer.get_lr() runs an operator, which costs about 0.1 s a call.
+        values = rates.asnumpy().reshape(-1)
+        if len(rates.shape) == 0:
+            return float(values[0])
         step = int(opt.global_step.asnumpy().reshape(-1)[0])
-        if step >= rates.shape[0]:
-            return float(rates.asnumpy()[-1])
+        return float(values[min(step, len(values) - 1)])
     lr = opt.get_lr()
     if isinstance(lr, (tuple, list)):  # group learning rates: report the first group
         lr = lr[0]

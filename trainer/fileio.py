@@ -18,6 +18,11 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def default_mode(directory: bool = False) -> int:
+    """The mode a new file (or folder) gets under this process's umask."""
+    return (0o777 if directory else 0o666) & ~_UMASK
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Makes a rename inside ``folder`` durable (best effort where directories cannot be opened)."""
     try:

@@ -1,0 +1,160 @@
+"""All speed and memory figures of BENCHMARKS.md in one command, printed as a table.
+
+Sections (each measured back to back on this machine, so machine noise hits both sides alike):
+
+* step: ``train.py``'s training step (TrainStep, default callbacks, validation) against a bare
+  ``Model.train`` on the same pipeline (``benchmarks/step_overhead.py``);
+* wall: ``python train.py --net lenet --epochs N`` against the same LeNet, batch, optimizer and
+  data in PyTorch eager (``benchmarks/torch_lenet.py``, when ``torch`` is installed), alternating,
+  with the time to the first training step, the final test accuracy and the peak memory of each;
+* pipeline: samples/s of the input pipeline alone (``benchmarks/pipeline_throughput.py``) against
+  the samples/s training consumes;
+* startup: ``train.py --help`` and a configuration error (neither imports MindSpore).
+
+    python benchmarks/run.py --data-dir ../shared/data/mnist-subset --rounds 3
+
+Figures are medians over ``--rounds``; ratios compare medians from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import ROOT, median, run  # noqa: E402
+
+PY = sys.executable
+BENCH = ROOT / "benchmarks"
+
+
+def step_section(args, tmp: Path) -> list[tuple]:
+    out = tmp / "step.json"
+    run([PY, str(BENCH / "step_overhead.py"), "--data-dir", str(args.data_dir), "--rounds",
+         str(args.rounds), "--epochs", str(max(2, args.epochs)), "--json", str(out)])
+    data = json.loads(out.read_text())
+    bare = data["bare Model.train"]["median_ms"]
+    ours = data["train.py (Trainer)"]["median_ms"]
+    args.step_ms = ours
+    return [("step", "bare Model.train, same pipeline", f"{bare:.2f} ms/step", "1.00"),
+            ("step", "train.py (TrainStep + default callbacks)", f"{ours:.2f} ms/step",
+             f"{ours / bare:.3f} (goal <= 1.05)")]
+
+
+def wall_section(args, tmp: Path) -> list[tuple]:
+    have_torch = importlib.util.find_spec("torch") is not None and not args.skip_torch
+    ours_cmd = [PY, str(ROOT / "train.py"), "--net", "lenet", "--epochs", str(args.epochs),
+                "--data-dir", str(args.data_dir), "--no-progress", "--log-every", "0",
+                "--output-dir", str(tmp / "runs"), "--callback", "benchmarks.probes:Clock"]
+    torch_cmd = [PY, str(BENCH / "torch_lenet.py"), "--data-dir", str(args.data_dir),
+                 "--epochs", str(args.epochs)]
+    other_cmd = None
+    if args.compare_with:  # another checkout's train.py (e.g. the previous release), same options
+        other_cmd = [PY, str(args.compare_with / "train.py"), *ours_cmd[2:]]
+    # One untimed run fills the decoded-data cache, as any earlier run on this data would have.
+    run([*ours_cmd, "--run-name", "warm-up", "--epochs", "1"])
+    results: dict[str, list] = {"train.py": [], "torch": [], "other": []}
+    for i in range(args.rounds):
+        results["train.py"].append(run([*ours_cmd, "--run-name", f"r{i}"]))
+        if have_torch:
+            results["torch"].append(run(torch_cmd))
+        if other_cmd:
+            results["other"].append(run([*other_cmd, "--run-name", f"o{i}"]))
+    rows = []
+    base = median([r.wall for r in results["torch"]]) if results["torch"] else None
+    labels = {"train.py": f"python train.py --net lenet --epochs {args.epochs}",
+              "torch": f"PyTorch eager, same model/batch/optimizer/data, {args.epochs} epochs",
+              "other": f"train.py in {args.compare_with}, same options"}
+    for name in ("torch", "train.py", "other"):
+        runs = results[name]
+        if name == "other" and not runs:
+            continue
+        if not runs:
+            rows.append(("wall", labels[name], "skipped (--skip-torch, or torch is not "
+                         "installed: pip install torch==2.13.0)", ""))
+            continue
+        wall = median([r.wall for r in runs])
+        first = median([r.first("first_step") for r in runs])
+        acc = median([float(r.events["epoch"][-1][2]) for r in runs])
+        rss = max(r.peak_rss_mb for r in runs)
+        ratio = f"{wall / base:.2f} (goal <= 1.0)" if base and name == "train.py" else (
+            f"{wall / base:.2f}" if base and name == "other" else ("1.00" if base else ""))
+        rows += [("wall", labels[name], f"{wall:.1f} s (rounds: "
+                  + ", ".join(f"{r.wall:.1f}" for r in runs) + ")", ratio),
+                 ("wall", f"  {name}: time to the first training step", f"{first:.2f} s", ""),
+                 ("wall", f"  {name}: final test accuracy", f"{acc:.4f}", ""),
+                 ("memory", f"  {name}: peak resident memory", f"{rss:.0f} MB", "")]
+    return rows
+
+
+def pipeline_section(args, tmp: Path) -> list[tuple]:
+    out = tmp / "pipe.json"
+    run([PY, str(BENCH / "pipeline_throughput.py"), "--data-dir", str(args.data_dir),
+         "--epochs", str(max(2, args.rounds)), "--json", str(out)])
+    data = json.loads(out.read_text())
+    consumed = 32 / args.step_ms * 1000 if getattr(args, "step_ms", None) else None
+    rows = []
+    if consumed:
+        rows.append(("pipeline", "training consumes (batch 32 / step time)",
+                     f"{consumed:.0f} samples/s", "1.00"))
+    for name in ("cached", "streaming"):
+        rate = data[name]["median_samples_per_s"]
+        label = ("cached pipeline (--data-cache)" if name == "cached"
+                 else "streaming pipeline (default)")
+        rows.append(("pipeline", label, f"{rate:.0f} samples/s",
+                     f"{rate / consumed:.1f}x (goal >= 3)" if consumed else ""))
+    return rows
+
+
+def startup_section(args, tmp: Path) -> list[tuple]:
+    help_runs = [run([PY, str(ROOT / "train.py"), "--help"]).wall for _ in range(5)]
+    bad_runs = [run([PY, str(ROOT / "train.py"), "--epochs", "0"], check=False).wall
+                for _ in range(5)]
+    return [("startup", "python train.py --help", f"{median(help_runs):.2f} s", "goal < 0.5 s"),
+            ("startup", "a configuration error (--epochs 0)", f"{median(bad_runs):.2f} s",
+             "goal < 0.5 s")]
+
+
+SECTIONS = {"step": step_section, "wall": wall_section, "pipeline": pipeline_section,
+            "startup": startup_section}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions per measurement")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the whole-run race")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--skip-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
+                        help="also race the train.py of another checkout (e.g. the previous "
+                        "release: git worktree add /tmp/before v0.1.0)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    args.data_dir = args.data_dir.resolve()
+    if args.compare_with:
+        args.compare_with = args.compare_with.resolve()
+    rows: list[tuple] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.only:
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            rows += SECTIONS[name](args, Path(tmp))
+    widths = [max(len(str(r[i])) for r in rows + [("what", "", "median", "ratio")])
+              for i in range(4)]
+    header = ("section", "what", "median", "ratio")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The same LeNet-5 run in PyTorch eager: the baseline ``train.py``'s wall time is compared to.
+
+Same work as ``python train.py --net lenet --epochs N``: the same IDX files, resized to 32x32
+bilinearly and normalised with MNIST's mean and deviation once, LeNet-5 (5x5 valid convolutions,
+2x2 max pooling, dense 120-84-10, ReLU), cross-entropy, SGD with momentum 0.9 and lr 0.01,
+batch 32 with the last incomplete batch dropped, a new shuffle every epoch, and a validation pass
+over the whole test split after every epoch. It prints the same kind of probe lines as
+``benchmarks.probes.Clock`` so the benchmark reads both alike.
+
+    pip install torch==2.13.0   # the CPU wheel on these machines
+    python benchmarks/torch_lenet.py --data-dir ../shared/data/mnist-subset --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.probes import launch_time  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--eval-batch-size", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    t0 = launch_time()
+
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from trainer.idx import SPLIT_FILES, find_split, read_idx
+
+    torch.manual_seed(args.seed)
+
+    def load(split: str):
+        images_path, labels_path = find_split(args.data_dir / split, split) or (
+            args.data_dir / split / SPLIT_FILES[split][0], None)
+        x = torch.from_numpy(read_idx(images_path)).float().div_(255.0).unsqueeze(1)
+        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+        x = (x - 0.1307) / 0.3081
+        return x.contiguous(), torch.from_numpy(read_idx(labels_path)).long()
+
+    train_x, train_y = load("train")
+    test_x, test_y = load("test")
+
+    class LeNet5(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 6, 5)
+            self.conv2 = nn.Conv2d(6, 16, 5)
+            self.fc1 = nn.Linear(16 * 5 * 5, 120)
+            self.fc2 = nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+            x = torch.flatten(x, 1)
+            return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+    model = LeNet5()
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    steps = len(train_y) // args.batch_size
+    generator = torch.Generator().manual_seed(args.seed)
+    first = True
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train_y), generator=generator)
+        total = 0.0
+        for k in range(steps):
+            idx = order[k * args.batch_size:(k + 1) * args.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(train_x[idx]), train_y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() if k % 100 == 0 else 0.0
+            if first:
+                first = False
+                print(f"BENCH first_step {time.time() - t0:.3f}", file=sys.stderr, flush=True)
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for k in range(0, len(test_y), args.eval_batch_size):
+                logits = model(test_x[k:k + args.eval_batch_size])
+                correct += (logits.argmax(1) == test_y[k:k + args.eval_batch_size]).sum().item()
+        accuracy = correct / len(test_y)
+        print(f"BENCH epoch {epoch} {time.time() - t0:.3f} {accuracy:.6f}", file=sys.stderr,
+              flush=True)
+        print(f"epoch {epoch}: test accuracy {accuracy:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

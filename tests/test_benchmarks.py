@@ -1,0 +1,67 @@
+"""The benchmark scripts run on generated data and print their tables (no timing asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory) -> Path:
+    from trainer.synthetic import generate_digits
+
+    return generate_digits(tmp_path_factory.mktemp("tiny"), train_size=320, test_size=100, seed=5)
+
+
+def _bench(script: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GLOG_v": "3", "MSTRAIN_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_run_prints_every_section_of_the_table(tiny_digits, tmp_path):
+    out = tmp_path / "rows.json"
+    result = _bench("run.py", "--data-dir", str(tiny_digits), "--rounds", "1", "--epochs", "1",
+                    "--skip-torch", "--json", str(out), tmp_path=tmp_path)
+    table = result.stdout
+    assert table.startswith("| section")
+    for label in ("bare Model.train", "train.py (TrainStep", "python train.py --net lenet",
+                  "time to the first training step", "peak resident memory",
+                  "training consumes", "cached pipeline", "streaming pipeline",
+                  "python train.py --help", "configuration error", "skipped"):
+        assert label in table, label
+    step = re.search(r"train\.py \(TrainStep[^|]*\| ([\d.]+) ms/step\s*\| ([\d.]+)", table)
+    assert step and float(step.group(1)) > 0 and float(step.group(2)) > 0
+    memory = re.search(r"train\.py: peak resident memory\s*\| (\d+) MB", table)
+    assert memory and 100 < int(memory.group(1)) < 20000
+    assert out.is_file() and len(__import__("json").loads(out.read_text())) >= 10
+
+
+def test_time_to_accuracy_reports_the_epoch_reaching_the_target(tiny_digits, tmp_path):
+    result = _bench("time_to_accuracy.py", "--data-dir", str(tiny_digits), "--target", "0.0",
+                    "--", "--net", "mlp", "--epochs", "2", tmp_path=tmp_path)
+    assert re.search(r"run 0: 0\.00% epoch 1 after [\d.]+ s; best 0\.\d+", result.stdout)
+    assert "median time to 0.00%" in result.stdout
+    missed = _bench("time_to_accuracy.py", "--data-dir", str(tiny_digits), "--target", "1.01",
+                    "--", "--net", "mlp", "--epochs", "1", tmp_path=tmp_path)
+    assert "not reached in 1 epochs" in missed.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_the_pytorch_baseline_learns(digits_dir, tmp_path):
+    result = _bench("torch_lenet.py", "--data-dir", str(digits_dir), "--epochs", "2",
+                    "--lr", "0.05", tmp_path=tmp_path)
+    accuracy = float(re.findall(r"test accuracy ([\d.]+)", result.stdout)[-1])
+    assert accuracy >= 0.5
