@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Keep MindSpore's C++ log quiet and decompressed-data caches inside the test's temp folders.
 os.environ.setdefault("GLOG_v", "3")
+os.environ.setdefault("MSTRAIN_CACHE", tempfile.mkdtemp(prefix="mstrain-test-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ EPILOG = """examples:
   python train.py --data-source synthetic --epochs 2          # no download needed
   python train.py --run-name demo --resume auto               # continue run 'demo'
   python train.py --eval-only --ckpt runs/demo                # evaluate a saved run
+  python train.py --export mindir --ckpt runs/demo            # runs/demo/export/lenet.mindir
   python train.py --callback "my_pkg.cbs:PrintLR(every=100)"  # add your own callback
 """
 
@@ -66,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init-from", metavar="PATH", help="start a new run from a "
                         "checkpoint's weights only (fine-tuning)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate --ckpt on the test "
-                        "split and exit")
-    parser.add_argument("--ckpt", metavar="PATH", help="checkpoint for --eval-only: a .ckpt, a "
-                        "latest.json or a run directory")
+                        "split (accuracy, per-class table, confusion matrix; writes "
+                        "confusion.png, mistakes.png, evaluation.json) and exit")
+    parser.add_argument("--export", choices=("mindir", "onnx"), help="write --ckpt's network "
+                        "for serving (RUN/export/NET.mindir or .onnx), checked against the "
+                        "checkpoint, and exit")
+    parser.add_argument("--export-batch", type=int, metavar="N", help="fixed batch size of the "
+                        "exported input (default: dynamic for mindir, 1 for onnx)")
+    parser.add_argument("--ckpt", metavar="PATH", help="checkpoint for --eval-only or --export: "
+                        "a .ckpt, a latest.json or a run directory")
+    parser.add_argument("--results-dir", metavar="DIR", help="where --eval-only and --export "
+                        "write (default: the checkpoint's run directory, RUN/export for exports)")
     return parser
 
 
@@ -120,16 +129,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     result = argparse.Namespace(
         config=TrainConfig(**values).validate(),
         resume=getattr(ns, "resume", None), init_from=getattr(ns, "init_from", None),
-        eval_only=getattr(ns, "eval_only", False), ckpt=getattr(ns, "ckpt", None))
-    if result.eval_only and not result.ckpt:
-        raise ConfigError("--eval-only needs --ckpt PATH: a checkpoint file, a latest.json, or a "
+        eval_only=getattr(ns, "eval_only", False), ckpt=getattr(ns, "ckpt", None),
+        export=getattr(ns, "export", None), export_batch=getattr(ns, "export_batch", None),
+        results_dir=getattr(ns, "results_dir", None))
+    if result.eval_only and result.export:
+        raise ConfigError("--eval-only and --export are separate actions; run train.py once for "
+                          "each, with the same --ckpt.")
+    action = "--eval-only" if result.eval_only else "--export" if result.export else None
+    if action and not result.ckpt:
+        raise ConfigError(f"{action} needs --ckpt PATH: a checkpoint file, a latest.json, or a "
                           "run directory such as runs/lenet-20260101-120000.")
-    if result.ckpt and not result.eval_only:
-        raise ConfigError("--ckpt is only used with --eval-only. To continue a run use --resume "
-                          "PATH; to start a new run from saved weights use --init-from PATH.")
+    if result.ckpt and not action:
+        raise ConfigError("--ckpt is only used with --eval-only or --export. To continue a run "
+                          "use --resume PATH; to start a new run from saved weights use "
+                          "--init-from PATH.")
+    if action and (result.resume or result.init_from):
+        raise ConfigError(f"{action} does not train, so --resume and --init-from do not apply; "
+                          "name the checkpoint with --ckpt only.")
+    if result.export_batch is not None and (not result.export or result.export_batch < 1):
+        raise ConfigError(f"--export-batch is {result.export_batch}; it is used only with "
+                          "--export and must be at least 1 (leave it out for a dynamic batch in "
+                          "MINDIR, batch 1 in ONNX).")
+    if result.results_dir and not action:
+        raise ConfigError("--results-dir is only used with --eval-only or --export; a training "
+                          "run writes into --output-dir/--run-name.")
     if result.resume and result.init_from:
         raise ConfigError("--resume and --init-from exclude each other: --resume continues the "
                           "same run exactly, --init-from starts a new one from saved weights.")
+    if action and result.config.distributed:
+        raise ConfigError(f"{action} runs in one process and does not take --distributed, which "
+                          "is for training under msrun. Run python train.py "
+                          f"{action} --ckpt PATH without msrun; a checkpoint from a "
+                          "data-parallel run loads there like any other.")
     return result
 
 
@@ -142,7 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         trainer = Trainer(args.config)
         if args.eval_only:
-            trainer.evaluate(args.ckpt)
+            trainer.evaluate(args.ckpt, results_dir=args.results_dir)
+        elif args.export:
+            from trainer.export import export_checkpoint
+
+            export_checkpoint(args.ckpt, args.export, config=args.config,
+                              batch=args.export_batch, out_dir=args.results_dir)
         else:
             trainer.fit(resume=args.resume, init_from=args.init_from)
     except UserError as exc:

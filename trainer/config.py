@@ -18,8 +18,8 @@ from typing import Any
 
 from trainer.errors import ConfigError
 
-NETWORKS = ("lenet", "mlp")
-DATA_SOURCES = ("mnist", "synthetic")
+NETWORKS = ("lenet", "mlp", "mindvision-lenet")
+DATA_SOURCES = ("mnist", "synthetic", "mindvision")
 OPTIMIZERS = ("momentum", "sgd", "adam")
 DEVICES = ("CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
@@ -31,6 +31,7 @@ LR_SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "polyn
 FINGERPRINT_FIELDS = (
     "net", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "lr_schedule",
     "warmup_epochs", "min_lr", "lr_gamma", "lr_step_size", "lr_milestones", "lr_power", "seed",
+    "data_source", "data_cache",
 )
 
 
@@ -60,12 +61,14 @@ class TrainConfig:
     """
 
     # What to train.
-    net: str = _opt("lenet", "network: lenet, mlp, or a factory 'pkg.module:function' taking "
-                    "num_classes", metavar="NAME")
+    net: str = _opt("lenet", "network: lenet, mlp, mindvision-lenet (mindvision's LeNet), or a "
+                    "factory 'pkg.module:function' taking num_classes", metavar="NAME")
     num_classes: int = _opt(10, "number of classes", minimum=2)
     # Data.
     data_source: str = _opt("mnist", "where the digits come from: MNIST IDX files in --data-dir "
-                            "(downloaded when missing) or generated digits", choices=DATA_SOURCES)
+                            "(downloaded when missing), read by MindSpore's MnistDataset (mnist) "
+                            "or by mindvision's Mnist (mindvision, slower), or generated digits",
+                            choices=DATA_SOURCES)
     data_dir: str = _opt("", "folder holding train/ and test/ with the IDX files (raw or .gz); "
                          "default data/mnist, or data/synthetic for generated digits",
                          metavar="DIR")
@@ -73,6 +76,12 @@ class TrainConfig:
     synthetic_train_size: int = _opt(6000, "generated training digits", minimum=1)
     synthetic_test_size: int = _opt(1000, "generated test digits", minimum=1)
     num_workers: int = _opt(2, "parallel workers of the input pipeline", minimum=1)
+    data_cache: bool = _opt(False, "decode and resize the IDX files once into a MindRecord "
+                            "cache (in $MSTRAIN_CACHE or ~/.cache/mstrain, about 7 KB a digit) "
+                            "and train from it, instead of decoding every digit on every epoch")
+    eval_batch_size: int = _opt(1000, "samples per validation batch; fewer, larger batches "
+                                "validate faster (the loss is a mean of batch means, exact when "
+                                "this divides the test set's size)", minimum=1)
     # Optimisation.
     epochs: int = _opt(10, "number of epochs", minimum=1)
     batch_size: int = _opt(32, "samples per training step", minimum=1)
@@ -94,6 +103,9 @@ class TrainConfig:
     device: str = _opt("CPU", "device target", choices=DEVICES)
     mode: str = _opt("graph", "graph compiles each step (fast); pynative runs op by op",
                      choices=MODES)
+    distributed: bool = _opt(False, "train data-parallel across the workers that msrun starts "
+                             "(each reads its shard of the training set; --batch-size is per "
+                             "worker); launch with msrun, see the README")
     output_dir: str = _opt("runs", "folder that holds run directories", metavar="DIR")
     run_name: str = _opt("", "run directory name inside --output-dir (default: NET-DATE-TIME)",
                          metavar="NAME")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError, DataError
+from trainer.fileio import default_mode
 from trainer.idx import SPLIT_FILES, find_split, missing_files, read_idx, validate_split, write_idx
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,131 @@ def check_batch_size(batch_size: int, train_count: int, shards: int = 1) -> None
             f"Use --batch-size {max(1, per_shard // 4)} or less, or more training data.")
 
 
+def image_transforms(image_size: int) -> list:
+    """The per-image operations between a uint8 ``[28, 28, 1]`` digit and the network's input.
+
+    Resize (bilinear, only when ``image_size`` is not 28), rescale to [0, 1], normalise with
+    MNIST's mean and standard deviation, HWC to CHW. The training pipeline maps them over the
+    dataset; prediction applies the same objects to single images (they are callable eagerly), so
+    both see identical inputs.
+
+    Args:
+        image_size: Side the network expects.
+
+    Returns:
+        A list of ``mindspore.dataset.vision`` operations.
+    """
+    from mindspore.dataset import vision
+
+    image_ops = []
+    if image_size != 28:
+        image_ops.append(vision.Resize((image_size, image_size), vision.Inter.LINEAR))
+    image_ops += [vision.Rescale(1.0 / 255.0, 0.0), vision.Normalize([MNIST_MEAN], [MNIST_STD]),
+                  vision.HWC2CHW()]
+    return image_ops
+
+
+# Bumped whenever what the cache holds changes, so old caches are never read as new ones.
+CACHE_VERSION = 1
+_CACHE_FILE = "data.mindrecord"
+_CACHE_META = "meta.json"
+
+
+def cached_split(folder: Path, split: str, *, image_size: int, num_workers: int = 2) -> Path:
+    """Returns a MindRecord file holding the split decoded, resized and normalised once.
+
+    The digits go through MindSpore's own reader and the same operations as the streaming
+    pipeline (:func:`image_transforms`), so the cached tensors are bit for bit what it would
+    produce; afterwards every epoch only reads finished ``float32 [1, S, S]`` tensors, which frees
+    the CPU that per-sample decoding and resizing took from training. The file lives under
+    :func:`cache_root`, keyed by the IDX files' path, size and modification time, the image size
+    and :data:`CACHE_VERSION`. It is built in a temporary folder and renamed into place when
+    complete, so an interrupted build is never mistaken for a cache (and two processes building it
+    at once, such as msrun's workers, both end up with the same complete folder).
+
+    Args:
+        folder: Folder with the split's raw IDX files (see :func:`prepare_split`).
+        split: ``"train"`` or ``"test"``.
+        image_size: Side the network expects.
+        num_workers: Parallel workers for the one-off decoding. Defaults to `2`.
+
+    Returns:
+        The path of the ``.mindrecord`` file (its ``.db`` index lies beside it).
+
+    Raises:
+        DataError: the cache folder cannot be written.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    files = [Path(folder) / name for name in SPLIT_FILES[split]]
+    key = hashlib.sha1(f"v{CACHE_VERSION}|{image_size}|{MNIST_MEAN}|{MNIST_STD}".encode())
+    for path in files:
+        stat = path.stat()
+        key.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    target = cache_root() / "mindrecord" / f"{split}-{image_size}-{key.hexdigest()[:16]}"
+    if _complete(target):
+        return target / _CACHE_FILE
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent))
+        staging.chmod(default_mode(directory=True))  # mkdtemp makes it private
+    except OSError as exc:
+        raise DataError(f"Cannot write the decoded-data cache in {target.parent}: "
+                        f"{exc.strerror or exc}. Set MSTRAIN_CACHE to a folder you may write to, "
+                        "or leave out --data-cache to decode the IDX files on every "
+                        "epoch.") from None
+    logging.getLogger("mstrain").info(
+        "Decoding the %s split once into %s (later runs read it from there).", split, target)
+    try:
+        count = _write_mindrecord(folder, split, staging / _CACHE_FILE, image_size, num_workers)
+        meta = {"version": CACHE_VERSION, "split": split, "image_size": image_size,
+                "count": count, "source": [str(p.resolve()) for p in files]}
+        (staging / _CACHE_META).write_text(json.dumps(meta, indent=1) + "\n")
+        if target.exists():  # an incomplete leftover (complete ones returned above)
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not _complete(target):  # not a concurrent build that finished first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / _CACHE_FILE
+
+
+def _complete(target: Path) -> bool:
+    return all((target / name).is_file()
+               for name in (_CACHE_FILE, _CACHE_FILE + ".db", _CACHE_META))
+
+
+def _write_mindrecord(folder: Path, split: str, path: Path, image_size: int,
+                      num_workers: int) -> int:
+    """Decodes a split with MindSpore's reader and writes it as one MindRecord file."""
+    import mindspore.dataset as ds
+    from mindspore.mindrecord import FileWriter
+
+    source = ds.MnistDataset(str(folder), usage=split, shuffle=False,
+                             num_parallel_workers=num_workers)
+    source = source.map(image_transforms(image_size), "image", num_parallel_workers=num_workers)
+    source = source.batch(2048)
+    writer = FileWriter(str(path), shard_num=1, overwrite=True)
+    writer.add_schema({"image": {"type": "float32", "shape": [1, image_size, image_size]},
+                       "label": {"type": "int32"}}, "mnist")
+    count = 0
+    for images, labels in source.create_tuple_iterator(output_numpy=True, num_epochs=1):
+        writer.write_raw_data([{"image": image, "label": int(label)}
+                               for image, label in zip(images, labels)])
+        count += len(labels)
+    writer.commit()
+    return count
+
+
 def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int, training: bool,
-                  num_workers: int = 2, num_shards: int | None = None, shard_id: int | None = None):
+                  num_workers: int = 2, num_shards: int | None = None, shard_id: int | None = None,
+                  cache: bool = False):
     """Builds the batched MindSpore pipeline for one split.
 
     Args:
@@ -152,22 +276,25 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
         num_workers: Parallel workers for reading and mapping. Defaults to `2`.
         num_shards: Number of data-parallel workers, or None. Defaults to `None`.
         shard_id: This worker's rank, or None. Defaults to `None`.
+        cache: Read the split decoded once (see :func:`cached_split`) instead of decoding and
+            resizing every sample on every epoch. Defaults to `False`.
 
     Returns:
         A ``mindspore.dataset.Dataset`` yielding ``(image float32 [N,1,S,S], label int32 [N])``.
     """
     import mindspore as ms
     import mindspore.dataset as ds
-    from mindspore.dataset import transforms, vision
+    from mindspore.dataset import transforms
 
+    if cache:
+        path = cached_split(folder, split, image_size=image_size, num_workers=num_workers)
+        dataset = ds.MindDataset(str(path), columns_list=["image", "label"], shuffle=training,
+                                 num_parallel_workers=num_workers, num_shards=num_shards,
+                                 shard_id=shard_id)
+        return dataset.batch(batch_size, drop_remainder=training)
     dataset = ds.MnistDataset(str(folder), usage=split, shuffle=training,
                               num_parallel_workers=num_workers, num_shards=num_shards,
                               shard_id=shard_id)
-    image_ops = []
-    if image_size != 28:
-        image_ops.append(vision.Resize((image_size, image_size), vision.Inter.LINEAR))
-    image_ops += [vision.Rescale(1.0 / 255.0, 0.0), vision.Normalize([MNIST_MEAN], [MNIST_STD]),
-                  vision.HWC2CHW()]
-    dataset = dataset.map(image_ops, "image", num_parallel_workers=num_workers)
+    dataset = dataset.map(image_transforms(image_size), "image", num_parallel_workers=num_workers)
     dataset = dataset.map(transforms.TypeCast(ms.int32), "label", num_parallel_workers=num_workers)
     return dataset.batch(batch_size, drop_remainder=training)

@@ -1,6 +1,6 @@
 """Networks: LeNet-5 and the tutorial MLP, a registry, and users' own factories.
 
-A network is named either by its registry name (``lenet``, ``mlp``) or as
+A network is named either by its registry name (``lenet``, ``mlp``, ``mindvision-lenet``) or as
 ``pkg.module:factory``, a callable taking ``num_classes`` and returning a ``mindspore.nn.Cell``.
 The input size the network expects (32 for LeNet, 28 for the MLP) decides whether the data
 pipeline resizes; a user's network declares it with an ``image_size`` attribute on the factory
@@ -18,6 +18,7 @@ from pathlib import Path
 from mindspore import nn
 from mindspore.common.initializer import Normal
 
+from trainer import mindvision_source
 from trainer.errors import ConfigError
 
 
@@ -73,7 +74,9 @@ class MLP(nn.Cell):
         return self.dense_relu_sequential(self.flatten(x))
 
 
-REGISTRY: dict[str, Callable[..., nn.Cell]] = {"lenet": LeNet5, "mlp": MLP}
+# mindvision's LeNet imports mindvision only when it is built (see trainer/mindvision_source.py).
+REGISTRY: dict[str, Callable[..., nn.Cell]] = {"lenet": LeNet5, "mlp": MLP,
+                                               "mindvision-lenet": mindvision_source.lenet}
 
 
 @dataclass
@@ -152,6 +155,8 @@ def build_network(spec: str, num_classes: int = 10) -> BuiltNetwork:
     factory = resolve_factory(spec)
     try:
         cell = factory(num_classes=num_classes)
+    except ConfigError:  # already a complete message (e.g. mindvision is not installed)
+        raise
     except Exception as exc:  # a user's factory may fail in any way; say whose fault it is
         raise ConfigError(f"Network factory {spec!r} failed when called with "
                           f"num_classes={num_classes}: {type(exc).__name__}: {exc}") from exc

@@ -21,6 +21,7 @@ from typing import Any
 
 from mindspore.train import Callback
 
+from trainer import distributed
 from trainer.checkpoint import LATEST, Bundle, CheckpointStore, load_bundle, load_into
 from trainer.config import TrainConfig, save_config
 from trainer.errors import CheckpointError, ConfigError, UserError
@@ -31,6 +32,11 @@ logger = logging.getLogger("mstrain")
 # Parameters a train network has beyond the backbone's weights.
 _TRAIN_STATE_PREFIXES = ("moments.", "global_step", "learning_rate", "momentum", "beta1_power",
                          "beta2_power", "moment1.", "moment2.", "train_stats.", "accum.")
+
+# Steps between the workers' exchanges of their stop flags in a data-parallel run: one small
+# all-reduce (about 1 ms on CPU) every 10 steps, and a stop within 10 steps of a signal.
+_STOP_SYNC_STEPS = 10
+_OTHER_WORKER = "a signal to another worker"
 
 
 class TrainingStopped(UserError):
@@ -85,9 +91,10 @@ class Trainer:
         self._stop_signal: str | None = None
 
     # ------------------------------------------------------------------ set-up
-    def _run_dir(self) -> Path:
+    def _run_dir(self, when: float | None = None) -> Path:
         cfg = self.config
-        name = cfg.run_name or f"{_slug(cfg.net)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stamp = time.strftime('%Y%m%d-%H%M%S', time.localtime(when))
+        name = cfg.run_name or f"{_slug(cfg.net)}-{stamp}"
         return Path(cfg.output_dir).expanduser() / name
 
     def _set_context(self) -> None:
@@ -95,6 +102,7 @@ class Trainer:
         import mindspore.dataset as ds
         import numpy as np
 
+        distributed.check_launch(self.config.distributed)
         mode = ms.GRAPH_MODE if self.config.mode == "graph" else ms.PYNATIVE_MODE
         try:
             ms.set_context(mode=mode)
@@ -106,13 +114,20 @@ class Trainer:
                               f"({str(exc).splitlines()[0]}). This MindSpore build runs on CPU; "
                               "use --device CPU, or install the MindSpore package for your "
                               "accelerator.") from None
+        if self.config.distributed:
+            # Every worker uses the same seeds: identical initial weights, and one shuffled
+            # order of the training set that the shards partition (see _prepare_data).
+            cluster = distributed.setup()
+            if not cluster.main:
+                setup_logging(logging.WARNING, prefix=f"[worker {cluster.rank}] ")
         ms.set_seed(self.config.seed)
         ds.config.set_seed(self.config.seed)
         np.random.seed(self.config.seed)
 
     def _prepare_data(self, need_train: bool = True) -> RunData:
-        from trainer.data import build_dataset, check_batch_size, ensure_data, prepare_split
+        from trainer.data import check_batch_size, ensure_data, prepare_split
 
+        build_dataset = _dataset_builder(self.config.data_source)
         cfg = self.config
         if cfg.num_classes < 10:
             raise ConfigError(f"Option 'num_classes' is {cfg.num_classes}, but MNIST has labels "
@@ -120,17 +135,24 @@ class Trainer:
                               "--num-classes 10 (the default).")
         root = ensure_data(cfg, progress=sys.stderr.isatty())
         image_size = self._built.image_size
+        # The cached pipeline is MindSpore's reader decoding once; mindvision reads on its own.
+        extra = {"cache": cfg.data_cache} if cfg.data_source != "mindvision" else {}
         test = prepare_split(root, "test")
         valid = build_dataset(test.folder, "test", image_size=image_size,
-                              batch_size=max(cfg.batch_size, 256), training=False,
-                              num_workers=cfg.num_workers)
+                              batch_size=cfg.eval_batch_size, training=False,
+                              num_workers=cfg.num_workers, **extra)
         if not need_train:
             return RunData(None, valid, 0, test.count, 0)
         train_split = prepare_split(root, "train")
-        check_batch_size(cfg.batch_size, train_split.count)
+        # Each worker reads its own shard of the training set; every worker validates on the
+        # whole test split, so all report (and act on) the same validation metrics.
+        shards = distributed.world_size()
+        check_batch_size(cfg.batch_size, train_split.count, shards=shards)
+        if shards > 1:
+            extra = {**extra, "num_shards": shards, "shard_id": distributed.rank()}
         train = build_dataset(train_split.folder, "train", image_size=image_size,
                               batch_size=cfg.batch_size, training=True,
-                              num_workers=cfg.num_workers)
+                              num_workers=cfg.num_workers, **extra)
         return RunData(train, valid, train_split.count, test.count, train.get_dataset_size())
 
     def _build_network(self) -> None:
@@ -187,13 +209,18 @@ class Trainer:
         )
 
         cfg = self.config
-        self.history = History(self.run_dir, plot=cfg.plot, stats=stats)
-        cbs: list[Any] = [TerminateOnNaN(cfg.log_every, stats=stats),
-                          LossMonitor(cfg.log_every, stats=stats)]
-        if cfg.progress:
+        # In a data-parallel run only rank 0 prints and writes; the others keep the history in
+        # memory and run the callbacks that decide something (every worker must decide alike).
+        main = distributed.is_main()
+        self.history = History(self.run_dir if main else None, plot=cfg.plot and main,
+                               stats=stats)
+        cbs: list[Any] = [TerminateOnNaN(cfg.log_every, stats=stats)]
+        if main:
+            cbs.append(LossMonitor(cfg.log_every, stats=stats))
+        if cfg.progress and main:
             cbs.append(ProgressBar(stats=stats))
         cbs += [self.history, LearningRateMonitor()]
-        if cfg.csv_log:
+        if cfg.csv_log and main:
             cbs.append(CSVLogger(self.run_dir / "log.csv", stats=stats))
         monitor = dict(monitor=cfg.monitor, mode=cfg.monitor_mode, min_delta=cfg.min_delta,
                        stats=stats)
@@ -209,7 +236,7 @@ class Trainer:
         cfg = self.config
         return {"config": cfg.to_dict(), "fingerprint": cfg.fingerprint(),
                 "fingerprint_fields": cfg.fingerprint_fields(), "train_count": data.train_count,
-                "epochs_planned": cfg.epochs}
+                "epochs_planned": cfg.epochs, "workers": distributed.world_size()}
 
     # --------------------------------------------------------------------- fit
     def fit(self, callbacks: Sequence[Any] = (), resume: str | Path | None = None,
@@ -235,6 +262,10 @@ class Trainer:
         setup_logging()
         cfg = self.config
         self._set_context()
+        workers = distributed.world_size()
+        if cfg.distributed and not cfg.run_name:
+            # Rank 0's clock names the run, so every worker resumes from the same folder.
+            self.run_dir = self._run_dir(distributed.shared_time(time.time()))
         self._build_network()
         data = self._data = self._prepare_data()
         bundle = self._find_resume(resume) if resume else None
@@ -245,14 +276,18 @@ class Trainer:
         defaults = self._default_callbacks(stats)
         user = [*self._config_callbacks(), *callbacks]
         self._check_callbacks(user)
-        ckpt = ModelCheckpoint(self.run_dir / "checkpoints", every_n_epochs=cfg.save_every_epochs,
-                               every_n_steps=cfg.save_every_steps, keep_last=cfg.keep_last,
-                               save_best=cfg.save_best, monitor=cfg.monitor,
-                               mode=cfg.monitor_mode, min_delta=cfg.min_delta,
-                               meta=lambda: self._meta(data), stats=stats)
-        stop = _StopOnSignal(self)
-        self.callbacks = [stop, *defaults, *user, ckpt]
-        ckpt.state_callbacks = [cb for cb in self.callbacks if cb is not ckpt]
+        ckpt = None
+        if distributed.is_main():  # the weights are the same on every worker
+            ckpt = ModelCheckpoint(self.run_dir / "checkpoints",
+                                   every_n_epochs=cfg.save_every_epochs,
+                                   every_n_steps=cfg.save_every_steps, keep_last=cfg.keep_last,
+                                   save_best=cfg.save_best, monitor=cfg.monitor,
+                                   mode=cfg.monitor_mode, min_delta=cfg.min_delta,
+                                   meta=lambda: self._meta(data), stats=stats)
+        stop = _StopOnSignal(self, sync_every=_STOP_SYNC_STEPS if workers > 1 else 0)
+        self.callbacks = [stop, *defaults, *user, *([ckpt] if ckpt else [])]
+        if ckpt:
+            ckpt.state_callbacks = [cb for cb in self.callbacks if cb is not ckpt]
 
         initial_epoch = 0
         if bundle is not None:
@@ -264,20 +299,36 @@ class Trainer:
                               f"epoch(s), and --epochs is {cfg.epochs}: nothing is left to train. "
                               f"Pass a larger --epochs to train longer.")
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.run_dir / "config.yaml")
+        if distributed.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
         logger.info("Run directory: %s", self.run_dir)
-        logger.info("Training %s on %d samples (%d steps/epoch, batch %d), validating on %d; "
+        batch = f"batch {cfg.batch_size}"
+        if cfg.distributed:
+            batch += (f" per worker x {workers} workers = {cfg.batch_size * workers}"
+                      if workers > 1 else " on 1 worker")
+        logger.info("Training %s on %d samples (%d steps/epoch, %s), validating on %d; "
                     "%d epoch(s), %s, lr %s (%s), mode %s.", cfg.net, data.train_count,
-                    data.steps_per_epoch, cfg.batch_size, data.test_count, cfg.epochs,
+                    data.steps_per_epoch, batch, data.test_count, cfg.epochs,
                     cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.mode)
         with _signals(self):
             try:
                 self.model.fit(cfg.epochs, data.train, data.valid, callbacks=self.callbacks,
                                initial_epoch=initial_epoch, dataset_sink_mode=False)
+                self.history.wait()
+                if workers > 1:
+                    # Also a barrier: no worker leaves before rank 0 has written its last files
+                    # (msrun ends the others once one exits with an error status). A signal in
+                    # the last steps, after the final flag exchange, still ends every worker
+                    # alike.
+                    if distributed.any_worker(bool(self._stop_signal)):
+                        self._stop_signal = self._stop_signal or _OTHER_WORKER
             except UserError:
                 raise
             except Exception as exc:
+                if distributed.is_peer_failure(exc):
+                    raise distributed.peer_failure(
+                        exc, f"--resume auto --run-name {self.run_dir.name}") from None
                 culprit = _failing_callback(exc, self.callbacks)
                 if culprit:
                     traceback.print_exception(exc)
@@ -286,7 +337,6 @@ class Trainer:
                                     "shows where), then resume with --resume auto.",
                                     exit_code=1) from exc
                 raise
-        self.history.wait()
         self._report(ckpt, defaults[0])
         return self.history
 
@@ -295,6 +345,9 @@ class Trainer:
             raise TrainingStopped(f"Training stopped: {nan_guard.stopped}. No checkpoint was "
                                   "saved from that point on. Lower the learning rate (--lr), add "
                                   "a warm-up (--warmup-epochs 1), or check the data.", exit_code=1)
+        if self._stop_signal and ckpt is None:
+            raise TrainingStopped(f"Training interrupted by {self._stop_signal}; worker 0 saved "
+                                  "the state and says how to resume.", exit_code=130)
         if self._stop_signal:
             where = ckpt.last_path or "(no checkpoint: no step had completed)"
             raise TrainingStopped(
@@ -303,7 +356,7 @@ class Trainer:
                 f"command plus --resume auto --run-name {self.run_dir.name} (or "
                 f"Trainer.fit(resume='auto')).", exit_code=130)
         rows = self.history.rows
-        if rows and "val_accuracy" in rows[-1]:
+        if rows and "val_accuracy" in rows[-1] and ckpt is not None:
             last = rows[-1]
             logger.info("Test accuracy: %.4f, test loss: %.4f (epoch %d). Checkpoint: %s",
                         last["val_accuracy"], last.get("val_loss", math.nan), last["epoch"],
@@ -345,7 +398,10 @@ class Trainer:
                 f"--resume auto found no valid checkpoint in {store.folder}"
                 + (f" ({len(notes)} damaged)" if notes else "")
                 + ". Check --output-dir and --run-name (the run to resume), or start a new run "
-                "without --resume.")
+                "without --resume."
+                + (" Every worker reads the checkpoint itself: across machines, put the output "
+                   "directory on a shared filesystem or copy rank 0's run directory to the same "
+                   "path on each machine." if distributed.world_size() > 1 else ""))
         if notes:
             logger.warning("Falling back to %s.", bundle.path)
         return bundle
@@ -360,6 +416,18 @@ class Trainer:
         if meta.get("train_count") not in (None, data.train_count):
             diffs.append(f"training samples: checkpoint {meta['train_count']}, now "
                          f"{data.train_count}")
+        saved_workers, workers = int(meta.get("workers", 1)), distributed.world_size()
+        if saved_workers != workers:
+            def mode(n: int) -> str:
+                return (f"{n} data-parallel workers (msrun --worker_num={n} ... --distributed)"
+                        if n > 1 else "one process")
+
+            raise CheckpointError(
+                f"Checkpoint {bundle.path} was saved by a run on {mode(saved_workers)}, and this "
+                f"run is on {mode(workers)}. The number of workers decides the shards, the steps "
+                "per epoch and the data order, so the run cannot continue exactly. Resume it as it "
+                "was launched, or start a new run from its weights with --init-from "
+                f"{bundle.path} (weights load in either mode).")
         if meta.get("steps_per_epoch") not in (None, data.steps_per_epoch):
             diffs.append(f"steps per epoch: checkpoint {meta['steps_per_epoch']}, now "
                          f"{data.steps_per_epoch}")
@@ -397,44 +465,111 @@ class Trainer:
         return bundle.epoch
 
     def _init_weights(self, path: str | Path) -> None:
-        bundle = load_bundle(_bundle_path(Path(path)), require_meta=False)
-        weights = {k: v for k, v in bundle.params.items()
-                   if not k.startswith(_TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
-        load_into(self.network, weights, source=bundle.path)
+        bundle = read_checkpoint(path)
+        load_weights(self.network, bundle, net=self.config.net)
         logger.info("Initialised the weights from %s (optimizer state and step start fresh).",
                     bundle.path)
 
     # --------------------------------------------------------------- evaluate
-    def evaluate(self, ckpt: str | Path) -> dict[str, float]:
-        """Loads a checkpoint's weights and evaluates them on the test split.
+    @property
+    def image_size(self) -> int:
+        """Side of the square input the built network expects (after ``load_network``)."""
+        return self._built.image_size
+
+    def load_network(self, ckpt: str | Path | Bundle) -> Bundle:
+        """Sets up MindSpore, builds the configured network and loads a checkpoint's weights.
+
+        The network (``self.network``) is left in inference mode.
 
         Args:
-            ckpt: A bundle, a plain MindSpore checkpoint, a ``latest.json`` or a run directory.
+            ckpt: A bundle, a plain MindSpore checkpoint, a ``latest.json``, a run directory, or
+                a :class:`~trainer.checkpoint.Bundle` already read.
 
         Returns:
-            ``{"accuracy": ..., "loss": ...}``.
+            The checkpoint that was loaded.
 
         Raises:
             CheckpointError: the checkpoint is missing, damaged or of another network.
         """
-        from mindspore import nn
-        from mindspore.train import Accuracy, Loss, Model
-
         setup_logging()
         self._set_context()
         self._build_network()
-        bundle = load_bundle(_bundle_path(Path(ckpt)), require_meta=False)
-        weights = {k: v for k, v in bundle.params.items()
-                   if not k.startswith(_TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
-        load_into(self.network, weights, source=bundle.path)
+        bundle = ckpt if isinstance(ckpt, Bundle) else read_checkpoint(ckpt)
+        load_weights(self.network, bundle, net=self.config.net)
+        self.network.set_train(False)
+        return bundle
+
+    def evaluate(self, ckpt: str | Path, results_dir: str | Path | None = None) -> dict[str, Any]:
+        """Evaluates a checkpoint's weights on the test split and writes a report.
+
+        One pass over the test split gives the loss, the accuracy, per-class accuracy and the
+        confusion matrix; the table is printed, and ``confusion.png``, ``mistakes.png`` and
+        ``evaluation.json`` go into ``results_dir`` (see :mod:`trainer.evaluate`).
+
+        Args:
+            ckpt: A bundle, a plain MindSpore checkpoint, a ``latest.json`` or a run directory.
+            results_dir: Folder for the report. Defaults to `None`: the checkpoint's run
+                directory (the folder holding ``checkpoints/``), or the folder the checkpoint is
+                in when it is not part of a run.
+
+        Returns:
+            ``{"accuracy", "loss", "count", "correct", "per_class", "confusion_matrix",
+            "files"}``.
+
+        Raises:
+            CheckpointError: the checkpoint is missing, damaged or of another network.
+            ConfigError: the report cannot be written.
+        """
+        from trainer.evaluate import evaluate_network, format_report, output_folder, write_report
+
+        bundle = self.load_network(ckpt)
         data = self._prepare_data(need_train=False)
-        loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-        model = Model(self.network, loss_fn, metrics={"accuracy": Accuracy(), "loss": Loss()})
-        result = model.eval(data.valid, dataset_sink_mode=False)
+        ev = evaluate_network(self.network, data.valid, self.config.num_classes)
+        ev.checkpoint, ev.net = str(bundle.path), self.config.net
         logger.info("Checkpoint %s: test accuracy %.4f (%d/%d), test loss %.4f.", bundle.path,
-                    result["accuracy"], round(result["accuracy"] * data.test_count),
-                    data.test_count, result["loss"])
-        return {k: float(v) for k, v in result.items()}
+                    ev.accuracy, ev.correct, ev.count, ev.loss)
+        logger.info("%s", format_report(ev))
+        folder = Path(results_dir) if results_dir else output_folder(bundle.path)
+        try:
+            files = write_report(ev, folder)
+        except OSError as exc:
+            raise ConfigError(f"Cannot write the evaluation report into {folder}: "
+                              f"{exc.strerror or exc}. Pass --results-dir DIR, a folder you may "
+                              "write to.") from None
+        logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
+        return {"accuracy": ev.accuracy, "loss": ev.loss, "count": ev.count,
+                "correct": ev.correct, "per_class": ev.per_class(),
+                "confusion_matrix": ev.matrix.tolist(),
+                "files": {k: str(v) for k, v in files.items()}}
+
+
+def read_checkpoint(path: str | Path) -> Bundle:
+    """Reads a checkpoint for its weights (bundle or plain; a ``latest.json`` or run directory)."""
+    return load_bundle(_bundle_path(Path(path)), require_meta=False)
+
+
+def load_weights(network, bundle: Bundle, net: str | None = None) -> None:
+    """Loads a checkpoint's weights (not its optimizer state) into ``network``.
+
+    Args:
+        network: The cell to load into.
+        bundle: The checkpoint, from :func:`read_checkpoint`.
+        net: The name ``network`` was built from; when the checkpoint's configuration names
+            another, the error says so. Defaults to `None`.
+
+    Raises:
+        CheckpointError: listing missing, unexpected and mis-shaped parameters.
+    """
+    weights = {k: v for k, v in bundle.params.items()
+               if not k.startswith(_TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
+    try:
+        load_into(network, weights, source=bundle.path)
+    except CheckpointError as exc:
+        trained = (bundle.meta.get("config") or {}).get("net")
+        if net and trained and trained != net:
+            raise CheckpointError(f"{exc} This checkpoint was trained with --net {trained}, and "
+                                  f"the network built here is {net!r}.") from None
+        raise
 
 
 def _bundle_path(path: Path) -> Path:
@@ -453,6 +588,19 @@ def _bundle_path(path: Path) -> Path:
                                   "--resume auto, which falls back to the newest valid "
                                   "bundle.") from None
     return path
+
+
+def _dataset_builder(data_source: str):
+    """The ``build_dataset`` of a data source: MindSpore's MnistDataset, or mindvision's Mnist.
+
+    Both take the same arguments and yield the same batches (image float32 [N,1,S,S], label int32
+    [N]) from the same folder of IDX files.
+    """
+    if data_source == "mindvision":
+        from trainer.mindvision_source import build_dataset
+    else:
+        from trainer.data import build_dataset
+    return build_dataset
 
 
 def _normalise(value: Any) -> Any:
@@ -475,14 +623,28 @@ def _failing_callback(exc: BaseException, callbacks: Sequence[Any]) -> str | Non
 
 
 class _StopOnSignal(Callback):
-    """Requests a stop at the next step end after SIGINT/SIGTERM (installed by ``fit``)."""
+    """Requests a stop at the next step end after SIGINT/SIGTERM (installed by ``fit``).
 
-    def __init__(self, trainer: Trainer) -> None:
+    In a data-parallel run the workers must stop after the same step, or those still training
+    wait in the next gradient all-reduce for the ones that left. A signal reaches the workers at
+    slightly different steps (or only some of them), so with ``sync_every`` the workers share
+    their flags every ``sync_every`` steps (one small all-reduce) and all stop when any has one.
+    """
+
+    def __init__(self, trainer: Trainer, sync_every: int = 0) -> None:
         super().__init__()
         self.trainer = trainer
+        self.sync_every = sync_every
 
     def on_train_step_end(self, run_context) -> None:
-        if self.trainer._stop_signal:
+        if not self.sync_every:
+            if self.trainer._stop_signal:
+                run_context.request_stop()
+            return
+        if run_context.original_args().cur_step_num % self.sync_every:
+            return
+        if distributed.any_worker(bool(self.trainer._stop_signal)):
+            self.trainer._stop_signal = self.trainer._stop_signal or _OTHER_WORKER
             run_context.request_stop()
 
 
