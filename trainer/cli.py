@@ -29,15 +29,17 @@ EPILOG = """examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
+class UserParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one-paragraph ``ConfigError``s (exit 2)."""
+
     def error(self, message: str):  # one paragraph and exit 2, like every other mistake
         self.print_usage(sys.stderr)
-        raise ConfigError(f"{message}. Run 'python train.py --help' for the options.")
+        raise ConfigError(f"{message}. Run 'python {self.prog} --help' for the options.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one flag per configuration option plus the run actions."""
-    parser = _Parser(prog="train.py", usage="%(prog)s [options]",
+    parser = UserParser(prog="train.py", usage="%(prog)s [options]",
                      description="Train LeNet-5 or an MLP on MNIST with "
                      "MindSpore's Model, with checkpoints, history and exact resume.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,

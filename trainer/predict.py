@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.cli import UserParser
 from trainer.errors import ConfigError, DataError, UserError
 from trainer.idx import IMAGE_SIZE
 
@@ -51,15 +52,9 @@ EPILOG = """examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one paragraph and exit 2, like every other mistake
-        self.print_usage(sys.stderr)
-        raise ConfigError(f"{message}. Run 'python predict.py --help' for the options.")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``predict.py``."""
-    parser = _Parser(prog="predict.py", usage="%(prog)s --ckpt PATH [options] INPUT [INPUT ...]",
+    parser = UserParser(prog="predict.py", usage="%(prog)s --ckpt PATH [options] INPUT [INPUT ...]",
                      description="Predict the digits in images with a trained checkpoint. Images "
                      "of any size and colour are brought to MNIST's convention first.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
