@@ -12,7 +12,7 @@ import argparse
 import ast
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from trainer.config import CONFIG_FIELDS, TrainConfig, _default_of, load_yaml
@@ -166,9 +166,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return result
 
 
+def run_reporting_errors(command: Callable[[], int | None]) -> int:
+    """Runs a command; a user's mistake or Ctrl-C becomes a one-paragraph ``error:`` and its exit
+    status instead of a traceback. Returns the exit status (0 when the command returns None)."""
+    try:
+        return command() or 0
+    except UserError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (0, or 2 for a user's mistake)."""
-    try:
+
+    def command() -> None:
         args = parse_args(argv)
         os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings are noise for users
         from trainer.trainer import Trainer
@@ -183,13 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               batch=args.export_batch, out_dir=args.results_dir)
         else:
             trainer.fit(resume=args.resume, init_from=args.init_from)
-    except UserError as exc:
-        print(exc.paragraph(), file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_reporting_errors(command)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from trainer.cli import UserParser
-from trainer.errors import ConfigError, DataError, UserError
+from trainer.cli import UserParser, run_reporting_errors
+from trainer.errors import ConfigError, DataError
 from trainer.idx import IMAGE_SIZE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
@@ -356,7 +356,8 @@ def _print_text(report: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``predict.py``; returns the exit status (0, or 2 for a user's mistake)."""
-    try:
+
+    def command() -> None:
         args = build_parser().parse_args(argv)
         if args.top < 1 or args.batch_size < 1:
             bad = "--top" if args.top < 1 else "--batch-size"
@@ -374,17 +375,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         probs = predict_probabilities(trainer.network, inputs.images,
                                       trainer.image_size, args.batch_size)
         report = _report(inputs, probs, min(args.top, probs.shape[1]), str(bundle.path), net)
-    except UserError as exc:
-        print(exc.paragraph(), file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_text(report)
-    return 0
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            _print_text(report)
+
+    return run_reporting_errors(command)
 
 
 if __name__ == "__main__":
