@@ -2,9 +2,9 @@
 
 Iterates ``trainer.data.build_dataset``'s training pipeline (batch 32, shuffled, as ``train.py``
 builds it) for whole epochs with nothing consuming the batches, after one warm-up epoch (which
-also builds the decoded-data cache). ``cached`` (``--data-cache``) reads the digits decoded once;
-``streaming`` (the default) decodes and resizes every sample on every epoch through
-``MnistDataset``.
+also builds the decoded-data cache). ``cached`` (the default) cuts whole batches from the digits
+decoded once; ``streaming`` (``--no-data-cache``) decodes, resizes and batches every sample on
+every epoch through ``MnistDataset``.
 
     python benchmarks/pipeline_throughput.py --data-dir ../shared/data/mnist-subset
 """

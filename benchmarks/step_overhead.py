@@ -57,7 +57,7 @@ def bare(data_dir: Path, epochs: int, batch_size: int, seed: int) -> list[float]
     ds.config.set_seed(seed)
     split = prepare_split(data_dir, "train")
     train = build_dataset(split.folder, "train", image_size=32, batch_size=batch_size,
-                          training=True)
+                          training=True, cache=True, seed=seed)
     net = LeNet5()
     model = Model(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
                   nn.Momentum(net.trainable_params(), 0.01, 0.9))

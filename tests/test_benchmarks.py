@@ -39,6 +39,7 @@ def test_run_prints_every_section_of_the_table(tiny_digits, tmp_path):
     assert table.startswith("| section")
     for label in ("bare Model.train", "train.py (TrainStep", "python train.py --net lenet",
                   "time to the first training step", "peak resident memory",
+                  "first run on this data", "--no-data-cache",
                   "training consumes", "cached pipeline", "streaming pipeline",
                   "python train.py --help", "configuration error", "skipped"):
         assert label in table, label

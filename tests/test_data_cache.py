@@ -1,8 +1,10 @@
-"""The decoded-data cache: the same tensors as the streaming pipeline, rebuilt when the data
+"""The decoded-data cache and the batch feed: the same tensors as the streaming pipeline, an order
+known from (seed, epoch) so resume and data-parallel shards are exact, rebuilt when the data
 changes, never half-written, and training from it learns as training from the stream does."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,13 +12,24 @@ import numpy as np
 import pytest
 
 from trainer import data as data_mod
-from trainer.data import build_dataset, cached_split, prepare_split
-from trainer.errors import DataError
+from trainer.data import (
+    BatchFeed,
+    build_dataset,
+    decoded_split,
+    feed_dataset,
+    prepare_split,
+    resume_at,
+)
 
 
 def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
     batches = list(dataset.create_tuple_iterator(output_numpy=True, num_epochs=1))
     return (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+
+
+def _cache_entries(cache_dir: Path) -> list[str]:
+    root = cache_dir / "mstrain" / "decoded"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
 
 
 @pytest.fixture
@@ -38,7 +51,7 @@ def test_cached_tensors_equal_the_streaming_pipeline(digits_dir, cache_dir, imag
     np.testing.assert_array_equal(cached[1], streamed[1])
 
 
-def test_training_pipeline_shuffles_shards_and_drops_the_remainder(digits_dir, cache_dir):
+def test_training_feed_shuffles_shards_and_drops_the_remainder(digits_dir, cache_dir):
     split = prepare_split(digits_dir, "train")
     full = build_dataset(split.folder, "train", image_size=32, batch_size=64, training=True,
                          cache=True)
@@ -46,13 +59,63 @@ def test_training_pipeline_shuffles_shards_and_drops_the_remainder(digits_dir, c
     labels = _arrays(full)[1]
     ordered = _arrays(build_dataset(split.folder, "train", image_size=32, batch_size=64,
                                     training=False, cache=True))[1]
+    assert len(labels) == split.count // 64 * 64
     assert not np.array_equal(labels, ordered[:len(labels)])  # shuffled
     shards = [_arrays(build_dataset(split.folder, "train", image_size=32, batch_size=8,
                                     training=True, num_shards=2, shard_id=i, cache=True))[0]
               for i in range(2)]
-    assert len(shards[0]) + len(shards[1]) == split.count // 16 * 16
+    assert len(shards[0]) == len(shards[1]) == split.count // 16 * 8
     flat = [{s.tobytes() for s in shard} for shard in shards]
     assert not flat[0] & flat[1]  # the two workers see different digits
+
+
+def _feed(n: int = 100, batch: int = 8, **kwargs) -> BatchFeed:
+    images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)
+    return BatchFeed(images, np.arange(n, dtype=np.int32), batch, **kwargs)
+
+
+def _epoch(feed: BatchFeed) -> list[list[int]]:
+    return [labels.tolist() for _, labels in feed]
+
+
+def test_feed_order_is_a_function_of_seed_and_epoch():
+    feed = _feed(training=True, seed=5)
+    first, second = _epoch(feed), _epoch(feed)
+    assert len(first) == 100 // 8 and all(len(b) == 8 for b in first)
+    assert first != second  # a new order every epoch
+    again = _feed(training=True, seed=5)
+    assert _epoch(again) == first and _epoch(again) == second  # the same run repeats
+    assert _epoch(_feed(training=True, seed=6)) != first
+    assert len(set(sum(first, []))) == 96  # no digit twice in an epoch
+    assert _epoch(_feed(training=False)) == [list(range(k, min(k + 8, 100)))
+                                              for k in range(0, 100, 8)]  # keeps the remainder
+
+
+def test_feed_resumes_at_any_step_and_ignores_abandoned_reads():
+    def run(start: int) -> list[list[int]]:
+        feed = _feed(training=True, seed=1)  # 12 batches an epoch, 3 epochs
+        dataset = feed_dataset(feed)
+        peek = iter(feed)
+        next(peek)  # a read that stops early, like MindSpore's probe of shapes and types
+        del peek
+        assert dataset.get_dataset_size() == 12
+        if start:
+            resume_at(dataset, start)
+        batches = dataset.create_tuple_iterator(output_numpy=True, num_epochs=3)
+        return [labels.tolist() for _ in range(3 - start // 12) for _, labels in batches]
+
+    straight = run(0)
+    assert len(straight) == 36 and straight[:12] != straight[12:24]
+    for global_step in (5, 12, 13, 30):
+        assert run(global_step) == straight[global_step:]
+
+
+def test_feed_shards_split_every_global_batch():
+    workers = [_feed(training=True, seed=2, batch=4, num_shards=3, shard_id=r) for r in range(3)]
+    whole = _feed(training=True, seed=2, batch=12)
+    assert len(workers[0]) == len(whole) == 100 // 12
+    for parts, batch in zip(zip(*(_epoch(w) for w in workers)), _epoch(whole)):
+        assert sum(parts, []) == batch
 
 
 def test_cache_is_reused_and_rebuilt_when_the_files_change(digits_dir, tmp_path, cache_dir):
@@ -61,44 +124,65 @@ def test_cache_is_reused_and_rebuilt_when_the_files_change(digits_dir, tmp_path,
     data = tmp_path / "data"
     shutil.copytree(digits_dir, data)
     split = prepare_split(data, "test")
-    first = cached_split(split.folder, "test", image_size=32)
-    stamp = first.stat().st_mtime_ns
-    assert cached_split(split.folder, "test", image_size=32) == first
-    assert first.stat().st_mtime_ns == stamp  # read, not rewritten
-    images = split.folder / "t10k-images-idx3-ubyte"
-    os.utime(images, ns=(images.stat().st_atime_ns, images.stat().st_mtime_ns + 10**9))
-    second = cached_split(split.folder, "test", image_size=32)
-    assert second != first and second.is_file()
+    decoded_split(split.folder, "test", image_size=32)
+    [entry] = _cache_entries(cache_dir)
+    images = cache_dir / "mstrain" / "decoded" / entry / "images.npy"
+    stamp = images.stat().st_mtime_ns
+    again = decoded_split(split.folder, "test", image_size=32)
+    assert images.stat().st_mtime_ns == stamp  # read, not rewritten
+    assert isinstance(again[0], np.memmap)
+    raw = split.folder / "t10k-images-idx3-ubyte"
+    os.utime(raw, ns=(raw.stat().st_atime_ns, raw.stat().st_mtime_ns + 10**9))
+    decoded_split(split.folder, "test", image_size=32)
+    assert len(_cache_entries(cache_dir)) == 2
 
 
 def test_an_interrupted_build_leaves_nothing_that_looks_complete(digits_dir, cache_dir,
                                                                   monkeypatch):
     split = prepare_split(digits_dir, "test")
+    real_save = np.save
+    calls = []
 
-    def crash(*args, **kwargs):
-        raise KeyboardInterrupt
+    def crash_after_first_file(out, array, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            out.write(b"\x93NUMPY partial")
+            raise KeyboardInterrupt
+        real_save(out, array, **kwargs)
 
-    monkeypatch.setattr(data_mod, "_write_mindrecord", crash)
+    monkeypatch.setattr(data_mod.np, "save", crash_after_first_file)
     with pytest.raises(KeyboardInterrupt):
-        cached_split(split.folder, "test", image_size=32)
-    root = cache_dir / "mstrain" / "mindrecord"
-    assert list(root.iterdir()) == []  # neither the cache nor its staging folder
-    monkeypatch.undo()
-    os.environ["MSTRAIN_CACHE"] = str(cache_dir)
-    path = cached_split(split.folder, "test", image_size=32)
-    assert path.is_file() and [p.name for p in root.iterdir()] == [path.parent.name]
+        decoded_split(split.folder, "test", image_size=32)
+    assert _cache_entries(cache_dir) == []  # neither the cache nor its staging folder
+    monkeypatch.setattr(data_mod.np, "save", real_save)
+    images, labels = decoded_split(split.folder, "test", image_size=32)
+    assert len(images) == len(labels) == split.count
+    assert len(_cache_entries(cache_dir)) == 1
 
 
-def test_unwritable_cache_names_the_folder_and_the_fixes(digits_dir, tmp_path, monkeypatch):
+def test_a_damaged_cache_is_rebuilt(digits_dir, cache_dir):
+    split = prepare_split(digits_dir, "test")
+    expected = np.array(decoded_split(split.folder, "test", image_size=32)[0])
+    [entry] = _cache_entries(cache_dir)
+    images = cache_dir / "mstrain" / "decoded" / entry / "images.npy"
+    images.write_bytes(images.read_bytes()[:5000])  # truncated, as by a full disk
+    rebuilt = decoded_split(split.folder, "test", image_size=32)[0]
+    np.testing.assert_array_equal(rebuilt, expected)
+    assert images.stat().st_size > 5000
+
+
+def test_an_unwritable_cache_still_trains_and_says_how_to_fix_it(digits_dir, tmp_path,
+                                                                  monkeypatch, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     monkeypatch.setenv("MSTRAIN_CACHE", str(blocker))
     split = prepare_split(digits_dir, "test")
-    with pytest.raises(DataError) as info:
-        cached_split(split.folder, "test", image_size=32)
-    message = str(info.value)
+    with caplog.at_level(logging.WARNING):
+        images, labels = decoded_split(split.folder, "test", image_size=32)
+    assert len(images) == len(labels) == split.count
+    message = caplog.text
     assert str(blocker) in message and "MSTRAIN_CACHE" in message
-    assert "--data-cache" in message
+    assert blocker.read_text() == "x"
 
 
 def test_cached_and_streaming_training_learn_alike(digits_dir, tmp_path, cache_dir):

@@ -72,12 +72,12 @@ def work(tmp_path_factory, digits_dir) -> Path:
     return folder
 
 
-def _assert_same_as_straight(work: Path, name: str) -> None:
-    straight, other = _weights(work / "runs" / "straight"), _weights(work / "runs" / name)
+def _assert_same_as_straight(work: Path, name: str, straight_name: str = "straight") -> None:
+    straight, other = _weights(work / "runs" / straight_name), _weights(work / "runs" / name)
     assert straight.keys() == other.keys()
     differing = [k for k in straight if not np.array_equal(straight[k], other[k])]
     assert differing == [], f"parameters differ after resume: {differing}"
-    assert _history(work / "runs" / name) == _history(work / "runs" / "straight")
+    assert _history(work / "runs" / name) == _history(work / "runs" / straight_name)
 
 
 def test_resume_at_epoch_boundary_is_bit_identical(work, digits_dir):
@@ -106,6 +106,22 @@ def test_sigterm_mid_epoch_saves_and_resume_is_bit_identical(work, digits_dir):
     assert resumed.returncode == 0, resumed.stderr
     assert "+ " in resumed.stdout and "steps" in resumed.stdout  # says where in the epoch
     _assert_same_as_straight(work, "mid")
+
+
+def test_streaming_pipeline_resumes_mid_epoch_bit_identically(work, digits_dir):
+    """--no-data-cache: MindSpore's own shuffle, restored through set_init_step."""
+    stream = [*_common(digits_dir), "--epochs", "3", "--no-data-cache"]
+    straight = _run(work, *stream, "--run-name", "stream-straight")
+    assert straight.returncode == 0, straight.stderr
+    stopped = _run(work, *stream, "--run-name", "stream-mid",
+                   "--callback", "killer:SignalAt(step=70)")
+    assert stopped.returncode == 130, stopped.stderr
+    crossed = _run(work, *_common(digits_dir), "--epochs", "3", "--run-name", "stream-mid",
+                   "--resume", "auto")  # the cached feed orders batches differently
+    assert crossed.returncode == 2 and "data_cache" in crossed.stderr, crossed.stderr
+    resumed = _run(work, *stream, "--run-name", "stream-mid", "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_as_straight(work, "stream-mid", "stream-straight")
 
 
 def test_sigkill_at_random_moments_never_damages_latest(work, digits_dir):

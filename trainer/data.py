@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError, DataError
 from trainer.fileio import default_mode
@@ -164,22 +166,23 @@ def image_transforms(image_size: int) -> list:
 
 
 # Bumped whenever what the cache holds changes, so old caches are never read as new ones.
-CACHE_VERSION = 1
-_CACHE_FILE = "data.mindrecord"
+CACHE_VERSION = 2
+_CACHE_FILES = ("images.npy", "labels.npy")
 _CACHE_META = "meta.json"
 
 
-def cached_split(folder: Path, split: str, *, image_size: int, num_workers: int = 2) -> Path:
-    """Returns a MindRecord file holding the split decoded, resized and normalised once.
+def decoded_split(folder: Path, split: str, *, image_size: int, num_workers: int = 2):
+    """The split decoded, resized and normalised once by MindSpore's reader, as two arrays.
 
-    The digits go through MindSpore's own reader and the same operations as the streaming
-    pipeline (:func:`image_transforms`), so the cached tensors are bit for bit what it would
-    produce; afterwards every epoch only reads finished ``float32 [1, S, S]`` tensors, which frees
-    the CPU that per-sample decoding and resizing took from training. The file lives under
-    :func:`cache_root`, keyed by the IDX files' path, size and modification time, the image size
-    and :data:`CACHE_VERSION`. It is built in a temporary folder and renamed into place when
-    complete, so an interrupted build is never mistaken for a cache (and two processes building it
-    at once, such as msrun's workers, both end up with the same complete folder).
+    The digits go through ``MnistDataset`` and the same operations as the streaming pipeline
+    (:func:`image_transforms`), so the arrays are bit for bit what it produces. They are kept
+    under :func:`cache_root` as two ``.npy`` files (read back with ``allow_pickle=False`` and
+    memory-mapped, so msrun's workers share one copy), keyed by the IDX files' path, size and
+    modification time, the image size and :data:`CACHE_VERSION`. They are written in a temporary
+    folder that is renamed into place when complete, so an interrupted build is never mistaken
+    for a cache, and two processes building it at once (msrun's workers) both end up with the
+    same complete folder. A damaged cache is rebuilt; when the cache folder cannot be written,
+    the split is decoded into memory for this run only.
 
     Args:
         folder: Folder with the split's raw IDX files (see :func:`prepare_split`).
@@ -188,10 +191,7 @@ def cached_split(folder: Path, split: str, *, image_size: int, num_workers: int 
         num_workers: Parallel workers for the one-off decoding. Defaults to `2`.
 
     Returns:
-        The path of the ``.mindrecord`` file (its ``.db`` index lies beside it).
-
-    Raises:
-        DataError: the cache folder cannot be written.
+        ``(images float32 [N, 1, S, S], labels int32 [N])``.
     """
     import json
     import shutil
@@ -202,68 +202,129 @@ def cached_split(folder: Path, split: str, *, image_size: int, num_workers: int 
     for path in files:
         stat = path.stat()
         key.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    target = cache_root() / "mindrecord" / f"{split}-{image_size}-{key.hexdigest()[:16]}"
-    if _complete(target):
-        return target / _CACHE_FILE
+    target = cache_root() / "decoded" / f"{split}-{image_size}-{key.hexdigest()[:16]}"
+    cached = _read_cache(target)
+    if cached is not None:
+        return cached
+    logger.info("Decoding the %s split once into %s (later runs read it from there).", split,
+                target)
+    images, labels = _decode(folder, split, image_size, num_workers)
+    staging = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                         dir=target.parent))
         staging.chmod(default_mode(directory=True))  # mkdtemp makes it private
-    except OSError as exc:
-        raise DataError(f"Cannot write the decoded-data cache in {target.parent}: "
-                        f"{exc.strerror or exc}. Set MSTRAIN_CACHE to a folder you may write to, "
-                        "or leave out --data-cache to decode the IDX files on every "
-                        "epoch.") from None
-    logging.getLogger("mstrain").info(
-        "Decoding the %s split once into %s (later runs read it from there).", split, target)
-    try:
-        count = _write_mindrecord(folder, split, staging / _CACHE_FILE, image_size, num_workers)
+        for name, array in zip(_CACHE_FILES, (images, labels)):
+            with open(staging / name, "wb") as out:
+                np.save(out, array, allow_pickle=False)
+                out.flush()
+                os.fsync(out.fileno())
         meta = {"version": CACHE_VERSION, "split": split, "image_size": image_size,
-                "count": count, "source": [str(p.resolve()) for p in files]}
+                "count": len(labels), "source": [str(p.resolve()) for p in files]}
         (staging / _CACHE_META).write_text(json.dumps(meta, indent=1) + "\n")
-        if target.exists():  # an incomplete leftover (complete ones returned above)
+        if target.exists():  # a damaged leftover (a good one was returned above)
             shutil.rmtree(target, ignore_errors=True)
         try:
             os.rename(staging, target)
         except OSError:
-            if not _complete(target):  # not a concurrent build that finished first
+            if _read_cache(target) is None:  # not a concurrent build that finished first
                 raise
+    except OSError as exc:
+        logger.warning("Could not write the decoded-data cache in %s (%s), so the %s split was "
+                       "decoded for this run only. Set MSTRAIN_CACHE to a folder you may write "
+                       "to, and later runs start faster.", target.parent,
+                       exc.strerror or exc, split)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target / _CACHE_FILE
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return images, labels
 
 
-def _complete(target: Path) -> bool:
-    return all((target / name).is_file()
-               for name in (_CACHE_FILE, _CACHE_FILE + ".db", _CACHE_META))
+def _read_cache(target: Path):
+    """The cached arrays of :func:`decoded_split`, or None when absent, incomplete or damaged."""
+    import json
+
+    try:
+        meta = json.loads((target / _CACHE_META).read_text())
+        images, labels = (np.load(target / name, mmap_mode="r", allow_pickle=False)
+                          for name in _CACHE_FILES)
+    except (OSError, ValueError):
+        return None
+    count = meta.get("count") if isinstance(meta, dict) else None
+    if (images.dtype != np.float32 or labels.dtype != np.int32 or images.ndim != 4
+            or len(images) != count or labels.shape != (count,)):
+        return None
+    return images, labels
 
 
-def _write_mindrecord(folder: Path, split: str, path: Path, image_size: int,
-                      num_workers: int) -> int:
-    """Decodes a split with MindSpore's reader and writes it as one MindRecord file."""
+def _decode(folder: Path, split: str, image_size: int, num_workers: int):
+    """Decodes a split with MindSpore's reader and the streaming pipeline's operations."""
     import mindspore.dataset as ds
-    from mindspore.mindrecord import FileWriter
 
     source = ds.MnistDataset(str(folder), usage=split, shuffle=False,
                              num_parallel_workers=num_workers)
     source = source.map(image_transforms(image_size), "image", num_parallel_workers=num_workers)
-    source = source.batch(2048)
-    writer = FileWriter(str(path), shard_num=1, overwrite=True)
-    writer.add_schema({"image": {"type": "float32", "shape": [1, image_size, image_size]},
-                       "label": {"type": "int32"}}, "mnist")
-    count = 0
-    for images, labels in source.create_tuple_iterator(output_numpy=True, num_epochs=1):
-        writer.write_raw_data([{"image": image, "label": int(label)}
-                               for image, label in zip(images, labels)])
-        count += len(labels)
-    writer.commit()
-    return count
+    batches = list(source.batch(2048).create_tuple_iterator(output_numpy=True, num_epochs=1))
+    images = np.concatenate([b[0] for b in batches]).astype(np.float32, copy=False)
+    labels = np.concatenate([b[1] for b in batches]).astype(np.int32)
+    return np.ascontiguousarray(images), labels
+
+
+class BatchFeed:
+    """Whole batches cut from decoded arrays: one Python call per batch, not per digit.
+
+    ``mindspore.dataset.GeneratorDataset`` iterates it (see :func:`build_dataset`). A training
+    feed shuffles with a permutation drawn from ``(seed, epoch)``, so every epoch's order is
+    known in advance: a run resumes exactly at any global step (see :func:`resume_at`), and
+    data-parallel workers, drawing the same permutation, each take their own slice of every
+    global batch. An epoch counts as read only once it is read to the end, so a read that stops
+    early (MindSpore's probe of shapes and types) never shifts the order.
+
+    Args:
+        images: ``float32 [N, 1, S, S]``.
+        labels: ``int32 [N]``.
+        batch_size: Samples per batch (per worker).
+        training: Shuffle every epoch and drop the last incomplete batch.
+        seed: Seed of the shuffle. Defaults to `0`.
+        num_shards: Number of data-parallel workers. Defaults to `1`.
+        shard_id: This worker's rank. Defaults to `0`.
+    """
+
+    def __init__(self, images, labels, batch_size: int, *, training: bool, seed: int = 0,
+                 num_shards: int = 1, shard_id: int = 0) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.training, self.seed = batch_size, training, seed
+        self.num_shards, self.shard_id = num_shards, shard_id
+        self.epoch = 0  # the epoch the next full read delivers
+        if training:
+            self.steps = len(labels) // (batch_size * num_shards)
+        else:
+            self.steps = -(-len(labels) // batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The sample order of ``epoch``: a permutation when training, else the file order."""
+        if not self.training:
+            return np.arange(len(self.labels))
+        return np.random.default_rng((self.seed, epoch)).permutation(len(self.labels))
+
+    def __iter__(self):
+        epoch = self.epoch
+        order = self.order(epoch)
+        size, shards = self.batch_size, self.num_shards
+        for step in range(self.steps):
+            first = (step * shards + self.shard_id) * size
+            index = order[first:first + size]
+            yield self.images[index], self.labels[index]
+        self.epoch = epoch + 1
 
 
 def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int, training: bool,
                   num_workers: int = 2, num_shards: int | None = None, shard_id: int | None = None,
-                  cache: bool = False):
+                  cache: bool = False, seed: int = 0):
     """Builds the batched MindSpore pipeline for one split.
 
     Args:
@@ -276,8 +337,11 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
         num_workers: Parallel workers for reading and mapping. Defaults to `2`.
         num_shards: Number of data-parallel workers, or None. Defaults to `None`.
         shard_id: This worker's rank, or None. Defaults to `None`.
-        cache: Read the split decoded once (see :func:`cached_split`) instead of decoding and
-            resizing every sample on every epoch. Defaults to `False`.
+        cache: Decode the split once (see :func:`decoded_split`) and feed whole batches from the
+            decoded arrays (see :class:`BatchFeed`; the dataset's ``feed`` attribute), instead of
+            decoding, resizing and batching every digit on every epoch. Defaults to `False`.
+        seed: Seed of the cached feed's shuffle (the streaming pipeline follows
+            ``mindspore.dataset.config.set_seed``). Defaults to `0`.
 
     Returns:
         A ``mindspore.dataset.Dataset`` yielding ``(image float32 [N,1,S,S], label int32 [N])``.
@@ -287,14 +351,36 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
     from mindspore.dataset import transforms
 
     if cache:
-        path = cached_split(folder, split, image_size=image_size, num_workers=num_workers)
-        dataset = ds.MindDataset(str(path), columns_list=["image", "label"], shuffle=training,
-                                 num_parallel_workers=num_workers, num_shards=num_shards,
-                                 shard_id=shard_id)
-        return dataset.batch(batch_size, drop_remainder=training)
+        images, labels = decoded_split(folder, split, image_size=image_size,
+                                       num_workers=num_workers)
+        return feed_dataset(BatchFeed(images, labels, batch_size, training=training, seed=seed,
+                                      num_shards=num_shards or 1, shard_id=shard_id or 0))
     dataset = ds.MnistDataset(str(folder), usage=split, shuffle=training,
                               num_parallel_workers=num_workers, num_shards=num_shards,
                               shard_id=shard_id)
     dataset = dataset.map(image_transforms(image_size), "image", num_parallel_workers=num_workers)
     dataset = dataset.map(transforms.TypeCast(ms.int32), "label", num_parallel_workers=num_workers)
     return dataset.batch(batch_size, drop_remainder=training)
+
+
+def feed_dataset(feed: BatchFeed):
+    """A ``mindspore.dataset.GeneratorDataset`` over a :class:`BatchFeed` (its ``feed``
+    attribute): one thread, no worker processes, since a batch is one array slice."""
+    import mindspore.dataset as ds
+
+    dataset = ds.GeneratorDataset(feed, column_names=["image", "label"], shuffle=False,
+                                  num_parallel_workers=1, python_multiprocessing=False)
+    dataset.feed = feed
+    return dataset
+
+
+def resume_at(dataset, global_step: int) -> None:
+    """Makes a training dataset of :func:`build_dataset` continue a run at ``global_step``.
+
+    MindSpore's ``set_init_step`` skips the batches of the current epoch that were already
+    trained on; the cached feed is told which epoch's order that is.
+    """
+    feed = getattr(dataset, "feed", None)
+    if feed is not None:
+        feed.epoch = global_step // feed.steps
+    dataset.set_init_step(global_step)

@@ -136,7 +136,8 @@ class Trainer:
         root = ensure_data(cfg, progress=sys.stderr.isatty())
         image_size = self._built.image_size
         # The cached pipeline is MindSpore's reader decoding once; mindvision reads on its own.
-        extra = {"cache": cfg.data_cache} if cfg.data_source != "mindvision" else {}
+        extra = ({"cache": cfg.data_cache, "seed": cfg.seed} if cfg.data_source != "mindvision"
+                 else {})
         test = prepare_split(root, "test")
         valid = build_dataset(test.folder, "test", image_size=image_size,
                               batch_size=cfg.eval_batch_size, training=False,
@@ -448,6 +449,7 @@ class Trainer:
 
     def _restore(self, bundle: Bundle, data: RunData, stats) -> int:
         from callbacks.checkpoint import restore_states
+        from trainer.data import resume_at
 
         params = dict(bundle.params)
         # The optimizer was built with the checkpoint's rate array (extended when training
@@ -459,7 +461,7 @@ class Trainer:
         restored = restore_states(self.callbacks, meta.get("callbacks", {}))
         stats.load_state_dict(meta.get("epoch_stats", {}))
         global_step = bundle.global_step
-        data.train.set_init_step(global_step)
+        resume_at(data.train, global_step)
         logger.info("Resumed from %s; restored %s.", bundle.describe(),
                     ", ".join(["weights", "optimizer state", "schedule position", *restored]))
         return bundle.epoch
