@@ -338,7 +338,7 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
         num_shards: Number of data-parallel workers, or None. Defaults to `None`.
         shard_id: This worker's rank, or None. Defaults to `None`.
         cache: Decode the split once (see :func:`decoded_split`) and feed whole batches from the
-            decoded arrays (see :class:`BatchFeed`; the dataset's ``feed`` attribute), instead of
+            decoded arrays (see :class:`BatchFeed`, the dataset's ``source``), instead of
             decoding, resizing and batching every digit on every epoch. Defaults to `False`.
         seed: Seed of the cached feed's shuffle (the streaming pipeline follows
             ``mindspore.dataset.config.set_seed``). Defaults to `0`.
@@ -364,14 +364,14 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
 
 
 def feed_dataset(feed: BatchFeed):
-    """A ``mindspore.dataset.GeneratorDataset`` over a :class:`BatchFeed` (its ``feed``
-    attribute): one thread, no worker processes, since a batch is one array slice."""
+    """A ``mindspore.dataset.GeneratorDataset`` over a :class:`BatchFeed` (its ``source``):
+    one thread, no worker processes, since a batch is one array slice."""
     import mindspore.dataset as ds
 
-    dataset = ds.GeneratorDataset(feed, column_names=["image", "label"], shuffle=False,
-                                  num_parallel_workers=1, python_multiprocessing=False)
-    dataset.feed = feed
-    return dataset
+    # Nothing else is attached to the dataset: MindSpore deep-copies a dataset's attributes
+    # (all but its source) for every iterator, which would copy the arrays.
+    return ds.GeneratorDataset(feed, column_names=["image", "label"], shuffle=False,
+                               num_parallel_workers=1, python_multiprocessing=False)
 
 
 def resume_at(dataset, global_step: int) -> None:
@@ -380,7 +380,7 @@ def resume_at(dataset, global_step: int) -> None:
     MindSpore's ``set_init_step`` skips the batches of the current epoch that were already
     trained on; the cached feed is told which epoch's order that is.
     """
-    feed = getattr(dataset, "feed", None)
-    if feed is not None:
+    feed = getattr(dataset, "source", None)
+    if isinstance(feed, BatchFeed):
         feed.epoch = global_step // feed.steps
     dataset.set_init_step(global_step)
