@@ -172,15 +172,22 @@ def test_a_damaged_cache_is_rebuilt(digits_dir, cache_dir):
 
 
 def test_an_unwritable_cache_still_trains_and_says_how_to_fix_it(digits_dir, tmp_path,
-                                                                  monkeypatch, caplog):
+                                                                  monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     monkeypatch.setenv("MSTRAIN_CACHE", str(blocker))
     split = prepare_split(digits_dir, "test")
-    with caplog.at_level(logging.WARNING):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("mstrain").addHandler(handler)  # the logger train.py prints
+    try:
         images, labels = decoded_split(split.folder, "test", image_size=32)
+    finally:
+        logging.getLogger("mstrain").removeHandler(handler)
     assert len(images) == len(labels) == split.count
-    message = caplog.text
+    [record] = records
+    message = record.getMessage()
     assert str(blocker) in message and "MSTRAIN_CACHE" in message
     assert blocker.read_text() == "x"
 

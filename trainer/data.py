@@ -22,7 +22,7 @@ from trainer.errors import ConfigError, DataError
 from trainer.fileio import default_mode
 from trainer.idx import SPLIT_FILES, find_split, missing_files, read_idx, validate_split, write_idx
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("mstrain")  # what the user sees (trainer.logs.setup_logging)
 
 # Subfolder of a split's folder that holds raw copies of gzipped files.
 DECOMPRESSED = "decompressed"
