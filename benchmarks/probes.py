@@ -32,6 +32,8 @@ class Clock(Callback):
     """Prints the time to the first training step and to the end of every epoch (with the
     validation accuracy of that epoch)."""
 
+    launch_aware = True  # it reads no step counts, so several steps per launch stay on
+
     def __init__(self) -> None:
         super().__init__()
         self.t0 = launch_time()

@@ -1,9 +1,12 @@
 """Step time of the Trainer (TrainStep + default callbacks) against a bare ``Model.train``.
 
-Both variants train LeNet-5 with the same pipeline (``trainer.data.build_dataset``), batch size,
-optimizer and seed, in the same process, alternating, so machine noise hits both alike. A step is
-timed from one ``on_train_step_end`` to the next (the data fetch included); the first epoch of each
-variant is a warm-up (graph compilation) and is not counted. Prints medians and the ratio.
+Three variants train LeNet-5 with the same pipeline (``trainer.data.build_dataset``), batch size,
+optimizer and seed, in the same process, alternating, so machine noise hits all alike: a bare
+``Model.train`` (one step per launch), the Trainer launching one step at a time
+(``steps_per_launch=1``: what its callbacks and statistics cost) and the Trainer as ``train.py``
+runs it (several steps per launch). Time is taken at every ``on_train_step_end`` (the data fetch
+included) and divided by the steps since the previous one; the first epoch of each variant is a
+warm-up (graph compilation) and is not counted. Prints medians and the ratios.
 
     python benchmarks/step_overhead.py --data-dir ../shared/data/mnist-subset --rounds 3
 """
@@ -27,17 +30,20 @@ def _timer():
     from mindspore.train import Callback
 
     class StepTimer(Callback):
+        launch_aware = True  # divides by the steps of each launch
+
         def __init__(self):
-            self.times: list[float] = []
-            self.epoch_of: list[int] = []
+            self.marks: list[tuple[float, int, int]] = []  # (time, step, epoch)
 
         def on_train_step_end(self, run_context):
-            self.times.append(time.perf_counter())
-            self.epoch_of.append(run_context.original_args().cur_epoch_num)
+            cb_params = run_context.original_args()
+            self.marks.append((time.perf_counter(), cb_params.cur_step_num,
+                               cb_params.cur_epoch_num))
 
         def step_ms(self, skip_epochs: int = 1) -> list[float]:
-            return [(b - a) * 1000 for a, b, e in zip(self.times, self.times[1:],
-                                                      self.epoch_of[1:]) if e > skip_epochs]
+            return [(t1 - t0) * 1000 / (s1 - s0)
+                    for (t0, s0, _), (t1, s1, e1) in zip(self.marks, self.marks[1:])
+                    if e1 > skip_epochs]
 
     return StepTimer()
 
@@ -66,14 +72,16 @@ def bare(data_dir: Path, epochs: int, batch_size: int, seed: int) -> list[float]
     return timer.step_ms()
 
 
-def with_trainer(data_dir: Path, epochs: int, batch_size: int, seed: int) -> list[float]:
+def with_trainer(data_dir: Path, epochs: int, batch_size: int, seed: int,
+                 steps_per_launch: int = 0) -> list[float]:
     """What ``train.py`` runs: TrainStep, default callbacks and validation (the median ignores
     the one gap per epoch that validation adds)."""
     from trainer import TrainConfig, Trainer
 
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(data_dir=str(data_dir), epochs=epochs, batch_size=batch_size,
-                          seed=seed, output_dir=out, run_name="bench", progress=False)
+                          seed=seed, output_dir=out, run_name="bench", progress=False,
+                          steps_per_launch=steps_per_launch)
         timer = _timer()
         Trainer(cfg).fit(callbacks=[timer])
     return timer.step_ms()
@@ -87,18 +95,23 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
-    results: dict[str, list[float]] = {"bare Model.train": [], "train.py (Trainer)": []}
+    variants = {
+        "bare Model.train": lambda: bare(args.data_dir, args.epochs, args.batch_size, 0),
+        "Trainer, 1 step/launch": lambda: with_trainer(args.data_dir, args.epochs,
+                                                       args.batch_size, 0, steps_per_launch=1),
+        "train.py (Trainer)": lambda: with_trainer(args.data_dir, args.epochs, args.batch_size,
+                                                   0),
+    }
+    results: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
-        results["bare Model.train"].append(statistics.median(
-            bare(args.data_dir, args.epochs, args.batch_size, 0)))
-        results["train.py (Trainer)"].append(statistics.median(
-            with_trainer(args.data_dir, args.epochs, args.batch_size, 0)))
+        for name, measure in variants.items():
+            results[name].append(statistics.median(measure()))
     base = statistics.median(results["bare Model.train"])
-    print(f"\n{'variant':<22} {'median step ms':>15} {'per round':>30} {'ratio':>7}")
+    print(f"\n{'variant':<24} {'median step ms':>15} {'per round':>30} {'ratio':>7}")
     for name, values in results.items():
         med = statistics.median(values)
         rounds = ", ".join(f"{v:.2f}" for v in values)
-        print(f"{name:<22} {med:>15.3f} {rounds:>30} {med / base:>7.3f}")
+        print(f"{name:<24} {med:>15.3f} {rounds:>30} {med / base:>7.3f}")
     if args.json:
         args.json.write_text(json.dumps({name: {"median_ms": statistics.median(values),
                                                 "rounds_ms": values}

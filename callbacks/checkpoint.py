@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from callbacks.monitor import MonitorCallback
-from callbacks.stats import EpochStats, find_optimizer
+from callbacks.stats import EpochStats, find_optimizer, launch_steps, reached
 from trainer.checkpoint import BEST, CheckpointStore
 from trainer.errors import ConfigError
 
@@ -112,7 +112,7 @@ class ModelCheckpoint(MonitorCallback):
         cb_params = run_context.original_args()
         self.stats.on_step(cb_params)
         global_step = self._step_base + cb_params.cur_step_num
-        if self.every_n_steps and global_step % self.every_n_steps == 0:
+        if reached(global_step, self.every_n_steps, launch_steps(cb_params)):
             if global_step % cb_params.batch_num == 0:
                 # The epoch's last step: saved at epoch end instead, after validation and the
                 # history, so the bundle records a complete epoch.

@@ -24,6 +24,8 @@ class CSVLogger(Callback):
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
     """
 
+    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
+
     def __init__(self, path: str | os.PathLike, stats: EpochStats | None = None) -> None:
         super().__init__()
         self.path = Path(path)

@@ -46,6 +46,8 @@ class History(Callback):
         [0.93, 0.96, 0.97]
     """
 
+    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
+
     def __init__(self, directory: str | Path | None = None, plot: bool = True,
                  stats: EpochStats | None = None, plot_budget: float = 0.05) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ import time
 
 from mindspore.train import Callback
 
-from callbacks.stats import EpochStats, current_lr, loss_value
+from callbacks.stats import EpochStats, current_lr, launch_steps, loss_value, reached
 from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
@@ -33,6 +33,8 @@ class LossMonitor(Callback):
     Example:
         >>> model.train(10, dataset, callbacks=[LossMonitor(375)])  # doctest: +SKIP
     """
+
+    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
 
     def __init__(self, per_print_times: int = 100, stats: EpochStats | None = None,
                  printer=None) -> None:
@@ -72,10 +74,11 @@ class LossMonitor(Callback):
         cb_params = run_context.original_args()
         self.stats.on_step(cb_params)
         self._last_step_end = time.perf_counter()
-        self._interval_steps += 1
-        self._steps_in_epoch += 1
+        launched = launch_steps(cb_params)
+        self._interval_steps += launched
+        self._steps_in_epoch += launched
         step = (cb_params.cur_step_num - 1) % cb_params.batch_num + 1
-        if self.per_print_times and step % self.per_print_times == 0:
+        if reached(step, self.per_print_times, launched):
             per_step = (self._last_step_end - self._interval_start) * 1000 / self._interval_steps
             self._print(self._line(cb_params, step, per_step))
             self._interval_start, self._interval_steps = time.perf_counter(), 0

@@ -6,7 +6,7 @@ from typing import Any
 
 from mindspore.train import Callback
 
-from callbacks.stats import current_lr
+from callbacks.stats import current_lr, launch_steps, reached
 from trainer.errors import ConfigError
 
 
@@ -25,6 +25,8 @@ class LearningRateMonitor(Callback):
         >>> monitor.records[:2]  # doctest: +SKIP
         [{'step': 50, 'epoch': 1, 'lr': 0.01}, {'step': 100, 'epoch': 1, 'lr': 0.01}]
     """
+
+    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
 
     def __init__(self, every_n_steps: int = 0) -> None:
         super().__init__()
@@ -46,7 +48,7 @@ class LearningRateMonitor(Callback):
 
     def on_train_step_end(self, run_context) -> None:
         cb_params = run_context.original_args()
-        if self.every_n_steps and cb_params.cur_step_num % self.every_n_steps == 0:
+        if reached(cb_params.cur_step_num, self.every_n_steps, launch_steps(cb_params)):
             self._record(cb_params)
 
     def on_train_epoch_end(self, run_context) -> None:

@@ -31,6 +31,8 @@ class MonitorCallback(Callback):
         ConfigError: ``mode`` is not min or max, or ``min_delta`` is negative.
     """
 
+    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
+
     def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0,
                  stats: EpochStats | None = None) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ import time
 
 from mindspore.train import Callback
 
-from callbacks.stats import EpochStats
+from callbacks.stats import EpochStats, launch_steps
 
 
 class ProgressBar(Callback):
@@ -23,6 +23,8 @@ class ProgressBar(Callback):
         enabled: None decides by whether stderr is a terminal. Defaults to `None`.
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None` (a private one).
     """
+
+    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
 
     def __init__(self, refresh_seconds: float = 0.5, enabled: bool | None = None,
                  stats: EpochStats | None = None) -> None:
@@ -59,7 +61,7 @@ class ProgressBar(Callback):
             return
         cb_params = run_context.original_args()
         self.stats.on_step(cb_params)
-        self._bar.update(1)
+        self._bar.update(launch_steps(cb_params))
         now = time.perf_counter()
         if now - self._last >= self.refresh_seconds:
             self._last = now

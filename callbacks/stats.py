@@ -64,6 +64,20 @@ def current_lr(cb_params) -> float | None:
     return float(np.asarray(lr.asnumpy()).reshape(-1)[0])
 
 
+def launch_steps(cb_params) -> int:
+    """Training steps run since the previous ``on_train_step_end``: 1, or ``k`` when each graph
+    launch runs ``k`` steps (``trainer.step.LaunchSteps``; ``cur_step_num`` then advances by
+    ``k``, as in MindSpore's dataset-sink mode)."""
+    return _optional(cb_params, "launch_steps") or 1
+
+
+def reached(step: int, every: int, launched: int = 1) -> bool:
+    """Whether the steps up to ``step`` (the last ``launched`` of them run in one launch) include
+    a multiple of ``every``: the test for "every N steps" that also holds when a launch runs
+    several steps. ``every`` of 0 never fires."""
+    return every > 0 and step // every != (step - launched) // every
+
+
 def loss_value(net_outputs) -> float:
     """The scalar loss from a train network's output (a Tensor, or a tuple starting with one)."""
     if isinstance(net_outputs, (tuple, list)):

@@ -6,7 +6,7 @@ import math
 
 from mindspore.train import Callback
 
-from callbacks.stats import EpochStats
+from callbacks.stats import EpochStats, launch_steps, reached
 from trainer.errors import ConfigError
 
 
@@ -26,6 +26,8 @@ class TerminateOnNaN(Callback):
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None` (a private one).
     """
 
+    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
+
     def __init__(self, check_every: int = 100, stats: EpochStats | None = None) -> None:
         super().__init__()
         if not isinstance(check_every, int) or check_every < 0:
@@ -44,7 +46,7 @@ class TerminateOnNaN(Callback):
     def on_train_step_end(self, run_context) -> None:
         cb_params = run_context.original_args()
         self.stats.on_step(cb_params)
-        if self.check_every and cb_params.cur_step_num % self.check_every == 0:
+        if reached(cb_params.cur_step_num, self.check_every, launch_steps(cb_params)):
             self._check(run_context)
 
     def on_train_epoch_end(self, run_context) -> None:

@@ -98,3 +98,53 @@ def test_trainer_passes_every_hook_to_a_custom_callback(tmp_path, digits_dir, cl
     folder = tmp_path / "x" / "checkpoints"
     bundle = load_bundle(folder / json.loads((folder / LATEST).read_text())["file"])
     assert bundle.meta["callbacks"]["HookLog"]["calls"] > 0
+
+
+class LaunchLog(Callback):
+    """Declares that it copes with several steps per step end, and records what it sees."""
+
+    launch_aware = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int, int]] = []
+
+    def on_train_step_end(self, run_context) -> None:
+        cb_params = run_context.original_args()
+        self.seen.append((cb_params.cur_step_num, cb_params.launch_steps, cb_params.batch_num))
+
+
+def test_a_launch_aware_callback_sees_one_step_end_per_launch(tmp_path, digits_dir,
+                                                              clean_logger):
+    from trainer import TrainConfig, Trainer
+
+    log = LaunchLog()
+    Trainer(TrainConfig(data_dir=str(digits_dir), epochs=2, batch_size=64, log_every=10,
+                        output_dir=str(tmp_path), run_name="x", progress=False,
+                        plot=False)).fit(callbacks=[log])
+    # Auto: up to 16 steps per launch, cut at the loss monitor's steps (10, 20) and epoch ends.
+    assert [steps for _, steps, _ in log.seen] == [10, 10, 5] * 2
+    assert [step for step, _, _ in log.seen] == [10, 20, 25, 35, 45, 50]
+    assert {per_epoch for *_, per_epoch in log.seen} == {STEPS_PER_EPOCH}
+
+
+class EpochOnly(Callback):
+    """No step hooks: launches stay on without declaring anything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_launch: list[int] = []
+
+    def on_train_epoch_end(self, run_context) -> None:
+        self.last_launch.append(run_context.original_args().launch_steps)
+
+
+def test_an_epoch_level_callback_keeps_several_steps_per_launch(tmp_path, digits_dir,
+                                                                clean_logger):
+    from trainer import TrainConfig, Trainer
+
+    log = EpochOnly()
+    Trainer(TrainConfig(data_dir=str(digits_dir), epochs=2, batch_size=64,
+                        output_dir=str(tmp_path), run_name="x", progress=False,
+                        plot=False)).fit(callbacks=[log])
+    assert log.last_launch == [9, 9]  # 25 steps an epoch: launches of 16 and 9

@@ -154,6 +154,20 @@ def test_unknown_network_name_is_refused():
     assert "pkg.module:function" in message
 
 
+@pytest.mark.parametrize("overrides, named", [
+    ({"mode": "pynative"}, "--mode pynative"),
+    ({"data_cache": False}, "--no-data-cache"),
+    ({"data_source": "mindvision"}, "--data-source mindvision"),
+    ({"distributed": True}, "--distributed"),
+])
+def test_several_steps_per_launch_are_refused_where_each_step_launches_alone(overrides, named):
+    message = config_error(load_config, None, steps_per_launch=8, **overrides)
+    assert "'steps_per_launch' is 8" in message and named in message
+    assert "--steps-per-launch at 0 (auto) or 1" in message
+    for allowed in (0, 1):  # auto quietly launches one step at a time there
+        assert load_config(None, steps_per_launch=allowed, **overrides).steps_per_launch == allowed
+
+
 def test_nan_is_refused():
     message = config_error(load_config, None, lr=float("nan"))
     assert "'lr'" in message and "NaN" in message

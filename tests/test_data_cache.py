@@ -17,6 +17,7 @@ from trainer.data import (
     build_dataset,
     decoded_split,
     feed_dataset,
+    launch_dataset,
     prepare_split,
     resume_at,
 )
@@ -116,6 +117,45 @@ def test_feed_shards_split_every_global_batch():
     assert len(workers[0]) == len(whole) == 100 // 12
     for parts, batch in zip(zip(*(_epoch(w) for w in workers)), _epoch(whole)):
         assert sum(parts, []) == batch
+
+
+def test_grouped_feed_stacks_the_same_batches_and_cuts_where_callbacks_act():
+    reference = _feed(n=200, training=True, seed=4)  # 25 batches of 8
+    plain = [_epoch(reference), _epoch(reference)]
+    feed = _feed(n=200, training=True, seed=4)
+    feed.group(4, cuts=(10,))
+    assert feed.groups == [(0, 4), (4, 8), (8, 10), (10, 14), (14, 18), (18, 20), (20, 24),
+                           (24, 25)]
+    assert len(feed) == 8
+    launches = list(feed)
+    for images, labels in launches:
+        assert images.shape[1:] == (8, 1, 1, 1) and labels.shape[1:] == (8,)
+        np.testing.assert_array_equal(images.reshape(labels.shape), labels)
+    assert [batch.tolist() for _, labels in launches for batch in labels] == plain[0]
+    feed.group(1)  # back to single batches, continuing with the next epoch's order
+    assert len(feed) == 25 and _epoch(feed) == plain[1]
+
+
+def test_grouped_feed_resumes_inside_a_group_and_ignores_abandoned_reads():
+    def run(start: int) -> list[list[int]]:
+        feed = _feed(training=True, seed=1)  # 12 batches an epoch, 3 epochs
+        dataset = launch_dataset(feed_dataset(feed), 5)  # launches of 5, 5 and 2 steps
+        peek = iter(feed)
+        next(peek)  # MindSpore's probe of shapes and types
+        del peek
+        if start:
+            resume_at(dataset, start)
+        launches = dataset.create_tuple_iterator(output_numpy=True, num_epochs=3)
+        steps = []
+        for _ in range(3 - start // 12):
+            for _, labels in launches:
+                steps += labels.tolist()
+        return steps
+
+    straight = run(0)
+    assert len(straight) == 36
+    for global_step in (3, 5, 12, 13, 29, 34):
+        assert run(global_step) == straight[global_step:], global_step
 
 
 def test_cache_is_reused_and_rebuilt_when_the_files_change(digits_dir, tmp_path, cache_dir):

@@ -34,6 +34,16 @@ KILLER = textwrap.dedent("""
         def on_train_step_end(self, run_context):
             if run_context.original_args().cur_step_num == self.step:
                 os.kill(os.getpid(), self.sig)
+
+    class SignalAfter(SignalAt):
+        '''The same at the first step end at or after `step`, with several steps per launch.'''
+
+        launch_aware = True
+
+        def on_train_step_end(self, run_context):
+            if self.step is not None and run_context.original_args().cur_step_num >= self.step:
+                self.step = None
+                os.kill(os.getpid(), self.sig)
 """)
 
 
@@ -106,6 +116,43 @@ def test_sigterm_mid_epoch_saves_and_resume_is_bit_identical(work, digits_dir):
     assert resumed.returncode == 0, resumed.stderr
     assert "+ " in resumed.stdout and "steps" in resumed.stdout  # says where in the epoch
     _assert_same_as_straight(work, "mid")
+
+
+def test_one_step_per_launch_gives_the_same_run(work, digits_dir):
+    """The reference run launched 16 steps at a time (50 steps an epoch: 16, 16, 16, 2)."""
+    single = _run(work, *_common(digits_dir), "--epochs", "3", "--run-name", "single",
+                  "--steps-per-launch", "1")
+    assert single.returncode == 0, single.stderr
+    assert "one step per launch" in single.stdout
+    _assert_same_as_straight(work, "single")
+
+
+def test_loss_lines_land_on_the_same_steps_with_several_steps_per_launch(work, digits_dir):
+    def lines(*extra: str) -> list[str]:
+        result = _run(work, *_common(digits_dir), "--epochs", "1", "--log-every", "7",
+                      "--run-name", f"lines{len(extra)}", *extra)
+        assert result.returncode == 0, result.stderr
+        return [line.split(", time:")[0] for line in result.stdout.splitlines()
+                if line.startswith("Epoch:[")]
+
+    launched = lines()
+    assert lines("--steps-per-launch", "1") == launched
+    assert [int(line.split("step:[")[1].split("/")[0]) for line in launched] == list(
+        range(7, 50, 7))
+
+
+def test_sigterm_between_launches_resumes_exactly_under_another_grouping(work, digits_dir):
+    """Stopped at the end of a 16-step launch in epoch 2 (its launches end at global steps 66,
+    82, 98), resumed with 5 steps per launch, whose groups split that position: the feed trims
+    the group it falls in."""
+    stopped = _run(work, *_common(digits_dir), "--epochs", "3", "--run-name", "launched",
+                   "--callback", "killer:SignalAfter(step=70)")
+    assert stopped.returncode == 130, stopped.stderr
+    assert _newest_step(work / "runs" / "launched" / "checkpoints") in (82, 98)
+    resumed = _run(work, *_common(digits_dir), "--epochs", "3", "--run-name", "launched",
+                   "--resume", "auto", "--steps-per-launch", "5")
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_as_straight(work, "launched")
 
 
 def test_streaming_pipeline_resumes_mid_epoch_bit_identically(work, digits_dir):

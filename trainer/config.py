@@ -35,6 +35,25 @@ FINGERPRINT_FIELDS = (
 )
 
 
+# What auto (steps_per_launch 0) picks: per-step time fell 25-35% against one step per launch
+# for 8-32 steps on a 2-core CPU (benchmarks/step_overhead.py); 16 keeps progress updates and a
+# stop on Ctrl-C within about 0.1 s.
+AUTO_STEPS_PER_LAUNCH = 16
+
+
+def launch_blocker(cfg: TrainConfig) -> str | None:
+    """Why ``cfg`` must launch one step at a time, or None when several steps per launch work."""
+    if cfg.mode != "graph":
+        return "--mode pynative runs operator by operator"
+    if cfg.data_source == "mindvision":
+        return "--data-source mindvision reads through mindvision's own pipeline"
+    if not cfg.data_cache:
+        return "--no-data-cache streams single batches from MnistDataset"
+    if cfg.distributed:
+        return "--distributed averages gradients step by step"
+    return None
+
+
 def _opt(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
          above: float | None = None, maximum: float | None = None, cli: bool = True,
          metavar: str | None = None) -> Any:
@@ -104,6 +123,12 @@ class TrainConfig:
     device: str = _opt("CPU", "device target", choices=DEVICES)
     mode: str = _opt("graph", "graph compiles each step (fast); pynative runs op by op",
                      choices=MODES)
+    steps_per_launch: int = _opt(0, "training steps per graph launch; callbacks then see one "
+                                 "step end per launch, with cur_step_num advanced by all its "
+                                 "steps. 0 (auto): 16 in graph mode on the cached feed, unless a "
+                                 "callback with step hooks lacks launch_aware = True; 1: every "
+                                 "step on its own",
+                                 minimum=0, metavar="N")
     distributed: bool = _opt(False, "train data-parallel across the workers that msrun starts "
                              "(each reads its shard of the training set; --batch-size is per "
                              "worker); launch with msrun, see the README")
@@ -162,6 +187,12 @@ class TrainConfig:
             raise ConfigError(f"Option 'lr_milestones' is {milestones!r}; it must be a non-empty, "
                               "strictly increasing list of positive whole epochs, e.g. [5, 8].")
         self.callbacks = [_check_callback_spec(i, spec) for i, spec in enumerate(self.callbacks)]
+        if self.steps_per_launch > 1:
+            single = launch_blocker(self)
+            if single:
+                raise ConfigError(f"Option 'steps_per_launch' is {self.steps_per_launch}, but "
+                                  f"{single}, which launches one step at a time. Leave "
+                                  "--steps-per-launch at 0 (auto) or 1.")
         return self
 
     def resolved_data_dir(self) -> Path:

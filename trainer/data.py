@@ -281,6 +281,10 @@ class BatchFeed:
     global batch. An epoch counts as read only once it is read to the end, so a read that stops
     early (MindSpore's probe of shapes and types) never shifts the order.
 
+    After :meth:`group`, each element holds several consecutive batches stacked on a new first
+    axis (``[k, B, 1, S, S]`` and ``[k, B]``), for ``trainer.step.LaunchSteps`` to train on in
+    one graph launch. The batches and their order are the same either way.
+
     Args:
         images: ``float32 [N, 1, S, S]``.
         labels: ``int32 [N]``.
@@ -301,9 +305,47 @@ class BatchFeed:
             self.steps = len(labels) // (batch_size * num_shards)
         else:
             self.steps = -(-len(labels) // batch_size)
+        self.groups: list[tuple[int, int]] | None = None  # in-epoch [start, stop) of each element
+        self._start: tuple[int, int] | None = None  # (epoch, step): where a resumed run begins
 
     def __len__(self) -> int:
-        return self.steps
+        return len(self.groups) if self.groups is not None else self.steps
+
+    def group(self, steps_per_launch: int, cuts: tuple[int, ...] = ()) -> None:
+        """Delivers up to ``steps_per_launch`` consecutive batches per element.
+
+        A group never crosses the end of an epoch, nor an in-epoch step that is a multiple of
+        one of ``cuts`` (where a callback acts, e.g. the loss monitor's interval), so those
+        callbacks still see that exact step. Every epoch is cut the same way; ``1`` delivers
+        single batches again.
+        """
+        if steps_per_launch <= 1:
+            self.groups = None
+            return
+        ends = {self.steps, *(m for c in cuts if c > 0 for m in range(c, self.steps, c))}
+        groups, start = [], 0
+        for end in sorted(ends):
+            while start < end:
+                stop = min(start + steps_per_launch, end)
+                groups.append((start, stop))
+                start = stop
+        self.groups = groups
+
+    def start_at(self, global_step: int) -> int:
+        """Makes the next read continue at ``global_step`` (a resume).
+
+        Returns:
+            How many elements MindSpore's ``set_init_step`` must skip, epochs included: the
+            element holding that step is trimmed to begin exactly there.
+        """
+        epoch, step = divmod(global_step, self.steps)
+        self.epoch = epoch
+        if self.groups is None:
+            self._start = None
+            return global_step
+        index = next(i for i, (first, stop) in enumerate(self.groups) if first <= step < stop)
+        self._start = (epoch, step) if step else None
+        return epoch * len(self.groups) + index
 
     def order(self, epoch: int) -> np.ndarray:
         """The sample order of ``epoch``: a permutation when training, else the file order."""
@@ -311,14 +353,28 @@ class BatchFeed:
             return np.arange(len(self.labels))
         return np.random.default_rng((self.seed, epoch)).permutation(len(self.labels))
 
+    def _batches(self, order: np.ndarray, first: int, stop: int) -> np.ndarray:
+        """Indices of the batches ``first`` to ``stop - 1`` of this worker, ``[k, B]``."""
+        size, shards = self.batch_size, self.num_shards
+        rows = np.arange(first, stop) * shards + self.shard_id
+        return order[(rows[:, None] * size + np.arange(size)).reshape(-1)].reshape(-1, size)
+
     def __iter__(self):
         epoch = self.epoch
         order = self.order(epoch)
-        size, shards = self.batch_size, self.num_shards
-        for step in range(self.steps):
-            first = (step * shards + self.shard_id) * size
-            index = order[first:first + size]
-            yield self.images[index], self.labels[index]
+        if self.groups is None:
+            size, shards = self.batch_size, self.num_shards
+            for step in range(self.steps):
+                first = (step * shards + self.shard_id) * size
+                index = order[first:first + size]
+                yield self.images[index], self.labels[index]
+        else:
+            begin = self._start[1] if self._start and self._start[0] == epoch else 0
+            for first, stop in self.groups:
+                index = self._batches(order, max(first, begin) if stop > begin else first, stop)
+                yield self.images[index], self.labels[index]
+        if self._start and self._start[0] == epoch:
+            self._start = None
         self.epoch = epoch + 1
 
 
@@ -374,13 +430,29 @@ def feed_dataset(feed: BatchFeed):
                                num_parallel_workers=1, python_multiprocessing=False)
 
 
+def launch_dataset(dataset, steps_per_launch: int, cuts: tuple[int, ...] = ()):
+    """The training dataset regrouped for ``steps_per_launch`` steps per element.
+
+    ``dataset`` must come from :func:`build_dataset` with ``cache=True``; its feed is grouped
+    (see :meth:`BatchFeed.group`) and a new dataset is made over it, since MindSpore reads the
+    length of a dataset's source once, when the dataset is made.
+    """
+    feed = getattr(dataset, "source", None)
+    if not isinstance(feed, BatchFeed):
+        raise ValueError("several steps per launch need the cached feed (build_dataset with "
+                         "cache=True)")
+    feed.group(steps_per_launch, cuts)
+    return feed_dataset(feed)
+
+
 def resume_at(dataset, global_step: int) -> None:
     """Makes a training dataset of :func:`build_dataset` continue a run at ``global_step``.
 
     MindSpore's ``set_init_step`` skips the batches of the current epoch that were already
-    trained on; the cached feed is told which epoch's order that is.
+    trained on; the cached feed is told which epoch's order that is (and, when it groups batches
+    for several steps per launch, trims the group that holds ``global_step``).
     """
     feed = getattr(dataset, "source", None)
     if isinstance(feed, BatchFeed):
-        feed.epoch = global_step // feed.steps
+        global_step = feed.start_at(global_step)
     dataset.set_init_step(global_step)

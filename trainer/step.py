@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mindspore as ms
 from mindspore import Parameter, Tensor, context, nn, ops
+from mindspore.train import Callback
 
 try:  # the executor behind Cell.__call__ in graph mode (MindSpore 2.7)
     from mindspore.common.api import _cell_graph_executor as _EXECUTOR
@@ -125,3 +126,85 @@ class TrainStep(nn.TrainOneStepCell):
             signature = tuple((arg.shape, arg.dtype) for arg in args)
             object.__setattr__(self, "_fast_launch", (signature, self.compile_phase))
         return out
+
+
+class LaunchSteps(nn.Cell):
+    """Several training steps in one graph launch: a loop over a stack of batches.
+
+    Launching a compiled graph costs about as much as LeNet's arithmetic on a 2-core CPU, so
+    running ``k`` steps per launch removes most of that cost. ``construct`` takes
+    ``data [k, B, ...]`` and ``label [k, B]`` and runs ``step`` (a :class:`TrainStep`) on each
+    of the ``k`` batches in turn, inside the graph: the same kernels, in the same order, with
+    the same rate schedule (the optimizer counts its own steps), so the weights are
+    bit-identical to ``k`` separate launches. The loop is a graph loop over a first axis of
+    dynamic length, so one compilation serves every ``k``. It returns the last step's loss.
+    Parameter names are unchanged (the wrapper adds no prefix), so checkpoints are
+    interchangeable with those of ``step`` alone.
+
+    Args:
+        step: The single-step train network.
+
+    Example:
+        >>> launch = LaunchSteps(TrainStep(net, loss_fn, optimizer))  # doctest: +SKIP
+        >>> loss = launch(images_k_b, labels_k_b)  # doctest: +SKIP
+    """
+
+    def __init__(self, step: nn.Cell) -> None:
+        super().__init__(auto_prefix=False)
+        self.step = step
+        self._inputs_set = False
+
+    def construct(self, data, label):
+        count = ops.dyn_shape(data)[0]
+        i = ops.zeros((), ms.int64)
+        loss = ops.zeros((), ms.float32)
+        while i < count:
+            loss = self.step(ops.gather(data, i, 0), ops.gather(label, i, 0))
+            i = i + 1
+        return loss
+
+    def __call__(self, data, label):
+        if not self._inputs_set and context._get_mode() == context.GRAPH_MODE:
+            # A first axis of dynamic length: a shorter stack (an epoch's last steps) reuses the
+            # compiled graph instead of compiling another.
+            self.set_inputs(Tensor(shape=[None, *data.shape[1:]], dtype=data.dtype),
+                            Tensor(shape=[None, *label.shape[1:]], dtype=label.dtype))
+            self._inputs_set = True
+        return super().__call__(data, label)
+
+
+class LaunchCounter(Callback):
+    """Keeps ``Model``'s step count in training steps when a launch runs several of them.
+
+    ``Model`` adds one to ``cb_params.cur_step_num`` for each element of the dataset; with
+    :class:`LaunchSteps` an element holds ``k`` steps. Placed first among the callbacks, this
+    adds the other ``k - 1`` before any callback sees the step and records ``k`` as
+    ``cb_params.launch_steps``, the convention of MindSpore's dataset-sink mode, where
+    ``cur_step_num`` also advances by the steps of a sink. It also sets ``cb_params.batch_num``
+    to the steps (not elements) of an epoch, and shows callbacks the single-step network as
+    ``cb_params.train_network`` (the same parameters, so checkpoints and statistics read it as
+    usual).
+
+    Args:
+        step: The :class:`TrainStep` inside the :class:`LaunchSteps`.
+        steps_per_epoch: Training steps in one epoch.
+    """
+
+    launch_aware = True
+
+    def __init__(self, step: nn.Cell, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.step = step
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_train_begin(self, run_context) -> None:
+        cb_params = run_context.original_args()
+        cb_params.batch_num = self.steps_per_epoch
+        cb_params.train_network = self.step
+        cb_params.launch_steps = 1
+
+    def on_train_step_begin(self, run_context) -> None:
+        cb_params = run_context.original_args()
+        launched = int(cb_params.train_dataset_element[0].shape[0])
+        cb_params.cur_step_num += launched - 1
+        cb_params.launch_steps = launched

@@ -21,6 +21,7 @@ from typing import Any
 
 from mindspore.train import Callback
 
+from callbacks.stats import launch_steps, reached
 from trainer import distributed
 from trainer.checkpoint import LATEST, Bundle, CheckpointStore, load_bundle, load_into
 from trainer.config import TrainConfig, save_config
@@ -166,7 +167,6 @@ class Trainer:
         import mindspore as ms
         import numpy as np
         from mindspore import nn
-        from mindspore.train import Accuracy, Loss, Model
 
         from trainer.schedules import build_schedule
         from trainer.step import TrainStep
@@ -191,11 +191,43 @@ class Trainer:
             opt = nn.Adam(params, lr, beta1=cfg.momentum, weight_decay=cfg.weight_decay)
         loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
         self.train_network = TrainStep(self.network, loss_fn, opt)
-        eval_network = nn.WithEvalCell(self.network, loss_fn)
-        self.model = Model(self.train_network, eval_network=eval_network,
+        self._eval_network = nn.WithEvalCell(self.network, loss_fn)
+        return self._make_model(self.train_network)
+
+    def _make_model(self, train_network):
+        from mindspore.train import Accuracy, Loss, Model
+
+        self.model = Model(train_network, eval_network=self._eval_network,
                            metrics={"accuracy": Accuracy(), "loss": Loss()},
                            eval_indexes=[0, 1, 2])
         return self.model
+
+    def _launch_steps(self, callbacks: Sequence[Any], data: RunData) -> int:
+        """Chooses the steps per graph launch and sets up the data and ``Model`` for them."""
+        from trainer.config import AUTO_STEPS_PER_LAUNCH, launch_blocker
+        from trainer.data import launch_dataset
+        from trainer.step import LaunchCounter, LaunchSteps
+
+        cfg = self.config
+        unaware = [type(cb).__name__ for cb in callbacks
+                   if _sees_steps(cb) and not getattr(cb, "launch_aware", False)]
+        steps = cfg.steps_per_launch
+        if steps == 0:
+            steps = 1 if launch_blocker(cfg) or unaware else AUTO_STEPS_PER_LAUNCH
+            if unaware and not launch_blocker(cfg):
+                logger.info("Launching one step at a time, since callback(s) %s have step "
+                            "hooks and do not declare launch_aware = True (see "
+                            "--steps-per-launch in the README).", ", ".join(unaware))
+        elif steps > 1 and unaware:
+            logger.info("Running %d steps per launch: callback(s) %s see one step end per "
+                        "launch, with cur_step_num advanced by its steps.", steps,
+                        ", ".join(unaware))
+        steps = min(steps, data.steps_per_epoch)
+        if steps > 1:
+            data.train = launch_dataset(data.train, steps, cuts=(cfg.log_every,))
+            self._make_model(LaunchSteps(self.train_network))
+            self.callbacks.insert(0, LaunchCounter(self.train_network, data.steps_per_epoch))
+        return steps
 
     def _default_callbacks(self, stats) -> list[Any]:
         from callbacks import (
@@ -289,6 +321,7 @@ class Trainer:
         self.callbacks = [stop, *defaults, *user, *([ckpt] if ckpt else [])]
         if ckpt:
             ckpt.state_callbacks = [cb for cb in self.callbacks if cb is not ckpt]
+        launch = self._launch_steps(self.callbacks, data)
 
         initial_epoch = 0
         if bundle is not None:
@@ -309,9 +342,10 @@ class Trainer:
             batch += (f" per worker x {workers} workers = {cfg.batch_size * workers}"
                       if workers > 1 else " on 1 worker")
         logger.info("Training %s on %d samples (%d steps/epoch, %s), validating on %d; "
-                    "%d epoch(s), %s, lr %s (%s), mode %s.", cfg.net, data.train_count,
+                    "%d epoch(s), %s, lr %s (%s), mode %s, %s.", cfg.net, data.train_count,
                     data.steps_per_epoch, batch, data.test_count, cfg.epochs,
-                    cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.mode)
+                    cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.mode,
+                    f"up to {launch} steps per launch" if launch > 1 else "one step per launch")
         with _signals(self):
             try:
                 self.model.fit(cfg.epochs, data.train, data.valid, callbacks=self.callbacks,
@@ -613,6 +647,17 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "run"
 
 
+_STEP_HOOKS = ("on_train_step_begin", "on_train_step_end", "step_begin", "step_end")
+
+
+def _sees_steps(callback: Any) -> bool:
+    """Whether a callback has a step-level training hook of its own (epoch-level hooks are the
+    same with any number of steps per launch)."""
+    return any(name in vars(callback)
+               or getattr(type(callback), name, None) is not getattr(Callback, name, None)
+               for name in _STEP_HOOKS)
+
+
 def _failing_callback(exc: BaseException, callbacks: Sequence[Any]) -> str | None:
     """Names the callback (class and hook) in whose code ``exc`` was raised, if any."""
     ids = {id(cb) for cb in callbacks}
@@ -633,6 +678,8 @@ class _StopOnSignal(Callback):
     their flags every ``sync_every`` steps (one small all-reduce) and all stop when any has one.
     """
 
+    launch_aware = True
+
     def __init__(self, trainer: Trainer, sync_every: int = 0) -> None:
         super().__init__()
         self.trainer = trainer
@@ -643,7 +690,8 @@ class _StopOnSignal(Callback):
             if self.trainer._stop_signal:
                 run_context.request_stop()
             return
-        if run_context.original_args().cur_step_num % self.sync_every:
+        cb_params = run_context.original_args()
+        if not reached(cb_params.cur_step_num, self.sync_every, launch_steps(cb_params)):
             return
         if distributed.any_worker(bool(self.trainer._stop_signal)):
             self.trainer._stop_signal = self.trainer._stop_signal or _OTHER_WORKER
