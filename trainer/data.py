@@ -371,6 +371,8 @@ class BatchFeed:
         else:
             begin = self._start[1] if self._start and self._start[0] == epoch else 0
             for first, stop in self.groups:
+                # Groups before a resume point are skipped by MindSpore (set_init_step); the one
+                # holding it starts exactly there.
                 index = self._batches(order, max(first, begin) if stop > begin else first, stop)
                 yield self.images[index], self.labels[index]
         if self._start and self._start[0] == epoch:
