@@ -66,3 +66,14 @@ def test_the_pytorch_baseline_learns(digits_dir, tmp_path):
                     "--lr", "0.05", tmp_path=tmp_path)
     accuracy = float(re.findall(r"test accuracy ([\d.]+)", result.stdout)[-1])
     assert accuracy >= 0.5
+
+
+def test_launch_sweep_prints_a_row_per_variant(tmp_path):
+    result = _bench("launch_sweep.py", "--steps", "2", "3", "--unrolled", "2", "--blocks", "2",
+                    "--batch-size", "4", tmp_path=tmp_path)
+    rows = {line.split("  ")[0]: line.split()[-1] for line in result.stdout.splitlines()[2:]
+            if line.strip()}
+    assert set(rows) == {"1 step per launch", "graph loop, K=2", "graph loop, K=3",
+                         "unrolled, K=2"}
+    assert rows["1 step per launch"] == "1.000"
+    assert all(float(ratio) > 0 for ratio in rows.values())

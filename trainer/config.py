@@ -35,9 +35,9 @@ FINGERPRINT_FIELDS = (
 )
 
 
-# What auto (steps_per_launch 0) picks: per-step time fell 25-35% against one step per launch
-# for 8-32 steps on a 2-core CPU (benchmarks/step_overhead.py); 16 keeps progress updates and a
-# stop on Ctrl-C within about 0.1 s.
+# What auto (steps_per_launch 0) picks: per-step time fell about 30% against one step per launch
+# at 16 steps and no further beyond on a 2-core CPU (benchmarks/launch_sweep.py, BENCHMARKS.md);
+# 16 keeps progress updates and a stop on Ctrl-C within about 0.1 s.
 AUTO_STEPS_PER_LAUNCH = 16
 
 

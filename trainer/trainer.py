@@ -163,7 +163,9 @@ class Trainer:
         self._built = build_network(self.config.net, self.config.num_classes)
         self.network = self._built.cell
 
-    def _build_model(self, steps_per_epoch: int, lr_values: Sequence[float] | None = None):
+    def _build_train_network(self, steps_per_epoch: int,
+                             lr_values: Sequence[float] | None = None) -> None:
+        """The optimizer with its per-step rates, ``TrainStep`` and the evaluation network."""
         import mindspore as ms
         import numpy as np
         from mindspore import nn
@@ -192,18 +194,12 @@ class Trainer:
         loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
         self.train_network = TrainStep(self.network, loss_fn, opt)
         self._eval_network = nn.WithEvalCell(self.network, loss_fn)
-        return self._make_model(self.train_network)
 
-    def _make_model(self, train_network):
+    def _build_model(self, callbacks: Sequence[Any], data: RunData) -> int:
+        """Chooses the steps per graph launch, sets up the training data for them and builds
+        the ``Model``; returns the steps per launch."""
         from mindspore.train import Accuracy, Loss, Model
 
-        self.model = Model(train_network, eval_network=self._eval_network,
-                           metrics={"accuracy": Accuracy(), "loss": Loss()},
-                           eval_indexes=[0, 1, 2])
-        return self.model
-
-    def _launch_steps(self, callbacks: Sequence[Any], data: RunData) -> int:
-        """Chooses the steps per graph launch and sets up the data and ``Model`` for them."""
         from trainer.config import AUTO_STEPS_PER_LAUNCH, launch_blocker
         from trainer.data import launch_dataset
         from trainer.step import LaunchCounter, LaunchSteps
@@ -211,10 +207,11 @@ class Trainer:
         cfg = self.config
         unaware = [type(cb).__name__ for cb in callbacks
                    if _sees_steps(cb) and not getattr(cb, "launch_aware", False)]
+        blocker = launch_blocker(cfg)
         steps = cfg.steps_per_launch
         if steps == 0:
-            steps = 1 if launch_blocker(cfg) or unaware else AUTO_STEPS_PER_LAUNCH
-            if unaware and not launch_blocker(cfg):
+            steps = 1 if blocker or unaware else AUTO_STEPS_PER_LAUNCH
+            if unaware and not blocker:
                 logger.info("Launching one step at a time, since callback(s) %s have step "
                             "hooks and do not declare launch_aware = True (see "
                             "--steps-per-launch in the README).", ", ".join(unaware))
@@ -223,10 +220,14 @@ class Trainer:
                         "launch, with cur_step_num advanced by its steps.", steps,
                         ", ".join(unaware))
         steps = min(steps, data.steps_per_epoch)
+        train_network = self.train_network
         if steps > 1:
             data.train = launch_dataset(data.train, steps, cuts=(cfg.log_every,))
-            self._make_model(LaunchSteps(self.train_network))
+            train_network = LaunchSteps(self.train_network)
             self.callbacks.insert(0, LaunchCounter(self.train_network, data.steps_per_epoch))
+        self.model = Model(train_network, eval_network=self._eval_network,
+                           metrics={"accuracy": Accuracy(), "loss": Loss()},
+                           eval_indexes=[0, 1, 2])
         return steps
 
     def _default_callbacks(self, stats) -> list[Any]:
@@ -303,7 +304,7 @@ class Trainer:
         data = self._data = self._prepare_data()
         bundle = self._find_resume(resume) if resume else None
         lr_values = self._check_resume(bundle, data) if bundle else None
-        self._build_model(data.steps_per_epoch, lr_values)
+        self._build_train_network(data.steps_per_epoch, lr_values)
 
         stats = EpochStats()
         defaults = self._default_callbacks(stats)
@@ -321,7 +322,7 @@ class Trainer:
         self.callbacks = [stop, *defaults, *user, *([ckpt] if ckpt else [])]
         if ckpt:
             ckpt.state_callbacks = [cb for cb in self.callbacks if cb is not ckpt]
-        launch = self._launch_steps(self.callbacks, data)
+        launch = self._build_model(self.callbacks, data)
 
         initial_epoch = 0
         if bundle is not None:
