@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, shown
 
 NETWORKS = ("lenet", "mlp", "mindvision-lenet")
 DATA_SOURCES = ("mnist", "synthetic", "mindvision")
@@ -54,12 +55,19 @@ def launch_blocker(cfg: TrainConfig) -> str | None:
     return None
 
 
+# Whole-number options without a bound of their own stay within a C int, so nothing MindSpore or
+# numpy is handed can overflow.
+_INT_MAX = 2**31 - 1
+
+
 def _opt(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
          above: float | None = None, maximum: float | None = None, cli: bool = True,
-         metavar: str | None = None) -> Any:
-    """Declares one option: its default, help text and the values allowed."""
+         metavar: str | None = None, group: str = "training") -> Any:
+    """Declares one option: its default, help text, the values allowed and its help group."""
+    if maximum is None and isinstance(default, int) and not isinstance(default, bool):
+        maximum = _INT_MAX
     meta = {"help": help, "choices": choices, "minimum": minimum, "above": above,
-            "maximum": maximum, "cli": cli, "metavar": metavar}
+            "maximum": maximum, "cli": cli, "metavar": metavar, "group": group}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -81,85 +89,105 @@ class TrainConfig:
 
     # What to train.
     net: str = _opt("lenet", "network: lenet, mlp, mindvision-lenet (mindvision's LeNet), or a "
-                    "factory 'pkg.module:function' taking num_classes", metavar="NAME")
-    num_classes: int = _opt(10, "number of classes", minimum=2)
+                    "factory 'pkg.module:function' taking num_classes", metavar="NAME",
+                    group="network")
+    num_classes: int = _opt(10, "number of classes", minimum=2, maximum=10_000, group="network")
     # Data.
     data_source: str = _opt("mnist", "where the digits come from: MNIST IDX files in --data-dir "
                             "(downloaded when missing), read by MindSpore's MnistDataset (mnist) "
                             "or by mindvision's Mnist (mindvision, slower), or generated digits",
-                            choices=DATA_SOURCES)
+                            choices=DATA_SOURCES, group="data")
     data_dir: str = _opt("", "folder holding train/ and test/ with the IDX files (raw or .gz); "
                          "default data/mnist, or data/synthetic for generated digits",
-                         metavar="DIR")
-    download: bool = _opt(True, "download MNIST into --data-dir when files are missing")
-    synthetic_train_size: int = _opt(6000, "generated training digits", minimum=1)
-    synthetic_test_size: int = _opt(1000, "generated test digits", minimum=1)
-    num_workers: int = _opt(2, "parallel workers of the input pipeline", minimum=1)
+                         metavar="DIR", group="data")
+    download: bool = _opt(True, "download MNIST into --data-dir when files are missing",
+                          group="data")
+    synthetic_train_size: int = _opt(6000, "generated training digits", minimum=1,
+                                     maximum=100_000, group="data")
+    synthetic_test_size: int = _opt(1000, "generated test digits", minimum=1, maximum=100_000,
+                                    group="data")
+    num_workers: int = _opt(2, "parallel workers of the input pipeline", minimum=1, maximum=64,
+                            group="data")
     data_cache: bool = _opt(True, "decode and resize the digits once, through MindSpore's "
-                            "reader, into a cache ($MSTRAIN_CACHE or ~/.cache/mstrain, 4 KB a "
-                            "32x32 digit) and feed whole batches from it; --no-data-cache "
-                            "decodes every digit on every epoch instead")
+                            "reader, into a cache ($MSTRAIN_CACHE or ~/.cache/mstrain) and feed "
+                            "whole batches from it; --no-data-cache decodes every digit on every "
+                            "epoch instead", group="data")
     eval_batch_size: int = _opt(1000, "samples per validation batch; fewer, larger batches "
-                                "validate faster (the loss is a mean of batch means, exact when "
-                                "this divides the test set's size)", minimum=1)
+                                "validate faster", minimum=1, maximum=65_536, group="data")
     # Optimisation.
-    epochs: int = _opt(10, "number of epochs", minimum=1)
-    batch_size: int = _opt(32, "samples per training step", minimum=1)
-    optimizer: str = _opt("momentum", "optimizer", choices=OPTIMIZERS)
-    lr: float = _opt(0.01, "base learning rate", above=0.0)
+    epochs: int = _opt(10, "number of epochs", minimum=1, maximum=100_000, group="optimisation")
+    batch_size: int = _opt(32, "samples per training step", minimum=1, maximum=65_536,
+                           group="optimisation")
+    optimizer: str = _opt("momentum", "optimizer", choices=OPTIMIZERS, group="optimisation")
+    lr: float = _opt(0.01, "base learning rate", above=0.0, group="optimisation")
     momentum: float = _opt(0.9, "momentum (momentum optimizer) or beta1 (adam)", minimum=0.0,
-                           maximum=1.0)
-    weight_decay: float = _opt(0.0, "L2 weight decay", minimum=0.0)
-    lr_schedule: str = _opt("constant", "learning-rate schedule", choices=LR_SCHEDULES)
-    warmup_epochs: float = _opt(0.0, "linear warm-up before the schedule, in epochs", minimum=0.0)
-    min_lr: float = _opt(0.0, "floor of the cosine and polynomial schedules", minimum=0.0)
+                           maximum=1.0, group="optimisation")
+    weight_decay: float = _opt(0.0, "L2 weight decay", minimum=0.0, group="optimisation")
+    seed: int = _opt(0, "random seed: the same seed gives bit-identical weights", minimum=0,
+                     maximum=2**32 - 1, group="optimisation")
+    # The learning-rate schedule.
+    lr_schedule: str = _opt("constant", "learning-rate schedule", choices=LR_SCHEDULES,
+                            group="schedule")
+    warmup_epochs: float = _opt(0.0, "linear warm-up before the schedule, in epochs", minimum=0.0,
+                                group="schedule")
+    min_lr: float = _opt(0.0, "floor of the cosine and polynomial schedules", minimum=0.0,
+                         group="schedule")
     lr_gamma: float = _opt(0.1, "decay factor of the step, multistep and exponential schedules",
-                           above=0.0, maximum=1.0)
-    lr_step_size: int = _opt(3, "epochs between decays of the step schedule", minimum=1)
-    lr_milestones: list = _opt([5, 8], "epochs at which the multistep schedule decays")
-    lr_power: float = _opt(1.0, "power of the polynomial schedule", above=0.0)
-    seed: int = _opt(0, "random seed: the same seed gives bit-identical weights", minimum=0)
+                           above=0.0, maximum=1.0, group="schedule")
+    lr_step_size: int = _opt(3, "epochs between decays of the step schedule", minimum=1,
+                             maximum=100_000, group="schedule")
+    lr_milestones: list = _opt([5, 8], "epochs at which the multistep schedule decays",
+                               group="schedule")
+    lr_power: float = _opt(1.0, "power of the polynomial schedule", above=0.0, maximum=100.0,
+                           group="schedule")
     # Where and how it runs.
-    device: str = _opt("CPU", "device target", choices=DEVICES)
+    device: str = _opt("CPU", "device target", choices=DEVICES, group="run")
     mode: str = _opt("graph", "graph compiles each step (fast); pynative runs op by op",
-                     choices=MODES)
+                     choices=MODES, group="run")
     steps_per_launch: int = _opt(0, "training steps per graph launch; callbacks then see one "
                                  "step end per launch, with cur_step_num advanced by all its "
                                  "steps. 0 (auto): 16 in graph mode on the cached feed, unless a "
                                  "callback with step hooks lacks launch_aware = True; 1: every "
                                  "step on its own",
-                                 minimum=0, metavar="N")
+                                 minimum=0, maximum=256, metavar="N", group="run")
     distributed: bool = _opt(False, "train data-parallel across the workers that msrun starts "
                              "(each reads its shard of the training set; --batch-size is per "
-                             "worker); launch with msrun, see the README")
-    output_dir: str = _opt("runs", "folder that holds run directories", metavar="DIR")
-    run_name: str = _opt("", "run directory name inside --output-dir (default: NET-DATE-TIME)",
-                         metavar="NAME")
+                             "worker); launch with msrun, see the README", group="run")
+    output_dir: str = _opt("runs", "folder that holds run directories", metavar="DIR",
+                           group="run")
+    run_name: str = _opt("", "run directory name inside --output-dir; default NET-DATE-TIME",
+                         metavar="NAME", group="run")
     # Monitoring, checkpoints and callbacks.
     log_every: int = _opt(100, "print a loss line every N steps (0: only at epoch end)",
-                          minimum=0)
-    progress: bool = _opt(True, "show a progress bar when the output is a terminal")
-    plot: bool = _opt(True, "draw history.png after every epoch")
-    save_every_epochs: int = _opt(1, "save a checkpoint every N epochs (0: off)", minimum=0)
-    save_every_steps: int = _opt(0, "save a checkpoint every N steps (0: off)", minimum=0)
-    keep_last: int = _opt(3, "keep the newest K periodic checkpoints (0: keep all)", minimum=0)
-    save_best: bool = _opt(True, "keep the checkpoint with the best --monitor value")
+                          minimum=0, group="monitoring")
+    progress: bool = _opt(True, "show a progress bar when the output is a terminal",
+                          group="monitoring")
+    plot: bool = _opt(True, "draw history.png after every epoch", group="monitoring")
+    csv_log: bool = _opt(False, "also append one row per epoch to log.csv", group="monitoring")
     monitor: str = _opt("val_accuracy", "metric watched by the best checkpoint, early stopping "
-                        "and plateau", metavar="METRIC")
+                        "and plateau", metavar="METRIC", group="monitoring")
     monitor_mode: str = _opt("max", "whether a higher or lower --monitor is better",
-                             choices=MONITOR_MODES)
+                             choices=MONITOR_MODES, group="monitoring")
     min_delta: float = _opt(0.0, "smallest change of --monitor that counts as an improvement",
-                            minimum=0.0)
+                            minimum=0.0, group="monitoring")
     early_stopping_patience: int = _opt(0, "stop after N epochs without improvement (0: off)",
-                                        minimum=0)
-    restore_best_weights: bool = _opt(False, "on early stopping, return to the best weights")
+                                        minimum=0, maximum=100_000, group="monitoring")
+    restore_best_weights: bool = _opt(False, "on early stopping, return to the best weights",
+                                      group="monitoring")
     plateau_patience: int = _opt(0, "cut the learning rate after N epochs without improvement "
-                                 "(0: off)", minimum=0)
+                                 "(0: off)", minimum=0, maximum=100_000, group="monitoring")
     plateau_factor: float = _opt(0.1, "factor applied to the learning rate on a plateau",
-                                 above=0.0, maximum=1.0)
-    csv_log: bool = _opt(False, "also append one row per epoch to log.csv")
+                                 above=0.0, maximum=1.0, group="monitoring")
+    save_every_epochs: int = _opt(1, "save a checkpoint every N epochs (0: off)", minimum=0,
+                                  group="checkpoints")
+    save_every_steps: int = _opt(0, "save a checkpoint every N steps (0: off)", minimum=0,
+                                 group="checkpoints")
+    keep_last: int = _opt(3, "keep the newest K periodic checkpoints (0: keep all)", minimum=0,
+                          group="checkpoints")
+    save_best: bool = _opt(True, "keep the checkpoint with the best --monitor value",
+                           group="checkpoints")
     callbacks: list = _opt([], "extra callbacks: [{class: pkg.mod.Class, args: {...}}]",
-                           cli=False)
+                           cli=False, group="monitoring")
 
     def validate(self) -> TrainConfig:
         """Checks every value against its declaration and the rules between values.
@@ -177,15 +205,21 @@ class TrainConfig:
                               + ", or a factory as 'pkg.module:function'.")
         if self.net not in NETWORKS and ":" not in self.net:
             raise ConfigError(
-                f"Option 'net' is {self.net!r}, which is not a known network. Allowed: "
+                f"Option 'net' is {shown(self.net)}, which is not a known network. Allowed: "
                 f"{', '.join(NETWORKS)}, or your own factory as 'pkg.module:function' (a "
                 f"callable taking num_classes and returning a mindspore.nn.Cell).")
         milestones = self.lr_milestones
-        if (not milestones or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0
-                                      for m in milestones)
+        if (not milestones or len(milestones) > 1000
+                or not all(isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 100_000
+                           for m in milestones)
                 or list(milestones) != sorted(set(milestones))):
-            raise ConfigError(f"Option 'lr_milestones' is {milestones!r}; it must be a non-empty, "
-                              "strictly increasing list of positive whole epochs, e.g. [5, 8].")
+            raise ConfigError(f"Option 'lr_milestones' is {shown(milestones)}; it must be a "
+                              "non-empty, strictly increasing list of whole epochs from 1 to "
+                              "100000, e.g. [5, 8].")
+        _check_run_name(self.run_name)
+        if len(self.monitor) > 200:
+            raise ConfigError(f"Option 'monitor' is {shown(self.monitor)}; name a metric such as "
+                              "val_accuracy or val_loss.")
         self.callbacks = [_check_callback_spec(i, spec) for i, spec in enumerate(self.callbacks)]
         if self.steps_per_launch > 1:
             single = launch_blocker(self)
@@ -193,6 +227,9 @@ class TrainConfig:
                 raise ConfigError(f"Option 'steps_per_launch' is {self.steps_per_launch}, but "
                                   f"{single}, which launches one step at a time. Leave "
                                   "--steps-per-launch at 0 (auto) or 1.")
+        from trainer.schedules import check_schedule_options
+
+        check_schedule_options(self)
         return self
 
     def resolved_data_dir(self) -> Path:
@@ -236,27 +273,43 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
     expected = type(default)
     ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
+        try:
+            value, ok = float(value), True
+        except OverflowError:  # a whole number too large for a float
+            ok = False
     if not ok:
-        raise ConfigError(f"Option '{key}' is {value!r} ({type(value).__name__}), but it must be "
-                          f"{_type_name(default)} (default {default!r}). "
+        raise ConfigError(f"Option '{key}' is {shown(value)} ({type(value).__name__}), but it "
+                          f"must be {_type_name(default)} (default {default!r}). "
                           f"{meta['help'].capitalize()}.")
-    if expected is float and value != value:  # NaN compares unequal to itself
-        raise ConfigError(f"Option '{key}' is NaN; it must be a number.")
+    if expected is float and not math.isfinite(value):
+        what = "NaN" if value != value else value
+        raise ConfigError(f"Option '{key}' is {what}; it must be a finite number "
+                          f"({meta['help']}).")
+    if expected is str and len(value) > 4096:
+        raise ConfigError(f"Option '{key}' is a string of {len(value)} characters, "
+                          f"{shown(value)}; it is limited to 4096 ({meta['help']}).")
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise ConfigError(f"Option '{key}' is {value!r}, which is not allowed. Choose one of: "
-                          f"{', '.join(map(str, choices))}.")
+        raise ConfigError(f"Option '{key}' is {shown(value)}, which is not allowed. Choose one "
+                          f"of: {', '.join(map(str, choices))}.")
     if meta.get("minimum") is not None and value < meta["minimum"]:
-        raise ConfigError(f"Option '{key}' is {value!r}, but it must be at least "
+        raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at least "
                           f"{meta['minimum']!r} ({meta['help']}).")
     if meta.get("above") is not None and value <= meta["above"]:
-        raise ConfigError(f"Option '{key}' is {value!r}, but it must be above {meta['above']!r} "
-                          f"({meta['help']}).")
+        raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be above "
+                          f"{meta['above']!r} ({meta['help']}).")
     if meta.get("maximum") is not None and value > meta["maximum"]:
-        raise ConfigError(f"Option '{key}' is {value!r}, but it must be at most "
+        raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at most "
                           f"{meta['maximum']!r} ({meta['help']}).")
     return value
+
+
+def _check_run_name(name: str) -> None:
+    """A run name is one folder name inside --output-dir, never a path out of it."""
+    if name and (name in (".", "..") or any(c in name for c in "/\\\0") or len(name) > 200):
+        raise ConfigError(f"Option 'run_name' is {shown(name)}; it must be a plain folder name "
+                          "(no '/', not '.' or '..', at most 200 characters), created inside "
+                          "--output-dir. Use --output-dir to choose where runs go.")
 
 
 def _check_callback_spec(index: int, spec: Any) -> dict[str, Any]:
@@ -283,30 +336,16 @@ def _check_callback_spec(index: int, spec: Any) -> dict[str, Any]:
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Reads a YAML recipe into a mapping of option names to values.
 
-    Raises:
-        ConfigError: the file is missing, unreadable, not valid YAML, not a mapping, or names
-            an option that does not exist (the message lists the options that do).
-    """
-    import yaml  # only needed when a recipe is given
+    The file is read within the bounds of :mod:`trainer.limits` (size, nodes with aliases
+    expanded, depth); duplicate keys and tags are refused (see :mod:`trainer.recipe`).
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"Config file {str(path)!r} does not exist. Check the path given to "
-                          "--config; the recipes that ship with the tool are in "
-                          "configs/.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Config file {str(path)!r} cannot be read ({exc}). Check that it is a "
-                          "readable UTF-8 text file.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"Config file {str(path)!r} is not valid YAML{where}: {problem}. Fix "
-                          "the syntax (indentation, a missing colon or quote).") from None
+    Raises:
+        ConfigError: the file is missing, unreadable, too large, not valid YAML, not a mapping,
+            or names an option that does not exist (the message lists the options that do).
+    """
+    from trainer.recipe import read_recipe
+
+    data = read_recipe(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -325,8 +364,8 @@ def check_keys(values: dict[str, Any], where: str) -> None:
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(str(key), CONFIG_FIELDS, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"Unknown option(s) in {where}: {', '.join(hints)}. Known options: "
+            hints.append(shown(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"Unknown option(s) in {where}: {', '.join(hints[:10])}. Known options: "
                           f"{', '.join(CONFIG_FIELDS)}.")
 
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import reprlib
 import textwrap
 
 EXIT_USAGE = 2
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+_SHOWN.maxlevel = 3
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to a readable length, for messages about values from a file or flag:
+    a message never formats a huge or deeply nested value whole."""
+    return _SHOWN.repr(value)
 
 
 class UserError(Exception):
@@ -39,3 +51,12 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, damaged or does not match the run."""
+
+
+class OutputError(UserError):
+    """A file or folder the tool must write cannot be written (permissions, a full disk)."""
+
+
+def os_fault(exc: OSError) -> str:
+    """An ``OSError`` in words (``No space left on device``), without Python's decoration."""
+    return exc.strerror or str(exc) or type(exc).__name__

@@ -75,3 +75,33 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Writes UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
+    """Reads a regular file of at most ``limit`` bytes.
+
+    The size is checked before anything is read, and at most ``limit + 1`` bytes are ever read,
+    so a device (``/dev/zero``), a FIFO or a file that grows while it is read cannot exhaust
+    memory.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        IsADirectoryError: the path is a folder.
+        ValueError: the path is not a regular file, or it holds more than ``limit`` bytes; the
+            message says which.
+        OSError: the file cannot be opened or read.
+    """
+    import stat
+
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("it is not a regular file (a device, a pipe or a socket)")
+    if info.st_size > limit:
+        raise ValueError(f"it holds {info.st_size:,} bytes, more than the limit of {limit:,}")
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"it holds more than the limit of {limit:,} bytes")
+    return data

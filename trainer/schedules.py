@@ -503,6 +503,62 @@ def _warmup(
 # --------------------------------------------------------------------------------------------
 
 
+def check_schedule_options(cfg) -> None:
+    """The rules between a configuration's schedule options that hold for any data size.
+
+    ``TrainConfig.validate`` calls this, so a schedule that cannot be built is refused before any
+    data is prepared. Only a warm-up that rounds to the whole run for a tiny data set is left to
+    :func:`build_schedule`.
+
+    Args:
+        cfg: A ``trainer.config.TrainConfig`` whose single values are already checked.
+
+    Raises:
+        ConfigError: naming the options that conflict.
+    """
+    if cfg.lr_schedule in ("cosine", "polynomial") and not cfg.min_lr < cfg.lr:
+        raise ConfigError(
+            f"Option 'min_lr' is {cfg.min_lr!r}, but the {cfg.lr_schedule} schedule decays from "
+            f"--lr {cfg.lr!r} down to it, so it must be below --lr. Lower --min-lr or raise --lr."
+        )
+    if cfg.lr_schedule == "onecycle" and cfg.warmup_epochs > 0:
+        raise ConfigError(
+            f"Option 'warmup_epochs' is {cfg.warmup_epochs!r}, but the onecycle schedule warms up "
+            "by itself; leave --warmup-epochs at 0 with --lr-schedule onecycle."
+        )
+    if cfg.warmup_epochs >= cfg.epochs:
+        raise ConfigError(
+            f"Option 'warmup_epochs' is {cfg.warmup_epochs!r}, but the run has only "
+            f"{cfg.epochs} epoch(s); the warm-up must be shorter than the run. Lower "
+            "--warmup-epochs or raise --epochs."
+        )
+
+
+def schedule_array(name: str, *, epochs: int, steps_per_epoch: int, **settings) -> np.ndarray:
+    """:func:`build_schedule` as a float32 array with one more entry than the run has steps.
+
+    After the last step the optimizer (and ``get_lr``) reads index ``global_step`` == total
+    steps, so the last rate is repeated once. No Python list is built, so a long run costs four
+    bytes a step.
+
+    Raises:
+        ConfigError: as :func:`build_schedule`, and when the run has more steps than
+            ``trainer.limits.MAX_TOTAL_STEPS``.
+    """
+    from trainer.limits import MAX_TOTAL_STEPS
+
+    total = epochs * steps_per_epoch
+    if total > MAX_TOTAL_STEPS:
+        raise ConfigError(
+            f"The run would take {total:,} training steps ({epochs} epochs of {steps_per_epoch} "
+            f"steps), more than the limit of {MAX_TOTAL_STEPS:,}: the learning-rate schedule "
+            "holds one value per step on the device and in every checkpoint. Lower --epochs, or "
+            "raise --batch-size for fewer steps per epoch."
+        )
+    values = _schedule_values(name, epochs=epochs, steps_per_epoch=steps_per_epoch, **settings)
+    return np.concatenate([values, values[-1:]]).astype(np.float32)
+
+
 def build_schedule(
     name: str,
     *,
@@ -568,6 +624,31 @@ def build_schedule(
         >>> [round(v, 6) for v in lrs]
         [0.0, 0.05, 0.1, 0.1, 0.01, 0.01]
     """
+    return _schedule_values(
+        name, base_lr=base_lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        warmup_epochs=warmup_epochs, warmup_start_lr=warmup_start_lr, min_lr=min_lr, gamma=gamma,
+        step_size=step_size, milestones=milestones, power=power, pct_start=pct_start,
+        div_factor=div_factor, final_div_factor=final_div_factor,
+    ).tolist()
+
+
+def _schedule_values(
+    name: str,
+    *,
+    base_lr: float,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    warmup_start_lr: float = 0.0,
+    min_lr: float = 0.0,
+    gamma: float = 0.1,
+    step_size: int = 30,
+    milestones: Sequence[int] = (30, 60, 90),
+    power: float = 1.0,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> np.ndarray:
     if not isinstance(name, str) or name not in SCHEDULES:
         raise _reject("name", name, "it must be one of: " + ", ".join(SCHEDULES))
     base_lr = _check_positive("base_lr", base_lr)
@@ -611,4 +692,4 @@ def build_schedule(
         values = _polynomial(base_lr, main_steps, min_lr, power)
     else:
         values = _one_cycle(base_lr, main_steps, pct_start, div_factor, final_div_factor)
-    return _warmup(values, warmup_steps, warmup_start_lr).tolist()
+    return _warmup(values, warmup_steps, warmup_start_lr)

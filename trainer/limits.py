@@ -1,0 +1,48 @@
+"""The bounds on every size the tool reads from a file or a flag, checked before memory is spent.
+
+Each limit is far above what MNIST-sized work needs and far below what would exhaust a small
+machine; a value past one ends in an ``error:`` that names the limit. ``docs/limits.md`` lists
+them for users.
+"""
+
+from __future__ import annotations
+
+#: A YAML recipe, in bytes (the shipped recipes are under 1 KB).
+RECIPE_MAX_BYTES = 1 << 20
+#: Nodes of a YAML recipe counted with every alias expanded (a recipe has a few dozen).
+RECIPE_MAX_NODES = 10_000
+#: Nesting depth of a YAML recipe.
+RECIPE_MAX_DEPTH = 32
+
+#: Items (digits, or labels) in one IDX file: five times MNIST's 60,000 training digits, so at
+#: most 235 MB of 28x28 pixels.
+IDX_MAX_ITEMS = 300_000
+#: Side of an image stored in an IDX file that predict.py refits to MNIST's convention.
+IDX_MAX_SIDE = 4096
+#: Pixels of all the non-MNIST-sized images in one IDX file handed to predict.py.
+IDX_MAX_REFIT_PIXELS = 50_000_000
+
+#: Pixels of one image file handed to predict.py (a 40-megapixel photo); checked from its header
+#: before it is decoded.
+IMAGE_MAX_PIXELS = 40_000_000
+#: Images one predict.py call reads (IDX inputs included).
+PREDICT_MAX_IMAGES = 300_000
+
+#: Training steps of one run. The learning-rate schedule is an array of one float32 per step,
+#: kept on the device and in every checkpoint: 5 million steps are 20 MB.
+MAX_TOTAL_STEPS = 5_000_000
+
+#: A checkpoint file; MindSpore reads a checkpoint whole.
+CHECKPOINT_MAX_BYTES = 1 << 30
+#: The metadata string inside a checkpoint.
+CHECKPOINT_META_MAX_BYTES = 64 << 20
+#: A small JSON file the tool reads back (``latest.json``, a cache's ``meta.json``).
+POINTER_MAX_BYTES = 64 << 10
+
+
+def describe(count: int) -> str:
+    """``1 << 20`` as ``1 MiB``, other numbers with thousands separators."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size and count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count:,}"
