@@ -5,7 +5,7 @@ See ``python predict.py --help`` and README.md.
 
 import sys
 
-from trainer.predict import main
+from trainer.cli.predict import main
 
 if __name__ == "__main__":
     sys.exit(main())

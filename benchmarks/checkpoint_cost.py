@@ -26,8 +26,8 @@ def measure(net_name: str, repeats: int) -> dict[str, float]:
     from mindspore import nn
 
     from trainer.checkpoint import load_bundle, load_into, save_bundle
+    from trainer.engine.step import TrainStep
     from trainer.networks import build_network
-    from trainer.step import TrainStep
 
     ms.set_context(mode=ms.GRAPH_MODE)
     net = build_network(net_name).cell

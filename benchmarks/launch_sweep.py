@@ -1,4 +1,4 @@
-"""Per-step time of ``trainer.step.LaunchSteps`` for several steps per launch, against one.
+"""Per-step time of ``trainer.engine.step.LaunchSteps`` for several steps per launch, against one.
 
 LeNet-5, batch 32, fixed random inputs, graph mode. One ``TrainStep`` launched alone per step is
 the baseline; ``LaunchSteps`` (a graph loop, compiled once for every number of steps) runs the
@@ -26,8 +26,8 @@ os.environ.setdefault("GLOG_v", "3")
 def _train_step(fast_launch: bool = True):
     from mindspore import nn
 
+    from trainer.engine.step import TrainStep
     from trainer.networks import LeNet5
-    from trainer.step import TrainStep
 
     net = LeNet5()
     step = TrainStep(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     import numpy as np
     from mindspore import Tensor
 
-    from trainer.step import LaunchSteps
+    from trainer.engine.step import LaunchSteps
 
     ms.set_context(mode=ms.GRAPH_MODE)
     rng = np.random.default_rng(0)

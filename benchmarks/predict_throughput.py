@@ -39,7 +39,7 @@ def write_inputs(data_dir: Path, work: Path, count: int, scale: int) -> np.ndarr
     """Writes ``work/pngs/*.png`` and the IDX split ``work/idx``; returns the labels."""
     from PIL import Image
 
-    from trainer.idx import SPLIT_FILES, find_split, read_idx, write_idx
+    from trainer.data.idx import SPLIT_FILES, find_split, read_idx, write_idx
 
     found = find_split(data_dir / "test", "test")
     if found is None:
@@ -76,20 +76,16 @@ def in_process(ckpt: str, folder: Path, labels: np.ndarray, mode: str,
                repeats: int) -> tuple[float, float, float]:
     """Median images/s of reading + preprocessing + inference, by the clock and per CPU second
     (the process's CPU time, which other load on the machine disturbs less), and the accuracy."""
-    from trainer.config import TrainConfig
-    from trainer.predict import _checkpoint_net, collect_inputs, predict_probabilities
-    from trainer.trainer import Trainer, read_checkpoint
+    from trainer.serving.loading import load_network
+    from trainer.serving.predict import collect_inputs, predict_probabilities
 
-    bundle = read_checkpoint(ckpt)
-    net, num_classes = _checkpoint_net(bundle, None)
-    trainer = Trainer(TrainConfig(net=net, num_classes=num_classes, mode=mode))
-    trainer.load_network(bundle)
+    loaded = load_network(ckpt, mode=mode)
     probs = None
     times, cpu = [], []
     for _ in range(repeats + 1):  # the first call compiles (graph mode) and warms caches
         start, start_cpu = time.perf_counter(), time.process_time()
         inputs = collect_inputs([folder])
-        probs = predict_probabilities(trainer.network, inputs.images, trainer.image_size)
+        probs = predict_probabilities(loaded.cell, inputs.images, loaded.image_size)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return (len(labels) / statistics.median(times[1:]), len(labels) / statistics.median(cpu[1:]),

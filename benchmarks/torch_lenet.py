@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     from torch import nn
     from torch.nn import functional as F
 
-    from trainer.idx import SPLIT_FILES, find_split, read_idx
+    from trainer.data.idx import SPLIT_FILES, find_split, read_idx
 
     torch.manual_seed(args.seed)
 

@@ -7,28 +7,36 @@ Example:
     >>> model.fit(3, train, valid, callbacks=cbs)  # doctest: +SKIP
 """
 
+from callbacks.base import StatsCallback
 from callbacks.checkpoint import ModelCheckpoint
 from callbacks.csv_logger import CSVLogger
 from callbacks.early_stopping import EarlyStopping
 from callbacks.history import History
+from callbacks.launch_counter import LaunchCounter
 from callbacks.loss_monitor import LossMonitor
 from callbacks.lr_monitor import LearningRateMonitor
 from callbacks.monitor import MonitorCallback
 from callbacks.progress_bar import ProgressBar
 from callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from callbacks.stats import EpochStats
+from callbacks.stop_on_request import StopOnRequest
 from callbacks.terminate_on_nan import TerminateOnNaN
+from callbacks.val_acc_monitor import ValAccMonitor
 
 __all__ = [
     "CSVLogger",
     "EarlyStopping",
     "EpochStats",
     "History",
+    "LaunchCounter",
     "LearningRateMonitor",
     "LossMonitor",
     "ModelCheckpoint",
     "MonitorCallback",
     "ProgressBar",
     "ReduceLROnPlateau",
+    "StatsCallback",
+    "StopOnRequest",
     "TerminateOnNaN",
+    "ValAccMonitor",
 ]

@@ -6,42 +6,19 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from callbacks.base import state_value
 from callbacks.monitor import MonitorCallback
-from callbacks.stats import EpochStats, find_optimizer, launch_steps, reached
-from trainer.checkpoint import BEST, CheckpointStore
+from callbacks.stats import EpochStats, launch_steps, optimizer_step, reached
+from trainer.checkpoint.meta import BundleMeta, RunRecord, plain_file_name
+from trainer.checkpoint.states import collect_states
+from trainer.checkpoint.store import BEST, CheckpointStore, periodic_name
 from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
-
-
-def collect_states(callbacks: Sequence[Any]) -> dict[str, Any]:
-    """``state_dict()`` of every callback that has one, keyed by class name (``#2`` for repeats)."""
-    states: dict[str, Any] = {}
-    for cb in callbacks:
-        if callable(getattr(cb, "state_dict", None)):
-            key, n = type(cb).__name__, 2
-            while key in states:
-                key, n = f"{type(cb).__name__}#{n}", n + 1
-            states[key] = cb.state_dict()
-    return states
-
-
-def restore_states(callbacks: Sequence[Any], states: dict[str, Any]) -> list[str]:
-    """Feeds :func:`collect_states` output back; returns the keys that found a callback."""
-    restored, seen = [], {}
-    for cb in callbacks:
-        if not callable(getattr(cb, "load_state_dict", None)):
-            continue
-        name = type(cb).__name__
-        seen[name] = seen.get(name, 0) + 1
-        key = name if seen[name] == 1 else f"{name}#{seen[name]}"
-        if key in states:
-            cb.load_state_dict(states[key])
-            restored.append(key)
-    return restored
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -64,8 +41,12 @@ class ModelCheckpoint(MonitorCallback):
         mode: ``"min"`` or ``"max"``. Defaults to `"min"`.
         min_delta: Smallest change that counts as better. Defaults to `0.0`.
         state_callbacks: Callbacks whose ``state_dict()`` goes into each bundle. Defaults to `()`.
-        meta: Callable returning extra metadata for each bundle. Defaults to `None`.
+        meta: Callable returning, for each bundle, the run's set-up (a
+            ``trainer.checkpoint.meta.RunRecord``, as ``Trainer`` passes) or a mapping of extra
+            JSON fields of your own. Defaults to `None`.
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
+        hint: How the metric is chosen where the callback was made (see
+            :class:`~callbacks.monitor.MonitorCallback`). Defaults to `None`.
 
     Example:
         >>> ckpt = ModelCheckpoint("runs/demo/checkpoints", keep_last=2, save_best=True,
@@ -77,9 +58,9 @@ class ModelCheckpoint(MonitorCallback):
                  keep_last: int = 3, save_best: bool = False, monitor: str = "val_loss",
                  mode: str = "min", min_delta: float = 0.0,
                  state_callbacks: Sequence[Any] = (),
-                 meta: Callable[[], dict[str, Any]] | None = None,
-                 stats: EpochStats | None = None) -> None:
-        super().__init__(monitor, mode, min_delta, stats)
+                 meta: Callable[[], RunRecord | dict[str, Any]] | None = None,
+                 stats: EpochStats | None = None, hint: str | None = None) -> None:
+        super().__init__(monitor, mode, min_delta, stats, hint)
         for key, value in (("every_n_epochs", every_n_epochs), ("every_n_steps", every_n_steps),
                            ("keep_last", keep_last)):
             if not isinstance(value, int) or value < 0:
@@ -94,24 +75,24 @@ class ModelCheckpoint(MonitorCallback):
         self.last_saved_step = -1
         self.last_path: Path | None = None
         self.save_seconds: list[float] = []
-        self._step_base = 0
         self._step_save_due = False
         self._restored = False
 
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, run_context) -> None:
-        cb_params = run_context.original_args()
+        super().on_train_begin(run_context)
         if not self._restored:
             self.reset_best()
+            self.best_path, self.last_path, self.last_saved_step = None, None, -1
         self._restored = False
+        self._step_save_due = False
         for path in self.store.remove_temporaries():
             logger.info("Removed %s, left half-written by an interrupted run.", path.name)
-        self._step_base = self._global_step(cb_params) - cb_params.cur_step_num
 
     def on_train_step_end(self, run_context) -> None:
         cb_params = run_context.original_args()
-        self.stats.on_step(cb_params)
-        global_step = self._step_base + cb_params.cur_step_num
+        super().on_train_step_end(run_context)
+        global_step = self.stats.global_step(cb_params)
         if reached(global_step, self.every_n_steps, launch_steps(cb_params)):
             if global_step % cb_params.batch_num == 0:
                 # The epoch's last step: saved at epoch end instead, after validation and the
@@ -148,34 +129,44 @@ class ModelCheckpoint(MonitorCallback):
                                 logs=self.stats.epoch_logs(cb_params) if complete else None)
 
     # ---------------------------------------------------------------- helpers
-    @staticmethod
-    def _global_step(cb_params) -> int:
-        opt = find_optimizer(cb_params)
-        if opt is None:
-            return cb_params.cur_step_num
-        return int(opt.global_step.asnumpy().reshape(-1)[0])
+    def _global_step(self, cb_params) -> int:
+        # The optimizer's own count where there is one: what the bundle's tensors hold.
+        step = optimizer_step(cb_params)
+        return self.stats.global_step(cb_params) if step is None else step
 
     def _finite(self, cb_params) -> bool:
         summary = self.stats.train_summary(cb_params)
         return summary["steps"] == 0 or math.isfinite(summary["loss"])
 
-    def _meta(self, cb_params, logs: dict[str, Any] | None, complete: bool) -> dict[str, Any]:
+    def _meta(self, cb_params, logs: dict[str, Any] | None, complete: bool) -> BundleMeta:
         summary = self.stats.train_summary(cb_params)
         step_in_epoch = 0 if complete else int(summary["steps"])
         epoch = cb_params.cur_epoch_num if complete else cb_params.cur_epoch_num - 1
-        meta = {"epoch": epoch, "step_in_epoch": step_in_epoch,
-                "global_step": self._global_step(cb_params),
-                "steps_per_epoch": cb_params.batch_num,
-                "metrics": {k: v for k, v in (logs or {}).items() if k != "epoch"},
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "callbacks": collect_states([*(c for c in self.state_callbacks if c is not self),
-                                             self]),
-                "epoch_stats": self.stats.state_dict(),
-                "best": {"monitor": self.monitor, "value": self.best,
-                         "file": self.best_path.name if self.best_path else None}}
-        if self.meta is not None:
-            meta.update(self.meta())
-        return meta
+        best = self.best if math.isfinite(self.best) else None
+        return BundleMeta(
+            epoch=epoch, step_in_epoch=step_in_epoch, global_step=self._global_step(cb_params),
+            steps_per_epoch=cb_params.batch_num,
+            metrics={k: v for k, v in (logs or {}).items() if k != "epoch"},
+            saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            callbacks=collect_states([*(c for c in self.state_callbacks if c is not self), self]),
+            epoch_stats=self.stats.state_dict(),
+            best={"monitor": self.monitor, "value": best,
+                  "file": self.best_path.name if self.best_path else None},
+            **self._extra())
+
+    def _extra(self) -> dict[str, Any]:
+        """The ``meta`` callable's part: the run's set-up, or extra fields of the user's."""
+        if self.meta is None:
+            return {}
+        given = self.meta()
+        if isinstance(given, RunRecord):
+            return {"run": given}
+        reserved = {f.name for f in fields(BundleMeta)} | {f.name for f in fields(RunRecord)}
+        clash = sorted(set(given) & (reserved | {"format", "version"}))
+        if clash:
+            raise ConfigError(f"ModelCheckpoint: 'meta' returned the reserved key(s) "
+                              f"{', '.join(clash)}; name your fields otherwise.")
+        return {"extra": dict(given)}
 
     def _save_periodic(self, cb_params, kind: str, logs: dict[str, Any] | None = None) -> None:
         step = self._global_step(cb_params)
@@ -187,8 +178,7 @@ class ModelCheckpoint(MonitorCallback):
             return
         complete = kind == "epoch"
         meta = self._meta(cb_params, logs, complete)
-        epoch = meta["epoch"] if complete else cb_params.cur_epoch_num
-        name = f"{kind}-{epoch:04d}-gs{step:08d}.ckpt"
+        name = periodic_name(kind, meta.epoch if complete else cb_params.cur_epoch_num, step)
         start = time.perf_counter()
         self.last_path = self.store.save(cb_params.train_network, name, meta)
         self.save_seconds.append(time.perf_counter() - start)
@@ -201,8 +191,17 @@ class ModelCheckpoint(MonitorCallback):
         return {**self.monitor_state(),
                 "best_file": self.best_path.name if self.best_path else None}
 
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
+        """Refuses a saved state of the wrong shape (``ValueError``)."""
+        cls.check_monitor_state(state)
+        best_file = state_value(state, "best_file", "str")
+        if best_file is not None and not plain_file_name(best_file):
+            raise ValueError(f"'best_file' is {best_file!r:.60}, not a file name")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; missing keys keep the defaults."""
+        self.check_state(state)
         self.load_monitor_state(state)
         best_file = state.get("best_file")
         self.best_path = self.store.folder / best_file if best_file else None

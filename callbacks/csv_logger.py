@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mindspore.train import Callback
-
+from callbacks.base import StatsCallback
 from callbacks.stats import EpochStats
+from trainer.errors import OutputError, os_fault
 
 
-class CSVLogger(Callback):
+class CSVLogger(StatsCallback):
     """Appends each completed epoch's logs to a CSV file, flushing after every row.
 
     Unlike ``History``, which rewrites its files, this one only appends: it is the log to
@@ -24,23 +24,19 @@ class CSVLogger(Callback):
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
     """
 
-    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
-
     def __init__(self, path: str | os.PathLike, stats: EpochStats | None = None) -> None:
-        super().__init__()
+        super().__init__(stats)
         self.path = Path(path)
-        self.stats = stats or EpochStats()
-
-    def on_train_epoch_begin(self, run_context) -> None:
-        self.stats.begin_epoch(run_context.original_args())
-
-    def on_train_step_end(self, run_context) -> None:
-        self.stats.on_step(run_context.original_args())
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
         if self.stats.epoch_complete(cb_params):
-            self.append(self.stats.epoch_logs(cb_params))
+            try:
+                self.append(self.stats.epoch_logs(cb_params))
+            except OSError as exc:
+                raise OutputError(f"Cannot append to {self.path}: {os_fault(exc)}. Free disk "
+                                  "space or make the folder writable, then continue with "
+                                  "--resume auto.") from None
 
     def append(self, row: dict[str, Any]) -> None:
         """Appends ``row``, widening the header when it brings new columns."""

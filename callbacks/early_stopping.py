@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from callbacks.base import state_value
 from callbacks.monitor import MonitorCallback
 from callbacks.stats import EpochStats
 from trainer.errors import ConfigError
@@ -26,6 +27,8 @@ class EarlyStopping(MonitorCallback):
             network (kept as a host copy of the network's trainable parameters). Defaults to
             `False`.
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
+        hint: How the metric is chosen where the callback was made (see
+            :class:`~callbacks.monitor.MonitorCallback`). Defaults to `None`.
 
     Example:
         >>> stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=2)
@@ -36,8 +39,8 @@ class EarlyStopping(MonitorCallback):
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3,
                  min_delta: float = 0.0, restore_best_weights: bool = False,
-                 stats: EpochStats | None = None) -> None:
-        super().__init__(monitor, mode, min_delta, stats)
+                 stats: EpochStats | None = None, hint: str | None = None) -> None:
+        super().__init__(monitor, mode, min_delta, stats, hint)
         if not isinstance(patience, int) or patience < 1:
             raise ConfigError(f"EarlyStopping: 'patience' is {patience!r}; it must be a whole "
                               "number >= 1.")
@@ -49,6 +52,7 @@ class EarlyStopping(MonitorCallback):
         self._best_weights: dict[str, np.ndarray] | None = None
 
     def on_train_begin(self, run_context) -> None:
+        super().on_train_begin(run_context)
         # A resumed run keeps what load_state_dict restored; a fresh one starts clean.
         if not getattr(self, "_restored", False):
             self.wait, self.best_epoch, self.stopped_epoch = 0, 0, 0
@@ -88,8 +92,16 @@ class EarlyStopping(MonitorCallback):
         return {**self.monitor_state(), "wait": self.wait, "best_epoch": self.best_epoch,
                 "stopped_epoch": self.stopped_epoch}
 
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
+        """Refuses a saved state of the wrong shape (``ValueError``)."""
+        cls.check_monitor_state(state)
+        for key in ("wait", "best_epoch", "stopped_epoch"):
+            state_value(state, key, "int")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; missing keys keep the defaults."""
+        self.check_state(state)
         self.load_monitor_state(state)
         self.wait = int(state.get("wait", 0))
         self.best_epoch = int(state.get("best_epoch", 0))

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mindspore.train import Callback
-
+from callbacks.base import StatsCallback, number_rows, state_value
 from callbacks.stats import EpochStats
+from trainer.errors import OutputError, os_fault
 from trainer.fileio import atomic_path, atomic_write_text
 
 logger = logging.getLogger("mstrain")
@@ -22,7 +22,7 @@ logger = logging.getLogger("mstrain")
 _FIRST_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time")
 
 
-class History(Callback):
+class History(StatsCallback):
     """Records every completed epoch and writes ``history.json``, ``history.csv``, ``history.png``.
 
     Each row holds ``epoch``, the mean training ``loss`` and ``accuracy`` (from the training
@@ -46,15 +46,13 @@ class History(Callback):
         [0.93, 0.96, 0.97]
     """
 
-    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
-
     def __init__(self, directory: str | Path | None = None, plot: bool = True,
                  stats: EpochStats | None = None, plot_budget: float = 0.05) -> None:
-        super().__init__()
+        super().__init__(stats)
         self.directory = Path(directory) if directory is not None else None
         self.plot = plot
-        self.stats = stats or EpochStats()
         self.rows: list[dict[str, Any]] = []
+        self._restored = False
         self._plotter: threading.Thread | None = None
         self.plot_budget = plot_budget
         self._draw_seconds = 0.0  # cost of the last drawing
@@ -78,11 +76,11 @@ class History(Callback):
         present = {k for row in self.rows for k in row}
         return [k for k in seen if k in present]
 
-    def on_train_epoch_begin(self, run_context) -> None:
-        self.stats.begin_epoch(run_context.original_args())
-
-    def on_train_step_end(self, run_context) -> None:
-        self.stats.on_step(run_context.original_args())
+    def on_train_begin(self, run_context) -> None:
+        super().on_train_begin(run_context)
+        if not self._restored:  # a new run; a resumed one keeps the rows it restored
+            self.rows = []
+        self._restored = False
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -101,15 +99,21 @@ class History(Callback):
         """Writes the JSON and CSV files and (re)draws the PNG."""
         if self.directory is None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.directory / "history.json",
-                          json.dumps(_finite_only({"history": self.history, "rows": self.rows}),
-                                     indent=2, default=_json_safe, allow_nan=False) + "\n")
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self._columns(), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write_text(self.directory / "history.csv", buffer.getvalue())
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.directory / "history.json",
+                              json.dumps(_finite_only({"history": self.history, "rows": self.rows}),
+                                         indent=2, default=_json_safe, allow_nan=False) + "\n")
+            atomic_write_text(self.directory / "history.csv", buffer.getvalue())
+        except OSError as exc:
+            raise OutputError(f"Cannot write the history into {self.directory}: "
+                              f"{os_fault(exc)}. Free disk space or make the folder writable; "
+                              "the run's checkpoints keep the history, so continue with "
+                              "--resume auto.") from None
         if not self.plot:
             return
         rows = [dict(r) for r in self.rows]
@@ -144,9 +148,16 @@ class History(Callback):
         """The recorded rows."""
         return {"rows": [dict(r) for r in self.rows]}
 
+    @staticmethod
+    def check_state(state: dict[str, Any]) -> None:
+        """Refuses a saved state of the wrong shape (``ValueError``)."""
+        number_rows(state_value(state, "rows", "list", []), "rows")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the recorded rows; missing keys keep the defaults."""
+        self.check_state(state)
         self.rows = [dict(r) for r in state.get("rows", [])]
+        self._restored = True
 
 
 def _json_safe(value: Any) -> Any:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
-from mindspore.train import Callback
-
+from callbacks.base import StatsCallback
 from callbacks.stats import EpochStats, current_lr, launch_steps, loss_value, reached
 from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
 
 
-class LossMonitor(Callback):
+class LossMonitor(StatsCallback):
     """Prints the current and mean loss every ``per_print_times`` steps, and an epoch summary.
 
     The lines match MindSpore's tutorial::
@@ -34,16 +33,13 @@ class LossMonitor(Callback):
         >>> model.train(10, dataset, callbacks=[LossMonitor(375)])  # doctest: +SKIP
     """
 
-    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
-
     def __init__(self, per_print_times: int = 100, stats: EpochStats | None = None,
                  printer=None) -> None:
-        super().__init__()
+        super().__init__(stats)
         if not isinstance(per_print_times, int) or per_print_times < 0:
             raise ConfigError(f"LossMonitor: 'per_print_times' is {per_print_times!r}; it must "
                               "be a whole number >= 0.")
         self.per_print_times = per_print_times
-        self.stats = stats or EpochStats()
         self._printer = printer
         self._epoch_start = self._last_step_end = self._interval_start = 0.0
         self._interval_steps = 0
@@ -60,24 +56,26 @@ class LossMonitor(Callback):
             print(line, flush=True)
 
     def on_train_begin(self, run_context) -> None:
+        super().on_train_begin(run_context)
         self._first_epoch = None
 
     def on_train_epoch_begin(self, run_context) -> None:
+        super().on_train_epoch_begin(run_context)
         cb_params = run_context.original_args()
-        self.stats.begin_epoch(cb_params)
         if self._first_epoch is None:
             self._first_epoch = cb_params.cur_epoch_num
         self._epoch_start = self._interval_start = self._last_step_end = time.perf_counter()
         self._interval_steps = self._steps_in_epoch = 0
 
     def on_train_step_end(self, run_context) -> None:
+        super().on_train_step_end(run_context)
         cb_params = run_context.original_args()
-        self.stats.on_step(cb_params)
         self._last_step_end = time.perf_counter()
         launched = launch_steps(cb_params)
         self._interval_steps += launched
         self._steps_in_epoch += launched
-        step = (cb_params.cur_step_num - 1) % cb_params.batch_num + 1
+        # Counted from the run's real start, also after a resume in the middle of an epoch.
+        step = self.stats.step_in_epoch(cb_params)
         if reached(step, self.per_print_times, launched):
             per_step = (self._last_step_end - self._interval_start) * 1000 / self._interval_steps
             self._print(self._line(cb_params, step, per_step))
@@ -86,7 +84,7 @@ class LossMonitor(Callback):
     def _line(self, cb_params, step: int, step_ms: float) -> str:
         current = loss_value(cb_params.net_outputs)
         mean = self.stats.train_summary(cb_params)["loss"]
-        lr = current_lr(cb_params)
+        lr = current_lr(cb_params, self.stats.global_step(cb_params))
         # Model's epoch_num counts only the epochs of this call (less initial_epoch on resume).
         total = cb_params.epoch_num + (self._first_epoch or 1) - 1
         width = len(str(total)) + 1

@@ -5,19 +5,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mindspore.train import Callback
-
+from callbacks.base import StatsCallback, state_value
 from callbacks.stats import EpochStats
 from trainer.errors import ConfigError
 
 MODES = ("min", "max")
 
 
-class MonitorCallback(Callback):
+class MonitorCallback(StatsCallback):
     """Owns ``monitor``, ``mode`` and ``min_delta`` and decides what counts as an improvement.
 
     Subclasses call :meth:`get_monitor_value` with the epoch's logs and :meth:`is_improvement`
-    with the value; :attr:`best` holds the best value seen so far.
+    with the value; :attr:`best` holds the best value seen so far. A monitored metric that the
+    run does not produce is an error at the first epoch end, listing the metrics it has.
 
     Args:
         monitor: Name in the epoch logs, e.g. ``val_accuracy`` or ``val_loss``. Defaults to
@@ -26,27 +26,29 @@ class MonitorCallback(Callback):
         min_delta: An improvement must beat the best by more than this. Defaults to `0.0`.
         stats: Shared :class:`~callbacks.stats.EpochStats`; one is created when omitted.
             Defaults to `None`.
+        hint: How the user chooses the metric where the callback was made, for the message when
+            it is missing. Defaults to `None`: the callback's ``monitor`` argument (``Trainer``
+            passes ``--monitor``).
 
     Raises:
         ConfigError: ``mode`` is not min or max, or ``min_delta`` is negative.
     """
 
-    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
-
     def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0,
-                 stats: EpochStats | None = None) -> None:
-        super().__init__()
+                 stats: EpochStats | None = None, hint: str | None = None) -> None:
+        super().__init__(stats)
         if mode not in MODES:
             raise ConfigError(f"{type(self).__name__}: 'mode' is {mode!r}; it must be 'min' or "
                               "'max'.")
-        if not isinstance(min_delta, (int, float)) or min_delta < 0:
+        if not isinstance(min_delta, (int, float)) or not min_delta >= 0 \
+                or not math.isfinite(min_delta):
             raise ConfigError(f"{type(self).__name__}: 'min_delta' is {min_delta!r}; it must be "
-                              "a number >= 0.")
+                              "a finite number >= 0.")
         if not isinstance(monitor, str) or not monitor:
             raise ConfigError(f"{type(self).__name__}: 'monitor' is {monitor!r}; name a metric "
                               "such as 'val_loss' or 'val_accuracy'.")
         self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
-        self.stats = stats or EpochStats()
+        self.hint = hint or f"{type(self).__name__}(monitor=...)"
         self.best = self._worst()
 
     def _worst(self) -> float:
@@ -72,26 +74,28 @@ class MonitorCallback(Callback):
         """
         if self.monitor not in logs:
             available = ", ".join(sorted(k for k in logs if k != "epoch")) or "none"
-            hint = (" Validation metrics (val_*) exist only when the run validates."
+            hint = (" Validation metrics (val_*) exist only when the run validates, one per "
+                    "metric given to Model (val_accuracy for 'accuracy', val_loss for 'loss')."
                     if self.monitor.startswith("val_") else "")
             raise ConfigError(f"{type(self).__name__} monitors {self.monitor!r}, but this epoch's "
                               f"metrics are: {available}.{hint} Choose one of those with "
-                              "--monitor (or the callback's 'monitor' argument).")
+                              f"{self.hint}.")
         return float(logs[self.monitor])
-
-    # Epoch-begin snapshots are shared; every monitor takes part so it also works on its own.
-    def on_train_epoch_begin(self, run_context) -> None:
-        self.stats.begin_epoch(run_context.original_args())
-
-    def on_train_step_end(self, run_context) -> None:
-        self.stats.on_step(run_context.original_args())
 
     def monitor_state(self) -> dict[str, Any]:
         """The base's part of ``state_dict``."""
         return {"best": self.best, "monitor": self.monitor, "mode": self.mode}
 
+    @staticmethod
+    def check_monitor_state(state: dict[str, Any]) -> None:
+        """Refuses a base state of the wrong shape (``ValueError``)."""
+        state_value(state, "best", "number")
+        state_value(state, "monitor", "str")
+        state_value(state, "mode", "str")
+
     def load_monitor_state(self, state: dict[str, Any]) -> None:
         """Restores :meth:`monitor_state`, keeping defaults for missing keys."""
+        self.check_monitor_state(state)
         if state.get("monitor", self.monitor) == self.monitor and \
                 state.get("mode", self.mode) == self.mode:
             self.best = float(state.get("best", self.best))

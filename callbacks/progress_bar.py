@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 import time
 
-from mindspore.train import Callback
-
+from callbacks.base import StatsCallback
 from callbacks.stats import EpochStats, launch_steps
 
 
-class ProgressBar(Callback):
+class ProgressBar(StatsCallback):
     """One tqdm bar per epoch with the running loss, training accuracy and samples per second.
 
     The bar refreshes its numbers at most every ``refresh_seconds`` (reading the loss is a copy
@@ -24,24 +23,22 @@ class ProgressBar(Callback):
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None` (a private one).
     """
 
-    launch_aware = True  # right when a step end covers several steps (stats.launch_steps)
-
     def __init__(self, refresh_seconds: float = 0.5, enabled: bool | None = None,
                  stats: EpochStats | None = None) -> None:
-        super().__init__()
+        super().__init__(stats)
         self.refresh_seconds = refresh_seconds
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.stats = stats or EpochStats()
         self._bar = None
         self._last = 0.0
         self._first_epoch: int | None = None
 
     def on_train_begin(self, run_context) -> None:
+        super().on_train_begin(run_context)
         self._first_epoch = None
 
     def on_train_epoch_begin(self, run_context) -> None:
+        super().on_train_epoch_begin(run_context)
         cb_params = run_context.original_args()
-        self.stats.begin_epoch(cb_params)
         if self._first_epoch is None:
             self._first_epoch = cb_params.cur_epoch_num
         if not self.enabled:
@@ -59,21 +56,21 @@ class ProgressBar(Callback):
     def on_train_step_end(self, run_context) -> None:
         if self._bar is None:
             return
+        super().on_train_step_end(run_context)
         cb_params = run_context.original_args()
-        self.stats.on_step(cb_params)
         self._bar.update(launch_steps(cb_params))
         now = time.perf_counter()
         if now - self._last >= self.refresh_seconds:
             self._last = now
             summary = self.stats.train_summary(cb_params)
-            rate = self._bar.format_dict.get("rate") or 0.0
-            batch = cb_params.train_dataset.get_batch_size() if hasattr(
-                cb_params, "train_dataset") else 0
+            rate = self._bar.format_dict.get("rate") or 0.0  # steps per second
             postfix = {"loss": f"{summary['loss']:.4f}"}
             if "accuracy" in summary:
                 postfix["acc"] = f"{summary['accuracy']:.4f}"
-            if batch:
-                postfix["samples/s"] = f"{rate * batch:.0f}"
+            if summary["steps"] and summary["samples"]:
+                # Samples per step from what the steps saw: a dataset whose source yields whole
+                # batches reports a batch size of 1.
+                postfix["samples/s"] = f"{rate * summary['samples'] / summary['steps']:.0f}"
             self._bar.set_postfix(postfix, refresh=False)
 
     def on_train_epoch_end(self, run_context) -> None:

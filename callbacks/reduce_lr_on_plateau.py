@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from callbacks.base import number_rows, state_value
 from callbacks.monitor import MonitorCallback
-from callbacks.stats import EpochStats, find_optimizer, lr_parameter
+from callbacks.stats import EpochStats, find_optimizer, lr_parameter, optimizer_step
 from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
@@ -31,12 +32,15 @@ class ReduceLROnPlateau(MonitorCallback):
         cooldown: Epochs to wait after a cut before counting again. Defaults to `0`.
         min_lr: The rate is never cut below this. Defaults to `0.0`.
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
+        hint: How the metric is chosen where the callback was made (see
+            :class:`~callbacks.monitor.MonitorCallback`). Defaults to `None`.
     """
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", factor: float = 0.1,
                  patience: int = 2, min_delta: float = 0.0, cooldown: int = 0,
-                 min_lr: float = 0.0, stats: EpochStats | None = None) -> None:
-        super().__init__(monitor, mode, min_delta, stats)
+                 min_lr: float = 0.0, stats: EpochStats | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(monitor, mode, min_delta, stats, hint)
         if not 0.0 < factor < 1.0:
             raise ConfigError(f"ReduceLROnPlateau: 'factor' is {factor!r}; it must be between 0 "
                               "and 1 (exclusive).")
@@ -47,6 +51,15 @@ class ReduceLROnPlateau(MonitorCallback):
         self.wait = 0
         self.cooldown_left = 0
         self.reductions: list[dict[str, float]] = []
+        self._restored = False
+
+    def on_train_begin(self, run_context) -> None:
+        super().on_train_begin(run_context)
+        # A resumed run keeps what load_state_dict restored; a fresh one starts clean.
+        if not self._restored:
+            self.wait, self.cooldown_left, self.reductions = 0, 0, []
+            self.reset_best()
+        self._restored = False
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -69,10 +82,9 @@ class ReduceLROnPlateau(MonitorCallback):
     def _reduce(self, cb_params) -> None:
         import mindspore as ms
 
-        opt = find_optimizer(cb_params)
-        lr_param = lr_parameter(opt)
+        lr_param = lr_parameter(find_optimizer(cb_params))
         rates = lr_param.asnumpy()
-        step = int(opt.global_step.asnumpy().reshape(-1)[0])
+        step = optimizer_step(cb_params)  # the entries from here on are still to be applied
         if rates.ndim == 0:
             new = self._cut(rates).astype(rates.dtype)
             old_value, new_value = float(rates), float(new)
@@ -96,9 +108,19 @@ class ReduceLROnPlateau(MonitorCallback):
         return {**self.monitor_state(), "wait": self.wait, "cooldown_left": self.cooldown_left,
                 "reductions": list(self.reductions)}
 
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
+        """Refuses a saved state of the wrong shape (``ValueError``)."""
+        cls.check_monitor_state(state)
+        for key in ("wait", "cooldown_left"):
+            state_value(state, key, "int")
+        number_rows(state_value(state, "reductions", "list", []), "reductions")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; missing keys keep the defaults."""
+        self.check_state(state)
         self.load_monitor_state(state)
         self.wait = int(state.get("wait", 0))
         self.cooldown_left = int(state.get("cooldown_left", 0))
         self.reductions = list(state.get("reductions", []))
+        self._restored = True

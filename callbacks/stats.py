@@ -2,9 +2,9 @@
 
 Several callbacks want the same numbers at the end of an epoch (the loss monitor, the progress
 bar, the history, early stopping, the checkpoint). :class:`EpochStats` reads them once: from the
-running totals that ``trainer.step.TrainStep`` keeps inside the compiled step (no copy per step),
-or, for any other train network, from the loss each step returns. One instance is shared by the
-callbacks ``Trainer`` builds; a callback used on its own creates a private one.
+running totals that ``trainer.engine.step.TrainStep`` keeps inside the compiled step (no copy per
+step), or, for any other train network, from the loss each step returns. One instance is shared
+by the callbacks ``Trainer`` builds; a callback used on its own creates a private one.
 """
 
 from __future__ import annotations
@@ -40,8 +40,21 @@ def _optional(cb_params, name: str) -> Any:
         return None
 
 
-def current_lr(cb_params) -> float | None:
-    """The learning rate the optimizer applies at its next step (one small device read).
+def optimizer_step(cb_params) -> int | None:
+    """The optimizer's own step count (a device read), or None without an optimizer."""
+    step = getattr(find_optimizer(cb_params), "global_step", None)
+    if step is None:
+        return None
+    return int(step.asnumpy().reshape(-1)[0])
+
+
+def current_lr(cb_params, step: int | None = None) -> float | None:
+    """The learning rate the optimizer applies at its next step.
+
+    Args:
+        cb_params: The run's callback parameters.
+        step: The global step, when the caller knows it (saves a device read). Defaults to
+            `None`: read from the optimizer.
 
     After the last step of a per-step schedule with one rate per step (MindSpore's usual
     ``lr`` list) there is no next entry, and asking the optimizer would index past the end of
@@ -56,7 +69,8 @@ def current_lr(cb_params) -> float | None:
         values = rates.asnumpy().reshape(-1)
         if len(rates.shape) == 0:
             return float(values[0])
-        step = int(opt.global_step.asnumpy().reshape(-1)[0])
+        if step is None:
+            step = optimizer_step(cb_params)
         return float(values[min(step, len(values) - 1)])
     lr = opt.get_lr()
     if isinstance(lr, (tuple, list)):  # group learning rates: report the first group
@@ -66,7 +80,7 @@ def current_lr(cb_params) -> float | None:
 
 def launch_steps(cb_params) -> int:
     """Training steps run since the previous ``on_train_step_end``: 1, or ``k`` when each graph
-    launch runs ``k`` steps (``trainer.step.LaunchSteps``; ``cur_step_num`` then advances by
+    launch runs ``k`` steps (``trainer.engine.step.LaunchSteps``; ``cur_step_num`` then advances by
     ``k``, as in MindSpore's dataset-sink mode)."""
     return _optional(cb_params, "launch_steps") or 1
 
@@ -104,9 +118,32 @@ class EpochStats:
         self._run: Any = None  # the cb_params of the current Model.train/fit call
         self._device_net: Any = None
         self._device_counts = False
+        self._step_base: tuple[Any, int] | None = None  # (cb_params, global step at its begin)
+
+    def begin_run(self, cb_params) -> None:
+        """Notes where the run's global step starts (once per train/fit call)."""
+        if self._step_base is None or self._step_base[0] is not cb_params:
+            start = optimizer_step(cb_params)
+            base = 0 if start is None else start - cb_params.cur_step_num
+            self._step_base = (cb_params, base)
+
+    def global_step(self, cb_params) -> int:
+        """Optimizer steps taken since the start of training, across resumes.
+
+        ``Model`` counts ``cur_step_num`` from 0 in every train/fit call, also when a run resumes
+        in the middle of an epoch; the optimizer's own count, read once at the call's start, is
+        the base. No device read per step.
+        """
+        if self._step_base is None or self._step_base[0] is not cb_params:
+            self.begin_run(cb_params)
+        return self._step_base[1] + cb_params.cur_step_num
+
+    def step_in_epoch(self, cb_params) -> int:
+        """The step within its epoch, 1 to ``batch_num``, of the last step run."""
+        return (self.global_step(cb_params) - 1) % cb_params.batch_num + 1
 
     def counts_on_device(self, cb_params) -> bool:
-        """Whether the train network keeps its own totals (``trainer.step.TrainStep``).
+        """Whether the train network keeps its own totals (``trainer.engine.step.TrainStep``).
 
         Asked by every callback on every step, so the answer is kept per network: an attribute
         look-up on a Cell goes through MindSpore's slow ``Cell.__getattr__``.
@@ -139,6 +176,9 @@ class EpochStats:
         self._last_host_step = step
         self._host["loss_sum"] += loss_value(cb_params.net_outputs)
         self._host["steps"] += 1
+        element = cb_params.get("train_dataset_element") if isinstance(cb_params, dict) else None
+        if element is not None and len(element) > 1 and hasattr(element[1], "shape"):
+            self._host["samples"] += int(element[1].shape[0]) if element[1].shape else 1
 
     def totals(self, cb_params) -> dict[str, float]:
         """Running totals since the run began."""
@@ -158,7 +198,8 @@ class EpochStats:
             steps = end["steps"] - self._start["steps"]
             samples = end["samples"] - self._start["samples"]
             loss_sum = end["loss_sum"] - self._start["loss_sum"]
-            out = {"steps": steps, "loss": loss_sum / steps if steps else math.nan}
+            out = {"steps": steps, "samples": samples,
+                   "loss": loss_sum / steps if steps else math.nan}
             if self.counts_on_device(cb_params):
                 out["accuracy"] = ((end["correct"] - self._start["correct"]) / samples
                                    if samples else math.nan)
@@ -190,7 +231,7 @@ class EpochStats:
             for name, value in (_optional(cb_params, "eval_results") or {}).items():
                 if name != "eval_loss":  # the last batch's loss only; the Loss metric is the mean
                     logs[f"val_{name}"] = float(value)
-            lr = current_lr(cb_params)
+            lr = current_lr(cb_params, self.global_step(cb_params))
             if lr is not None:
                 logs["lr"] = lr
             logs["epoch_time"] = time.perf_counter() - self._start_time

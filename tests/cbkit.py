@@ -14,7 +14,7 @@ from mindspore.train import Accuracy, Callback, Loss, Model, RunContext
 
 from callbacks.stats import EpochStats
 from trainer.data import build_dataset
-from trainer.step import TrainStep
+from trainer.engine.step import TrainStep
 
 BATCH = 64
 TRAIN_SAMPLES = 1600
@@ -94,7 +94,7 @@ def make_run(lr: Any = 0.05, kind: str = "step", net: nn.Cell | None = None,
              optimizer: str = "momentum", seed: int = 0) -> Run:
     """A ``Model`` over ``net`` (default :class:`Tiny`).
 
-    ``kind="step"`` wraps it in ``trainer.step.TrainStep`` as ``Trainer`` does (statistics
+    ``kind="step"`` wraps it in ``trainer.engine.step.TrainStep`` as ``Trainer`` does (statistics
     counted in the graph); ``kind="plain"`` is the plain ``Model(net, loss, opt)`` of the
     tutorials (callbacks fall back to host-side loss accumulation).
     """

@@ -22,7 +22,7 @@ os.environ.setdefault("MSTRAIN_CACHE", tempfile.mkdtemp(prefix="mstrain-test-cac
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
     """A learnable MNIST look-alike (1,600 training, 400 test digits), raw IDX files."""
-    from trainer.synthetic import generate_digits
+    from trainer.data.synthetic import generate_digits
 
     return generate_digits(tmp_path_factory.mktemp("digits"), train_size=1600, test_size=400,
                            seed=3)
@@ -31,7 +31,7 @@ def digits_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digits_gz_dir(tmp_path_factory) -> Path:
     """The same kind of data, gzipped (as MNIST is distributed)."""
-    from trainer.synthetic import generate_digits
+    from trainer.data.synthetic import generate_digits
 
     return generate_digits(tmp_path_factory.mktemp("digits_gz"), train_size=640, test_size=160,
                            seed=4, compress=True)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def tiny_digits(tmp_path_factory) -> Path:
-    from trainer.synthetic import generate_digits
+    from trainer.data.synthetic import generate_digits
 
     return generate_digits(tmp_path_factory.mktemp("tiny"), train_size=320, test_size=100, seed=5)
 

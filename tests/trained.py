@@ -37,6 +37,15 @@ class TrainedRun:
         folder = self.run_dir / "checkpoints"
         return folder / json.loads((folder / "latest.json").read_text())["file"]
 
+    @property
+    def best(self) -> Path:
+        """The best bundle (best.ckpt), which naming the run directory evaluates."""
+        return self.run_dir / "checkpoints" / "best.ckpt"
+
+    def history(self, key: str) -> list[float]:
+        """Every epoch's value of ``key`` in history.json."""
+        return json.loads((self.run_dir / "history.json").read_text())["history"][key]
+
     def last(self, key: str) -> float:
         """The last epoch's value of ``key`` in history.json (e.g. ``val_accuracy``)."""
         return json.loads((self.run_dir / "history.json").read_text())["history"][key][-1]

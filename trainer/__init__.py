@@ -20,7 +20,7 @@ from trainer.errors import CheckpointError, ConfigError, DataError, UserError
 __all__ = ["CheckpointError", "ConfigError", "DataError", "History", "TrainConfig", "Trainer",
            "UserError", "load_config"]
 
-_LAZY = {"Trainer": "trainer.trainer", "History": "callbacks.history"}
+_LAZY = {"Trainer": "trainer.engine.trainer", "History": "callbacks.history"}
 
 
 def __getattr__(name: str) -> Any:

@@ -105,3 +105,64 @@ def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"it holds more than the limit of {limit:,} bytes")
     return data
+
+
+def slug(text: str) -> str:
+    """``text`` as a file or folder name: letters, digits, ``-`` and ``_`` only."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "run"
+
+
+def hold_lock(path: str | os.PathLike):
+    """Creates ``path`` and holds an exclusive ``flock`` on it until the returned file is closed
+    (or the process ends, however it ends)."""
+    import fcntl
+
+    handle = open(path, "a+")  # closed by the caller
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+# A staging folder or temporary file without a lock is taken as abandoned once it is this old;
+# every write the tool stages finishes within seconds.
+STALE_SECONDS = 600
+
+
+def remove_stale_staging(folder: str | os.PathLike, lock_name: str = ".building") -> list[Path]:
+    """Deletes the staging leftovers (``.NAME.XXXX.tmp`` files and folders) of processes that
+    were killed in ``folder``.
+
+    A staging folder whose ``lock_name`` file is locked belongs to a live process and is kept; one
+    whose lock can be taken, or without a lock and older than :data:`STALE_SECONDS`, is removed.
+
+    Returns:
+        What was removed.
+    """
+    import fcntl
+    import shutil
+    import time
+
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = [p for p in folder.iterdir() if p.name.startswith(".") and ".tmp" in p.name]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            lock = entry / lock_name
+            if entry.is_dir() and lock.exists():
+                with open(lock, "a+") as handle:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a build in progress
+            elif time.time() - entry.lstat().st_mtime < STALE_SECONDS:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        except OSError:
+            continue
+    return removed

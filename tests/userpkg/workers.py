@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mindspore.train import Callback
 
-from trainer import distributed
+from trainer.engine import distributed
 
 
 def weights_digest(named_arrays) -> str:

@@ -1,0 +1,13 @@
+"""The lists of choices, each written once: flags, YAML checks, help and the code that acts on
+them all read them from here."""
+
+NETWORKS = ("lenet", "mlp", "mindvision-lenet")
+DATA_SOURCES = ("mnist", "synthetic", "mindvision")
+OPTIMIZERS = ("momentum", "sgd", "adam")
+DEVICES = ("CPU", "GPU", "Ascend")
+MODES = ("graph", "pynative")
+MONITOR_MODES = ("min", "max")
+# What a run logs every epoch that --monitor may watch (val_* are measured on the validation data).
+MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
+LR_SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "polynomial", "onecycle")
+EXPORT_FORMATS = ("mindir", "onnx")

@@ -1,0 +1,420 @@
+"""Run configuration: one dataclass, YAML recipes, command-line overrides, validated once.
+
+Every option is declared once, as a field of :class:`TrainConfig` with its help text and its
+constraints; the command line (``trainer/cli.py``) and the YAML loader are both generated from
+those declarations, so the two cannot drift apart. This module does not import MindSpore: the
+help text and configuration errors answer instantly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.config.choices import (
+    DATA_SOURCES,
+    DEVICES,
+    LR_SCHEDULES,
+    MODES,
+    MONITOR_MODES,
+    MONITORS,
+    NETWORKS,
+    OPTIMIZERS,
+)
+from trainer.errors import ConfigError, shown
+
+# Fields that decide what a checkpoint's tensors mean and how training proceeds from them. A resume
+# is refused when any of them differs; everything else (epochs, logging, output) may change.
+FINGERPRINT_FIELDS = (
+    "net", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "lr_schedule",
+    "warmup_epochs", "min_lr", "lr_gamma", "lr_step_size", "lr_milestones", "lr_power", "seed",
+    "data_source", "data_cache",
+)
+
+
+
+
+def launch_blocker(cfg: TrainConfig) -> str | None:
+    """Why ``cfg`` must launch one step at a time, or None when several steps per launch work."""
+    if cfg.mode != "graph":
+        return "--mode pynative runs operator by operator"
+    if cfg.data_source == "mindvision":
+        return "--data-source mindvision reads through mindvision's own pipeline"
+    if not cfg.data_cache:
+        return "--no-data-cache streams single batches from MnistDataset"
+    if cfg.distributed:
+        return "--distributed averages gradients step by step"
+    return None
+
+
+# Whole-number options without a bound of their own stay within a C int, so nothing MindSpore or
+# numpy is handed can overflow.
+_INT_MAX = 2**31 - 1
+
+
+def _opt(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
+         above: float | None = None, maximum: float | None = None, cli: bool = True,
+         metavar: str | None = None, group: str = "training") -> Any:
+    """Declares one option: its default, help text, the values allowed and its help group."""
+    if maximum is None and isinstance(default, int) and not isinstance(default, bool):
+        maximum = _INT_MAX
+    meta = {"help": help, "choices": choices, "minimum": minimum, "above": above,
+            "maximum": maximum, "cli": cli, "metavar": metavar, "group": group}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs, with the defaults of MindSpore's MNIST tutorial.
+
+    Build one directly (``TrainConfig(net="mlp", epochs=3)``), from a YAML recipe
+    (:func:`load_config`), or from the command line (``trainer.cli.parse_args``). Call
+    :meth:`validate` once; every consumer can then trust the values.
+
+    Example:
+        >>> cfg = TrainConfig(epochs=3, batch_size=64).validate()
+        >>> cfg.lr
+        0.01
+    """
+
+    # What to train.
+    net: str = _opt("lenet", "network: lenet, mlp, mindvision-lenet (mindvision's LeNet), or a "
+                    "factory 'pkg.module:function' taking num_classes", metavar="NAME",
+                    group="network")
+    num_classes: int = _opt(10, "number of classes", minimum=2, maximum=10_000, group="network")
+    # Data.
+    data_source: str = _opt("mnist", "where the digits come from: MNIST IDX files in --data-dir "
+                            "(downloaded when missing), read by MindSpore's MnistDataset (mnist) "
+                            "or by mindvision's Mnist (mindvision, slower), or generated digits",
+                            choices=DATA_SOURCES, group="data")
+    data_dir: str = _opt("", "folder holding train/ and test/ with the IDX files (raw or .gz); "
+                         "default data/mnist, or data/synthetic for generated digits",
+                         metavar="DIR", group="data")
+    download: bool = _opt(True, "download MNIST into --data-dir when files are missing",
+                          group="data")
+    synthetic_train_size: int = _opt(6000, "generated training digits", minimum=1,
+                                     maximum=100_000, group="data")
+    synthetic_test_size: int = _opt(1000, "generated test digits", minimum=1, maximum=100_000,
+                                    group="data")
+    num_workers: int = _opt(2, "parallel workers of the input pipeline", minimum=1, maximum=64,
+                            group="data")
+    data_cache: bool = _opt(True, "decode and resize the digits once, through MindSpore's "
+                            "reader, into a cache ($MSTRAIN_CACHE or ~/.cache/mstrain) and feed "
+                            "whole batches from it; --no-data-cache decodes every digit on every "
+                            "epoch instead", group="data")
+    eval_batch_size: int = _opt(1000, "samples per validation batch; fewer, larger batches "
+                                "validate faster", minimum=1, maximum=65_536, group="data")
+    # Optimisation.
+    epochs: int = _opt(10, "number of epochs", minimum=1, maximum=100_000, group="optimisation")
+    batch_size: int = _opt(32, "samples per training step", minimum=1, maximum=65_536,
+                           group="optimisation")
+    optimizer: str = _opt("momentum", "optimizer", choices=OPTIMIZERS, group="optimisation")
+    lr: float = _opt(0.01, "base learning rate", above=0.0, group="optimisation")
+    momentum: float = _opt(0.9, "momentum (momentum optimizer) or beta1 (adam)", minimum=0.0,
+                           maximum=1.0, group="optimisation")
+    weight_decay: float = _opt(0.0, "L2 weight decay", minimum=0.0, group="optimisation")
+    seed: int = _opt(0, "random seed: the same seed gives bit-identical weights", minimum=0,
+                     maximum=2**32 - 1, group="optimisation")
+    # The learning-rate schedule.
+    lr_schedule: str = _opt("constant", "learning-rate schedule", choices=LR_SCHEDULES,
+                            group="schedule")
+    warmup_epochs: float = _opt(0.0, "linear warm-up before the schedule, in epochs", minimum=0.0,
+                                group="schedule")
+    min_lr: float = _opt(0.0, "floor of the cosine and polynomial schedules", minimum=0.0,
+                         group="schedule")
+    lr_gamma: float = _opt(0.1, "decay factor of the step, multistep and exponential schedules",
+                           above=0.0, maximum=1.0, group="schedule")
+    lr_step_size: int = _opt(3, "epochs between decays of the step schedule", minimum=1,
+                             maximum=100_000, group="schedule")
+    lr_milestones: list = _opt([5, 8], "epochs at which the multistep schedule decays",
+                               group="schedule")
+    lr_power: float = _opt(1.0, "power of the polynomial schedule", above=0.0, maximum=100.0,
+                           group="schedule")
+    # Where and how it runs.
+    device: str = _opt("CPU", "device target", choices=DEVICES, group="run")
+    mode: str = _opt("graph", "graph compiles each step (fast); pynative runs op by op",
+                     choices=MODES, group="run")
+    steps_per_launch: int = _opt(0, "training steps per graph launch; callbacks then see one "
+                                 "step end per launch, with cur_step_num advanced by all its "
+                                 "steps. 0 (auto): 16 in graph mode on the cached feed, unless a "
+                                 "callback with step hooks lacks launch_aware = True; 1: every "
+                                 "step on its own",
+                                 minimum=0, maximum=256, metavar="N", group="run")
+    distributed: bool = _opt(False, "train data-parallel across the workers that msrun starts "
+                             "(each reads its shard of the training set; --batch-size is per "
+                             "worker); launch with msrun, see the README", group="run")
+    output_dir: str = _opt("runs", "folder that holds run directories", metavar="DIR",
+                           group="run")
+    run_name: str = _opt("", "run directory name inside --output-dir; default NET-DATE-TIME",
+                         metavar="NAME", group="run")
+    # Monitoring, checkpoints and callbacks.
+    log_every: int = _opt(100, "print a loss line every N steps (0: only at epoch end)",
+                          minimum=0, group="monitoring")
+    progress: bool = _opt(True, "show a progress bar when the output is a terminal",
+                          group="monitoring")
+    plot: bool = _opt(True, "draw history.png after every epoch", group="monitoring")
+    csv_log: bool = _opt(False, "also append one row per epoch to log.csv", group="monitoring")
+    monitor: str = _opt("val_accuracy", "metric watched by the best checkpoint, early stopping "
+                        "and plateau", choices=MONITORS, metavar="METRIC", group="monitoring")
+    monitor_mode: str = _opt("max", "whether a higher or lower --monitor is better",
+                             choices=MONITOR_MODES, group="monitoring")
+    min_delta: float = _opt(0.0, "smallest change of --monitor that counts as an improvement",
+                            minimum=0.0, group="monitoring")
+    early_stopping_patience: int = _opt(0, "stop after N epochs without improvement (0: off)",
+                                        minimum=0, maximum=100_000, group="monitoring")
+    restore_best_weights: bool = _opt(False, "on early stopping, return to the best weights",
+                                      group="monitoring")
+    plateau_patience: int = _opt(0, "cut the learning rate after N epochs without improvement "
+                                 "(0: off)", minimum=0, maximum=100_000, group="monitoring")
+    plateau_factor: float = _opt(0.1, "factor applied to the learning rate on a plateau",
+                                 above=0.0, maximum=1.0, group="monitoring")
+    save_every_epochs: int = _opt(1, "save a checkpoint every N epochs (0: off)", minimum=0,
+                                  group="checkpoints")
+    save_every_steps: int = _opt(0, "save a checkpoint every N steps (0: off)", minimum=0,
+                                 group="checkpoints")
+    keep_last: int = _opt(3, "keep the newest K periodic checkpoints (0: keep all)", minimum=0,
+                          group="checkpoints")
+    save_best: bool = _opt(True, "keep the checkpoint with the best --monitor value",
+                           group="checkpoints")
+    callbacks: list = _opt([], "extra callbacks: [{class: pkg.mod.Class, args: {...}}]",
+                           cli=False, group="monitoring")
+
+    def validate(self) -> TrainConfig:
+        """Checks every value against its declaration and the rules between values.
+
+        Returns:
+            The same object, so ``TrainConfig(...).validate()`` reads naturally.
+
+        Raises:
+            ConfigError: naming the key, the value received and what is allowed.
+        """
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _check_value(f, getattr(self, f.name)))
+        if not self.net.strip():
+            raise ConfigError("Option 'net' is empty. Name a network: " + ", ".join(NETWORKS)
+                              + ", or a factory as 'pkg.module:function'.")
+        if self.net not in NETWORKS and ":" not in self.net:
+            raise ConfigError(
+                f"Option 'net' is {shown(self.net)}, which is not a known network. Allowed: "
+                f"{', '.join(NETWORKS)}, or your own factory as 'pkg.module:function' (a "
+                f"callable taking num_classes and returning a mindspore.nn.Cell).")
+        milestones = self.lr_milestones
+        if (not milestones or len(milestones) > 1000
+                or not all(isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 100_000
+                           for m in milestones)
+                or list(milestones) != sorted(set(milestones))):
+            raise ConfigError(f"Option 'lr_milestones' is {shown(milestones)}; it must be a "
+                              "non-empty, strictly increasing list of whole epochs from 1 to "
+                              "100000, e.g. [5, 8].")
+        _check_run_name(self.run_name)
+        if self.plateau_factor >= 1.0:
+            raise ConfigError(f"Option 'plateau_factor' is {self.plateau_factor!r}; it must be "
+                              "below 1, or a plateau would not lower the learning rate.")
+        self.callbacks = [_check_callback_spec(i, spec) for i, spec in enumerate(self.callbacks)]
+        if self.steps_per_launch > 1:
+            single = launch_blocker(self)
+            if single:
+                raise ConfigError(f"Option 'steps_per_launch' is {self.steps_per_launch}, but "
+                                  f"{single}, which launches one step at a time. Leave "
+                                  "--steps-per-launch at 0 (auto) or 1.")
+        _check_schedule(self)
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        """The data folder, with the default that depends on the data source."""
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        return Path("data") / ("synthetic" if self.data_source == "synthetic" else "mnist")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON- and YAML-safe copy of every option."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def fingerprint(self) -> str:
+        """A short hash of the options that must match for a checkpoint to resume this run."""
+        values = {k: getattr(self, k) for k in FINGERPRINT_FIELDS}
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The values behind :meth:`fingerprint`, for explaining a mismatch."""
+        return {k: getattr(self, k) for k in FINGERPRINT_FIELDS}
+
+
+CONFIG_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _type_name(default: Any) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}[type(default)]
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def _check_value(f: dataclasses.Field, value: Any) -> Any:
+    """Coerces harmless forms (1 for 1.0) and refuses the rest, naming key, value and rule."""
+    default, meta, key = default_of(f), f.metadata, f.name
+    expected = type(default)
+    ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            value, ok = float(value), True
+        except OverflowError:  # a whole number too large for a float
+            ok = False
+    if not ok:
+        raise ConfigError(f"Option '{key}' is {shown(value)} ({type(value).__name__}), but it "
+                          f"must be {_type_name(default)} (default {default!r}). "
+                          f"{meta['help'].capitalize()}.")
+    if expected is float and not math.isfinite(value):
+        what = "NaN" if value != value else value
+        raise ConfigError(f"Option '{key}' is {what}; it must be a finite number "
+                          f"({meta['help']}).")
+    if expected is str and len(value) > 4096:
+        raise ConfigError(f"Option '{key}' is a string of {len(value)} characters, "
+                          f"{shown(value)}; it is limited to 4096 ({meta['help']}).")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"Option '{key}' is {shown(value)}, which is not allowed. Choose one "
+                          f"of: {', '.join(map(str, choices))}.")
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at least "
+                          f"{meta['minimum']!r} ({meta['help']}).")
+    if meta.get("above") is not None and value <= meta["above"]:
+        raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be above "
+                          f"{meta['above']!r} ({meta['help']}).")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at most "
+                          f"{meta['maximum']!r} ({meta['help']}).")
+    return value
+
+
+def _check_run_name(name: str) -> None:
+    """A run name is one folder name inside --output-dir, never a path out of it."""
+    if name and (name in (".", "..") or any(c in name for c in "/\\\0") or len(name) > 200):
+        raise ConfigError(f"Option 'run_name' is {shown(name)}; it must be a plain folder name "
+                          "(no '/', not '.' or '..', at most 200 characters), created inside "
+                          "--output-dir. Use --output-dir to choose where runs go.")
+
+
+def _check_schedule(cfg: TrainConfig) -> None:
+    """The rules between a configuration's schedule options that hold for any data size.
+
+    Checked here, so a schedule that cannot be built is refused before any data is prepared.
+    Only a warm-up that rounds to the whole run for a tiny data set is left to
+    ``trainer.engine.schedules.build_schedule``.
+    """
+    if cfg.lr_schedule in ("cosine", "polynomial") and not cfg.min_lr < cfg.lr:
+        raise ConfigError(
+            f"Option 'min_lr' is {cfg.min_lr!r}, but the {cfg.lr_schedule} schedule decays from "
+            f"--lr {cfg.lr!r} down to it, so it must be below --lr. Lower --min-lr or raise --lr."
+        )
+    if cfg.lr_schedule == "onecycle" and cfg.warmup_epochs > 0:
+        raise ConfigError(
+            f"Option 'warmup_epochs' is {cfg.warmup_epochs!r}, but the onecycle schedule warms up "
+            "by itself; leave --warmup-epochs at 0 with --lr-schedule onecycle."
+        )
+    if cfg.warmup_epochs >= cfg.epochs:
+        raise ConfigError(
+            f"Option 'warmup_epochs' is {cfg.warmup_epochs!r}, but the run has only "
+            f"{cfg.epochs} epoch(s); the warm-up must be shorter than the run. Lower "
+            "--warmup-epochs or raise --epochs."
+        )
+
+
+def _check_callback_spec(index: int, spec: Any) -> dict[str, Any]:
+    where = f"callbacks[{index}]"
+    if isinstance(spec, str):
+        spec = {"class": spec}
+    if not isinstance(spec, dict) or "class" not in spec:
+        raise ConfigError(f"Option '{where}' is {spec!r}; each callback is a mapping like "
+                          "{class: my_pkg.my_mod.MyCallback, args: {patience: 3}}.")
+    unknown = set(spec) - {"class", "args"}
+    if unknown:
+        raise ConfigError(f"Option '{where}' has unknown key(s) {', '.join(sorted(unknown))}; "
+                          "allowed keys are 'class' and 'args'.")
+    target, args = spec["class"], spec.get("args") or {}
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(f"Option '{where}.class' is {target!r}; name the callback class as "
+                          "'pkg.module.Class' or 'pkg.module:Class'.")
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise ConfigError(f"Option '{where}.args' is {args!r}; it must map argument names to "
+                          "values.")
+    return {"class": target.strip(), "args": dict(args)}
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads a YAML recipe into a mapping of option names to values.
+
+    The file is read within the bounds of :mod:`trainer.limits` (size, nodes with aliases
+    expanded, depth); duplicate keys and tags are refused (see :mod:`trainer.config.recipe`).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, too large, not valid YAML, not a mapping,
+            or names an option that does not exist (the message lists the options that do).
+    """
+    from trainer.config.recipe import read_recipe
+
+    data = read_recipe(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {str(path)!r} must be a mapping of option names to "
+                          f"values (e.g. 'epochs: 10'), but it holds a {type(data).__name__}.")
+    check_keys(data, f"config file {str(path)!r}")
+    return data
+
+
+def check_keys(values: dict[str, Any], where: str) -> None:
+    """Refuses keys that are not options, listing the ones that are."""
+    unknown = [k for k in values if k not in CONFIG_FIELDS]
+    if unknown:
+        import difflib
+
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), CONFIG_FIELDS, n=1)
+            hints.append(shown(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"Unknown option(s) in {where}: {', '.join(hints[:10])}. Known options: "
+                          f"{', '.join(CONFIG_FIELDS)}.")
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> TrainConfig:
+    """Builds a validated configuration: defaults, then the YAML recipe, then ``overrides``.
+
+    Args:
+        path: A YAML recipe such as ``configs/lenet_mnist.yaml``. Defaults to `None`.
+        **overrides: Option values that win over the recipe.
+
+    Raises:
+        ConfigError: for an unreadable recipe, an unknown key or a value that is not allowed.
+
+    Example:
+        >>> cfg = load_config(None, net="mlp", epochs=2)
+        >>> (cfg.net, cfg.epochs)
+        ('mlp', 2)
+    """
+    values: dict[str, Any] = load_yaml(path) if path else {}
+    check_keys(overrides, "the overrides")
+    values.update(overrides)
+    return TrainConfig(**values).validate()
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    """Writes the resolved configuration as YAML, atomically."""
+    import yaml
+
+    from trainer.fileio import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

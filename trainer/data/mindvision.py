@@ -1,0 +1,152 @@
+"""mindvision 0.1.0 as a second data and network source, for code from MindSpore's tutorials.
+
+MindSpore's training tutorial builds MNIST with ``mindvision.classification.dataset.Mnist`` and
+LeNet with ``mindvision.classification.models.lenet``. This module lets a run use both:
+``--data-source mindvision`` reads the same ``train/`` and ``test/`` IDX files as the default
+source through mindvision's ``Mnist``, and ``--net mindvision-lenet`` builds mindvision's LeNet.
+mindvision is imported only here, and only when one of them is used; a missing or broken install
+is a :class:`~trainer.errors.ConfigError` that says how to fix it.
+
+What mindvision's ``Mnist`` reads: ``path/split/<name>`` with the raw (not gzipped) names
+``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
+``t10k-labels-idx1-ubyte``. Files are found, downloaded and checked by the same code as for the
+default source (``trainer.data.ensure_data`` and ``prepare_split``, which also decompress ``.gz``
+files); mindvision's own download (``download=True``) is never used, because its server no longer
+serves MNIST. When the raw copies are not in ``path/split`` (gzipped or read-only data), a folder
+of symbolic links gives mindvision the layout it expects.
+
+mindvision parses the IDX files in Python into float32 arrays and feeds them one sample at a time
+through a ``GeneratorDataset``, so it is slower than ``MnistDataset`` (see the README). Its
+pipeline (resize, rescale to [0, 1], normalise with MNIST's mean and deviation, HWC to CHW) gives
+the same tensors as the default source: images float32 ``[N, 1, S, S]``, labels int32 ``[N]``.
+
+Example:
+    >>> from trainer.data.mindvision import build_dataset
+    >>> train = build_dataset(Path("data/mnist/train"), "train", image_size=32, batch_size=32,
+    ...                       training=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from trainer.errors import DataError
+from trainer.extras import import_mindvision
+from trainer.data.idx import SPLIT_FILES
+
+
+# mindvision's default transforms come from mindspore.dataset.vision.c_transforms, which logs a
+# deprecation warning per operation each time a pipeline is built.
+_DEPRECATION = "from mindspore.dataset.vision.c_transforms is deprecated"
+
+
+
+
+def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int, training: bool,
+                  num_workers: int = 2, num_shards: int | None = None,
+                  shard_id: int | None = None):
+    """Builds one split through mindvision's ``Mnist``, with the arguments of the default source.
+
+    Training uses ``Mnist(...).run()`` as the tutorial does (shuffled, last incomplete batch
+    dropped). Evaluation applies the same transforms but keeps the last incomplete batch (``run()``
+    would drop it), so every test digit is scored, as with the default source.
+
+    Args:
+        folder: Folder with the split's raw IDX files (see ``trainer.data.prepare_split``).
+        split: ``"train"`` or ``"test"``.
+        image_size: Side the network expects; ``Mnist`` resizes to it.
+        batch_size: Samples per batch.
+        training: Shuffle and drop the last incomplete batch.
+        num_workers: Accepted for symmetry and not used: mindvision's ``GeneratorDataset`` with
+            more than one worker copies every sample between processes, which made an epoch
+            about four times slower here. Defaults to `2`.
+        num_shards: Number of data-parallel workers, or None. Defaults to `None`.
+        shard_id: This worker's rank, or None. Defaults to `None`.
+
+    Returns:
+        A ``mindspore.dataset.Dataset`` yielding ``(image float32 [N,1,S,S], label int32 [N])``.
+
+    Raises:
+        ConfigError: mindvision is missing or broken.
+        DataError: the folder of links for mindvision cannot be written.
+    """
+    del num_workers  # see the docstring
+    datasets = import_mindvision("mindvision.classification.dataset", "--data-source mindvision")
+    root = mindvision_root(Path(folder), split)
+    with _quiet_deprecations():
+        reader = datasets.Mnist(path=str(root), split=split, batch_size=batch_size, repeat_num=1,
+                                shuffle=training, num_parallel_workers=1,
+                                num_shards=num_shards, shard_id=shard_id, resize=image_size,
+                                download=False)
+        if training:
+            return reader.run()
+        reader.transforms()
+        return reader.dataset.batch(batch_size, drop_remainder=False)
+
+
+def mindvision_root(folder: Path, split: str) -> Path:
+    """A folder ``root`` such that ``root/split`` holds the split's raw files, as ``Mnist`` wants.
+
+    That is ``folder``'s parent when ``folder`` is itself named after the split (raw files in
+    place); otherwise (decompressed copies in ``train/decompressed`` or in the cache) a folder of
+    symbolic links under the cache, keyed by ``folder``'s absolute path.
+
+    Raises:
+        DataError: the folder of links cannot be written.
+    """
+    if folder.name == split:
+        return folder.parent
+    from trainer.data import cache_root
+
+    source = folder.resolve()
+    key = hashlib.sha1(str(source).encode()).hexdigest()[:16]
+    root = cache_root() / "mindvision" / key
+    target = root / split
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in SPLIT_FILES[split]:
+            link = target / name
+            if link.is_symlink() and Path(os.readlink(link)) == source / name:
+                continue
+            temp = target / f".{name}.{os.getpid()}.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            os.symlink(source / name, temp)
+            os.replace(temp, link)  # atomic: a reader sees the old link or the new one
+    except OSError as exc:
+        raise DataError(f"Cannot create the folder {target} that shows mindvision the IDX files "
+                        f"of {folder}: {exc.strerror or exc}. Set MSTRAIN_CACHE to a folder you "
+                        "may write to, or use --data-source mnist.") from None
+    return root
+
+
+@contextlib.contextmanager
+def _quiet_deprecations() -> Iterator[None]:
+    """Drops MindSpore's deprecation warnings for mindvision's ``c_transforms`` while inside."""
+    try:
+        from mindspore import log as ms_log
+
+        ms_logger = ms_log._get_logger()
+    except (ImportError, AttributeError):  # another MindSpore: nothing to filter
+        yield
+        return
+
+    def keep(record: logging.LogRecord) -> bool:
+        return _DEPRECATION not in record.getMessage()
+
+    ms_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        ms_logger.removeFilter(keep)
+
+
+

@@ -1,0 +1,172 @@
+"""The training step: one forward pass gives the loss to optimise and the training accuracy.
+
+:class:`TrainStep` is a ``mindspore.nn.TrainOneStepCell`` (so ``Model`` treats it as a complete
+train network, and data-parallel gradient averaging comes with it) whose forward pass returns the
+logits beside the loss. Inside the compiled step it adds the loss, the number of correct
+predictions and the number of samples to running totals kept in non-trainable parameters. The
+host never copies anything per step; callbacks read the totals once per epoch (or when they print)
+through ``callbacks.stats.EpochStats``. The totals live in the checkpoint with the weights, so a
+run resumed in the middle of an epoch still reports that epoch's full mean loss and accuracy. In a
+data-parallel run (``trainer.engine.distributed``) they count the samples of all workers, and the
+step returns the loss averaged over all workers' batches, so every worker sees the same numbers.
+"""
+
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, context, nn, ops
+
+try:  # the executor behind Cell.__call__ in graph mode (MindSpore 2.7)
+    from mindspore.common.api import _cell_graph_executor as _EXECUTOR
+
+    if not hasattr(_EXECUTOR, "_exec_pip"):
+        _EXECUTOR = None
+except ImportError:  # another MindSpore: every call takes the normal path
+    _EXECUTOR = None
+
+
+class _LossAndLogits(nn.Cell):
+    def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell) -> None:
+        super().__init__(auto_prefix=False)
+        self._backbone = backbone
+        self._loss_fn = loss_fn
+
+    def construct(self, data, label):
+        logits = self._backbone(data)
+        return self._loss_fn(logits, label), logits
+
+
+class TrainStep(nn.TrainOneStepCell):
+    """A train step that also counts the loss and the correct predictions of its forward pass.
+
+    Args:
+        backbone: The network producing logits.
+        loss_fn: Loss on ``(logits, label)``, returning a scalar.
+        optimizer: The optimizer over ``backbone``'s parameters.
+        fast_launch: After the first step, run the compiled graph without ``Cell.__call__``'s
+            per-call lookup (see :meth:`__call__`). Defaults to `True`.
+
+    Example:
+        >>> step = TrainStep(LeNet5(), nn.SoftmaxCrossEntropyWithLogits(sparse=True,
+        ...                  reduction="mean"), optimizer)  # doctest: +SKIP
+        >>> model = Model(step, eval_network=..., metrics=...)  # doctest: +SKIP
+    """
+
+    def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer,
+                 fast_launch: bool = True) -> None:
+        # MindSpore walks the cell tree on every call, so the backbone is reachable only once
+        # (through self.network); a second reference would double that per-step cost.
+        super().__init__(_LossAndLogits(backbone, loss_fn), optimizer)
+        # float64 keeps the running loss sum exact enough over very long runs.
+        self.stat_loss_sum = Parameter(Tensor(0.0, ms.float64), name="train_stats.loss_sum",
+                                       requires_grad=False)
+        self.stat_correct = Parameter(Tensor(0, ms.int64), name="train_stats.correct",
+                                      requires_grad=False)
+        self.stat_samples = Parameter(Tensor(0, ms.int64), name="train_stats.samples",
+                                      requires_grad=False)
+        self.stat_steps = Parameter(Tensor(0, ms.int64), name="train_stats.steps",
+                                    requires_grad=False)
+        self.argmax = ops.Argmax(axis=-1)
+        self.fast_launch = fast_launch
+        # Data-parallel (TrainOneStepCell set reducer_flag from the parallel context): the totals
+        # count what all workers saw, so every worker reports, and decides on, the same loss and
+        # accuracy. Three float32 values (CPU collectives reduce float32 only; per-step counts are
+        # far below 2**24, so they stay exact) in the gradients' fusion group, so that with
+        # trainer.engine.distributed's fusion settings they travel in the gradients' all-reduce.
+        self.sum_workers = (ops.AllReduce().add_prim_attr("fusion", 1) if self.reducer_flag
+                            else None)
+        self.workers = float(self.degree) if self.reducer_flag else 1.0
+
+    def construct(self, data, label):
+        loss, logits = self.network(data, label)
+        forward_loss = loss  # not waiting for the update: its all-reduce may join the gradients'
+        sens = (ops.fill(loss.dtype, loss.shape, self.sens), ops.zeros_like(logits))
+        grads = self.grad(self.network, self.weights)(data, label, sens)
+        grads = self.grad_reducer(grads)
+        loss = ops.depend(loss, self.optimizer(grads))
+        correct = ops.equal(self.argmax(logits), label).astype(ms.int64).sum()
+        samples = ops.scalar_to_tensor(label.shape[0], ms.int64)
+        mean_loss = loss.astype(ms.float64)
+        if self.sum_workers is not None:
+            summed = self.sum_workers(ops.stack([forward_loss.astype(ms.float32),
+                                                 correct.astype(ms.float32),
+                                                 samples.astype(ms.float32)]))
+            mean_loss = summed[0].astype(ms.float64) / self.workers
+            correct, samples = summed[1].astype(ms.int64), summed[2].astype(ms.int64)
+        loss = ops.depend(loss, ops.assign_add(self.stat_loss_sum, mean_loss))
+        loss = ops.depend(loss, ops.assign_add(self.stat_correct, correct))
+        loss = ops.depend(loss, ops.assign_add(self.stat_samples, samples))
+        loss = ops.depend(loss, ops.assign_add(self.stat_steps, ops.ones((), ms.int64)))
+        if self.sum_workers is not None:  # the step's loss over all workers' batches
+            loss = ops.depend(mean_loss.astype(loss.dtype), loss)
+        return loss
+
+    def __call__(self, *args, **kwargs):
+        """Runs one step; after the first, launches the compiled graph directly.
+
+        In graph mode ``Cell.__call__`` re-derives the compiled graph's key on every call (the
+        arguments' signature, hooks, the cell's checks), which on a 2-core CPU costs about as
+        much Python time as LeNet's arithmetic. Once a step has compiled, a call with tensors of
+        the same shapes and dtypes runs that same graph through MindSpore's executor, skipping the
+        lookup; anything else (another shape, keyword arguments, PyNative mode) takes the normal
+        path. The graph, and therefore every result, is the same either way (a test compares the
+        weights bit for bit).
+        """
+        fast = self.__dict__.get("_fast_launch")  # plain dict read: Cell.__getattr__ is slow
+        if fast is not None and not kwargs and context._get_mode() == context.GRAPH_MODE:
+            signature = tuple((arg.shape, arg.dtype) if isinstance(arg, Tensor) else None
+                              for arg in args)
+            if signature == fast[0]:
+                return _EXECUTOR._exec_pip(self, *args, phase=fast[1])
+        out = super().__call__(*args, **kwargs)
+        if (self.fast_launch and _EXECUTOR is not None and not kwargs
+                and context._get_mode() == context.GRAPH_MODE
+                and all(isinstance(arg, Tensor) for arg in args)):
+            signature = tuple((arg.shape, arg.dtype) for arg in args)
+            object.__setattr__(self, "_fast_launch", (signature, self.compile_phase))
+        return out
+
+
+class LaunchSteps(nn.Cell):
+    """Several training steps in one graph launch: a loop over a stack of batches.
+
+    Launching a compiled graph costs about as much as LeNet's arithmetic on a 2-core CPU, so
+    running ``k`` steps per launch removes most of that cost. ``construct`` takes
+    ``data [k, B, ...]`` and ``label [k, B]`` and runs ``step`` (a :class:`TrainStep`) on each
+    of the ``k`` batches in turn, inside the graph: the same kernels, in the same order, with
+    the same rate schedule (the optimizer counts its own steps), so the weights are
+    bit-identical to ``k`` separate launches. The loop is a graph loop over a first axis of
+    dynamic length, so one compilation serves every ``k``. It returns the last step's loss.
+    Parameter names are unchanged (the wrapper adds no prefix), so checkpoints are
+    interchangeable with those of ``step`` alone.
+
+    Args:
+        step: The single-step train network.
+
+    Example:
+        >>> launch = LaunchSteps(TrainStep(net, loss_fn, optimizer))  # doctest: +SKIP
+        >>> loss = launch(images_k_b, labels_k_b)  # doctest: +SKIP
+    """
+
+    def __init__(self, step: nn.Cell) -> None:
+        super().__init__(auto_prefix=False)
+        self.step = step
+        self._inputs_set = False
+
+    def construct(self, data, label):
+        count = ops.dyn_shape(data)[0]
+        i = ops.zeros((), ms.int64)
+        loss = ops.zeros((), ms.float32)
+        while i < count:
+            loss = self.step(ops.gather(data, i, 0), ops.gather(label, i, 0))
+            i = i + 1
+        return loss
+
+    def __call__(self, data, label):
+        if not self._inputs_set and context._get_mode() == context.GRAPH_MODE:
+            # A first axis of dynamic length: a shorter stack (an epoch's last steps) reuses the
+            # compiled graph instead of compiling another.
+            self.set_inputs(Tensor(shape=[None, *data.shape[1:]], dtype=data.dtype),
+                            Tensor(shape=[None, *label.shape[1:]], dtype=label.dtype))
+            self._inputs_set = True
+        return super().__call__(data, label)

@@ -1,0 +1,268 @@
+"""``Trainer``: one object that turns a :class:`~trainer.config.TrainConfig` into a training run.
+
+It orchestrates; the work is done by the pieces it calls in the order of the data flow: the
+configuration's network is checked, the data located (:mod:`trainer.data`), MindSpore set up
+(:mod:`trainer.engine.context`), the run directory claimed (:mod:`trainer.engine.rundir`), the
+network built (:mod:`trainer.networks`), the callbacks assembled (:mod:`trainer.engine.wiring`),
+a resume bundle found and checked (:mod:`trainer.checkpoint.resume`), the loss, optimizer and
+train step built (:mod:`trainer.engine.optim`), the launch policy applied
+(:mod:`trainer.engine.launch`), and ``Model.fit`` run with validation every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig, check_keys, save_config
+from trainer.engine import distributed, stop
+from trainer.engine.outcome import OTHER_WORKER, TrainingStopped, report, training_failure
+from trainer.engine.stop import StopRequest
+from trainer.errors import OutputError, UserError, os_fault
+from trainer.fileio import slug
+from trainer.logs import setup_logging
+
+logger = logging.getLogger("mstrain")
+
+__all__ = ["Trainer", "TrainingStopped", "run_dir_for"]
+
+
+def run_dir_for(cfg: TrainConfig, when: float | None = None) -> Path:
+    """``--output-dir/--run-name``, or ``--output-dir/NET-DATE-TIME`` without a run name."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    return Path(cfg.output_dir).expanduser() / (cfg.run_name or f"{slug(cfg.net)}-{stamp}")
+
+
+class Trainer:
+    """Trains a network on MNIST through ``mindspore.train.Model``.
+
+    Args:
+        config: The run's configuration; copied and validated here (the caller's object is
+            never changed). Defaults to `None`: the defaults.
+        **overrides: Option values replacing those in ``config``.
+
+    Attributes:
+        stop: The run's :class:`~trainer.engine.stop.StopRequest`: a callback that calls
+            ``trainer.stop.request("why")`` stops the run after the current step, with a
+            checkpoint, as a signal does.
+
+    Raises:
+        ConfigError: a value is not allowed.
+
+    Example:
+        >>> from trainer import Trainer, TrainConfig
+        >>> trainer = Trainer(TrainConfig(data_source="synthetic", epochs=2))  # doctest: +SKIP
+        >>> history = trainer.fit(callbacks=[MyCallback()])  # doctest: +SKIP
+        >>> history.history["val_accuracy"][-1]  # doctest: +SKIP
+        0.97
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **overrides: Any) -> None:
+        check_keys(overrides, "Trainer(...) arguments")
+        base = config if config is not None else TrainConfig()
+        self.config = dataclasses.replace(base, **overrides).validate()
+        self.run_dir = run_dir_for(self.config)
+        self.stop = StopRequest()
+        self.model = self.network = self.train_network = self.history = None
+        self.image_size: int | None = None
+        self.data = None
+        self.callbacks: list[Any] = []
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, callbacks: Sequence[Any] = (), resume: str | Path | None = None,
+            init_from: str | Path | None = None, overwrite: bool = False):
+        """Trains with validation after every epoch.
+
+        Args:
+            callbacks: Extra ``mindspore.train.Callback`` objects, run after the defaults and
+                before the checkpoint (so their ``state_dict`` is saved). Defaults to `()`.
+            resume: ``"auto"`` for the newest valid checkpoint of the run directory, or a
+                bundle's path. Defaults to `None`.
+            init_from: A checkpoint whose weights (only) start a new run. Defaults to `None`.
+            overwrite: When the run directory holds a run already, move it aside
+                (``NAME.replaced-DATE-TIME``) and start afresh. Defaults to `False`.
+
+        Returns:
+            The :class:`callbacks.History` of the run.
+
+        Raises:
+            UserError: bad data, configuration or checkpoint, a run directory in use or holding
+                another run, a diverged loss, or an interruption (after saving a checkpoint).
+        """
+        setup_logging()
+        self.stop.clear()
+        with stop.handling(self.stop):
+            try:
+                return self._fit(list(callbacks), resume, init_from, overwrite)
+            except KeyboardInterrupt:
+                raise TrainingStopped(
+                    f"Training interrupted by {self.stop.reason or 'Ctrl-C (SIGINT)'} while the "
+                    "run was being prepared; nothing was trained and no checkpoint was written "
+                    "by it. Run the same command again.", exit_code=130) from None
+
+    def _fit(self, callbacks: list, resume, init_from, overwrite: bool):
+        from trainer.data import locate_splits
+        from trainer.engine.context import setup_run_context
+        from trainer.engine.rundir import RunDir
+        from trainer.engine.wiring import check_callbacks, config_callbacks
+        from trainer.networks import is_builtin, resolve_factory
+
+        cfg = self.config
+        if not is_builtin(cfg.net):  # a network that cannot be found fails before any data work
+            resolve_factory(cfg.net)
+        user = [*config_callbacks(cfg), *callbacks]
+        if user:
+            check_callbacks(user)
+        splits = locate_splits(cfg, progress=sys.stderr.isatty())
+        cluster = setup_run_context(cfg)
+        if cfg.distributed and not cfg.run_name:
+            # Rank 0's clock names the run, so every worker resumes from the same folder.
+            self.run_dir = run_dir_for(cfg, distributed.shared_time(time.time()))
+        claim = None
+        if cluster.main:  # rank 0 writes the run directory; the others only read it
+            claim = RunDir.claim(self.run_dir, resume=resume is not None, overwrite=overwrite)
+            if claim.replaced:
+                logger.info("Moved the earlier run to %s.", claim.replaced)
+        try:
+            return self._train(splits, cluster, user, resume, init_from)
+        finally:
+            if claim is not None:
+                claim.release()
+
+    def _train(self, splits, cluster, user: list, resume, init_from):
+        from trainer.checkpoint.resume import check_resume, find_resume
+        from trainer.data import build_run_data
+        from trainer.engine.launch import build_model, choose_steps_per_launch
+        from trainer.engine.optim import build_train_cells, learning_rates
+        from trainer.engine.wiring import build_callbacks
+        from trainer.networks import build_network
+
+        cfg = self.config
+        built = build_network(cfg.net, cfg.num_classes)
+        self.network, self.image_size = built.cell, built.image_size
+        data = self.data = build_run_data(cfg, splits, built.image_size, shards=cluster.size,
+                                          shard_id=cluster.rank)
+        run = build_callbacks(cfg, self.run_dir, stop=self.stop, user=user,
+                              record=lambda: self._record(data), main=cluster.main,
+                              workers=cluster.size, sync=distributed.any_worker)
+        self.history = run.history
+        bundle = lr = None
+        if resume is not None:
+            bundle = find_resume(resume, self.run_dir, callbacks=run.all, workers=cluster.size)
+            lr = check_resume(bundle, cfg.fingerprint_fields(), train_count=data.train_count,
+                              steps_per_epoch=data.steps_per_epoch,
+                              total_steps=cfg.epochs * data.steps_per_epoch,
+                              workers=cluster.size)
+            if bundle.epoch >= cfg.epochs:
+                return self._complete(bundle, run)
+        if lr is None:
+            lr = learning_rates(cfg, data.steps_per_epoch)
+        cells = build_train_cells(cfg, self.network, lr)
+        self.train_network = cells.step
+        steps = choose_steps_per_launch(cfg, run.all, data.steps_per_epoch)
+        self.model, data.train, counter = build_model(cells, data.train, steps,
+                                                      data.steps_per_epoch, (cfg.log_every,))
+        self.callbacks = [counter, *run.all] if counter else run.all
+        initial_epoch = self._start(bundle, init_from, run)
+        if cluster.main:
+            self._write_config()
+        self._log_start(data, cluster.size, steps)
+        self._run_fit(run, user, initial_epoch, cluster.size)
+        report(stop_reason=self.stop.reason, nan_stopped=run.nan_guard.stopped,
+               checkpoint=run.checkpoint, history=run.history, epochs=cfg.epochs,
+               run_dir=self.run_dir)
+        return self.history
+
+    def _record(self, data):
+        from trainer.checkpoint.meta import RunRecord
+
+        cfg = self.config
+        return RunRecord(config=cfg.to_dict(), fingerprint=cfg.fingerprint(),
+                         fingerprint_fields=cfg.fingerprint_fields(),
+                         train_count=data.train_count, epochs_planned=cfg.epochs,
+                         workers=distributed.world_size())
+
+    def _start(self, bundle, init_from, run) -> int:
+        """Restores ``bundle`` (a resume) or loads ``init_from``'s weights; the initial epoch."""
+        from trainer.checkpoint import load_weights, read_checkpoint
+        from trainer.checkpoint.resume import restore
+        from trainer.data import resume_at
+
+        if bundle is not None:
+            restored = restore(bundle, self.train_network, self.callbacks, run.stats,
+                               lambda step: resume_at(self.data.train, step))
+            logger.info("Resumed from %s; restored %s.", bundle.describe(), ", ".join(restored))
+            return bundle.epoch
+        if init_from:
+            weights = read_checkpoint(init_from)
+            load_weights(self.network, weights, net=self.config.net)
+            logger.info("Initialised the weights from %s (optimizer state and step start "
+                        "fresh).", weights.path)
+        return 0
+
+    def _complete(self, bundle, run):
+        """``--resume`` of a run that has trained its epochs: say so and change nothing."""
+        from trainer.checkpoint.states import restore_states
+
+        restore_states(run.all, bundle.meta.callbacks, str(bundle.path))
+        logger.info("Run %s is complete: %s has %d of --epochs %d epoch(s) done; nothing to "
+                    "train. Pass a larger --epochs to train longer.", self.run_dir,
+                    bundle.describe(), bundle.epoch, self.config.epochs)
+        return self.history
+
+    def _write_config(self) -> None:
+        try:
+            save_config(self.config, self.run_dir / "config.yaml")
+        except OSError as exc:
+            raise OutputError(f"Cannot write {self.run_dir / 'config.yaml'}: {os_fault(exc)}. "
+                              "Free disk space or choose an --output-dir you may write to; "
+                              "nothing was trained.") from None
+
+    def _log_start(self, data, workers: int, steps: int) -> None:
+        cfg = self.config
+        batch = f"batch {cfg.batch_size}"
+        if cfg.distributed:
+            batch += (f" per worker x {workers} workers = {cfg.batch_size * workers}"
+                      if workers > 1 else " on 1 worker")
+        logger.info("Run directory: %s", self.run_dir)
+        logger.info("Training %s on %d samples (%d steps/epoch, %s), validating on %d; "
+                    "%d epoch(s), %s, lr %s (%s), mode %s, %s.", cfg.net, data.train_count,
+                    data.steps_per_epoch, batch, data.test_count, cfg.epochs, cfg.optimizer,
+                    cfg.lr, cfg.lr_schedule, cfg.mode,
+                    f"up to {steps} steps per launch" if steps > 1 else "one step per launch")
+
+    def _run_fit(self, run, user: list, initial_epoch: int, workers: int) -> None:
+        stop.training_started()
+        try:
+            self.model.fit(self.config.epochs, self.data.train, self.data.valid,
+                           callbacks=self.callbacks, initial_epoch=initial_epoch,
+                           dataset_sink_mode=False)
+            run.history.wait()
+            if workers > 1 and distributed.any_worker(bool(self.stop)):
+                # Also a barrier: no worker leaves before rank 0 has written its last files
+                # (msrun ends the others once one exits with an error status). A signal in the
+                # last steps, after the final flag exchange, still ends every worker alike.
+                self.stop.request(OTHER_WORKER)
+        except UserError:
+            raise
+        except Exception as exc:
+            failure = training_failure(exc, user, self.run_dir)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    # --------------------------------------------------------------- evaluate
+    def evaluate(self, ckpt: str | Path, results_dir: str | Path | None = None,
+                 net: str | None = None) -> dict[str, Any]:
+        """Evaluates a checkpoint on this configuration's test split and writes a report (see
+        :func:`trainer.serving.evaluate.evaluate_checkpoint`); builds the network the checkpoint
+        records unless ``net`` names another."""
+        from trainer.serving.evaluate import evaluate_checkpoint
+
+        setup_logging()
+        return evaluate_checkpoint(ckpt, self.config, results_dir, net=net)

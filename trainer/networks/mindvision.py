@@ -1,0 +1,20 @@
+"""mindvision's LeNet-5 as ``--net mindvision-lenet``, imported only when it is built."""
+
+from __future__ import annotations
+
+from trainer.extras import import_mindvision
+
+
+def lenet(num_classes: int = 10):
+    """mindvision's LeNet-5 (``mindvision.classification.models.lenet``), not pretrained.
+
+    Registered as ``--net mindvision-lenet``. It takes 32x32 inputs, like ``--net lenet``.
+
+    Raises:
+        ConfigError: mindvision is missing or broken.
+    """
+    models = import_mindvision("mindvision.classification.models", "--net mindvision-lenet")
+    return models.lenet(num_classes=num_classes, pretrained=False)
+
+
+lenet.image_size = 32

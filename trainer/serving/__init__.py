@@ -1,0 +1,1 @@
+"""After training: evaluate a checkpoint, predict users' images, export for serving."""

@@ -1,0 +1,93 @@
+"""Building the network a checkpoint records and loading its weights, for evaluate, predict and
+export."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.checkpoint import Bundle, load_weights, read_checkpoint
+from trainer.errors import CheckpointError
+
+logger = logging.getLogger("mstrain")
+
+
+@dataclass
+class LoadedNetwork:
+    """A network in inference mode with a checkpoint's weights.
+
+    Attributes:
+        cell: The ``mindspore.nn.Cell``.
+        image_size: Side of the square input it expects.
+        net: The network's name (a registry name, or a ``pkg.mod:factory`` you named).
+        num_classes: Its outputs.
+        bundle: The checkpoint that was loaded.
+    """
+
+    cell: Any
+    image_size: int
+    net: str
+    num_classes: int
+    bundle: Bundle
+
+
+def network_of(bundle: Bundle, net: str | None = None) -> tuple[str, int]:
+    """The network to build for ``bundle`` and its class count.
+
+    ``net`` (what the user named) wins. Otherwise the network the checkpoint records is built
+    when it is a built-in one; a checkpoint never causes code of its own choosing to be
+    imported, so a user's ``pkg.mod:factory`` recorded there must be named again. A plain
+    MindSpore checkpoint records nothing and gets LeNet.
+
+    Raises:
+        CheckpointError: the checkpoint records a user's factory that was not named.
+    """
+    from trainer.networks import is_builtin
+
+    run = bundle.meta.run if bundle.meta else None
+    recorded = run.net if run else None
+    num_classes = run.num_classes if run else 10
+    if net:
+        return net, num_classes
+    if recorded is None:
+        return "lenet", num_classes
+    if not is_builtin(recorded):
+        raise CheckpointError(
+            f"Checkpoint {bundle.path} was trained with your own network {recorded!r}. A "
+            "checkpoint never makes the tool import code, so name the network yourself: add "
+            f"--net {recorded} (after checking that it is the module you expect).")
+    return recorded, num_classes
+
+
+def load_network(checkpoint: str | os.PathLike | Bundle, *, net: str | None = None,
+                 device: str = "CPU", mode: str = "graph") -> LoadedNetwork:
+    """Sets up MindSpore, builds the network a checkpoint records and loads its weights.
+
+    Args:
+        checkpoint: A bundle already read, a ``.ckpt`` (bundle or plain MindSpore checkpoint), a
+            ``latest.json``, or a run directory or its ``checkpoints/`` folder, whose
+            ``best.ckpt`` is used when there is one (the log says which file).
+        net: The network to build instead of the recorded one. Defaults to `None`.
+        device: Device target. Defaults to `"CPU"`.
+        mode: ``"graph"`` or ``"pynative"``. Defaults to `"graph"`.
+
+    Raises:
+        CheckpointError: the checkpoint is missing, damaged, of another network, or records a
+            user's network that was not named.
+        ConfigError: the network cannot be built, or the device cannot be used.
+    """
+    from trainer.engine.context import set_mode_and_device
+    from trainer.networks import build_network
+
+    bundle = checkpoint if isinstance(checkpoint, Bundle) else read_checkpoint(checkpoint)
+    if not isinstance(checkpoint, Bundle) and Path(checkpoint).is_dir():
+        logger.info("Using %s.", bundle.describe())
+    name, num_classes = network_of(bundle, net)
+    set_mode_and_device(mode, device)
+    built = build_network(name, num_classes)
+    load_weights(built.cell, bundle, net=name)
+    built.cell.set_train(False)
+    return LoadedNetwork(built.cell, built.image_size, name, num_classes, bundle)
