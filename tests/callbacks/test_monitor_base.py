@@ -106,3 +106,14 @@ def test_monitor_state_round_trip_only_for_the_same_metric():
     flipped = MonitorCallback(monitor="val_loss", mode="max")
     flipped.load_monitor_state(cb.monitor_state())
     assert flipped.best == -math.inf
+
+
+def test_the_advice_names_how_the_metric_is_chosen_where_the_callback_was_made():
+    logs = {"epoch": 1, "loss": 0.2}
+    with pytest.raises(ConfigError) as alone:
+        EarlyStopping().get_monitor_value(logs)  # made by hand, for a plain Model
+    assert "EarlyStopping(monitor=...)" in str(alone.value)
+    assert "--monitor" not in str(alone.value)
+    with pytest.raises(ConfigError) as built:
+        EarlyStopping(hint="--monitor METRIC").get_monitor_value(logs)  # as Trainer makes it
+    assert "--monitor METRIC" in str(built.value)

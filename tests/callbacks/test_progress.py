@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 
+import numpy as np
 import pytest
 
 from callbacks import EpochStats, LossMonitor, ProgressBar
@@ -76,3 +77,37 @@ def test_enabled_bar_and_logged_loss_lines(capsys, clean_logger, digits_dir):
     assert "loss=" in err and "acc=" in err
     assert len(bars) == 2 * STEPS_PER_EPOCH and all(b is not None for b in bars)
     assert bar._bar is None  # closed at the end
+
+
+def test_samples_per_second_counts_samples_not_feed_elements(monkeypatch, tmp_path):
+    """The cached feed yields whole batches, so the dataset reports a batch size of 1; the rate
+    must still count the samples each step trained on."""
+    from mindspore.train import Model
+
+    from tests.cbkit import Tiny, graph_mode, loss_fn
+    from trainer.data import BatchFeed, feed_dataset
+    from trainer.engine.step import TrainStep
+
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    graph_mode()
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(640, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, 640).astype(np.int32)
+    train = feed_dataset(BatchFeed(images, labels, 32, training=True))
+    assert train.get_batch_size() == 1
+    net = Tiny()
+    import mindspore.nn as nn
+    step = TrainStep(net, loss_fn(), nn.Momentum(net.trainable_params(), 0.01, 0.9))
+    bar = ProgressBar(refresh_seconds=0.0, enabled=True)
+    shown: list[tuple[float, float]] = []
+
+    def record(hook, params):
+        if bar._bar is not None and "samples/s" in bar._bar.postfix:
+            rate = bar._bar.format_dict["rate"] or 0.0
+            shown.append((rate, float(bar._bar.postfix.split("samples/s=")[1].split(",")[0])))
+
+    Model(step).train(1, train, callbacks=[bar, Recorder(record, ["on_train_step_end"])],
+                      dataset_sink_mode=False)
+    assert shown
+    for steps_per_second, samples_per_second in shown:
+        assert samples_per_second == pytest.approx(steps_per_second * 32, rel=0.02, abs=1)

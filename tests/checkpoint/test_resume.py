@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -116,6 +117,24 @@ def test_sigterm_mid_epoch_saves_and_resume_is_bit_identical(work, digits_dir):
     assert resumed.returncode == 0, resumed.stderr
     assert "+ " in resumed.stdout and "steps" in resumed.stdout  # says where in the epoch
     _assert_same_as_straight(work, "mid")
+
+
+def test_loss_lines_after_a_mid_epoch_resume_count_the_epochs_own_steps(work, digits_dir):
+    args = [*_common(digits_dir), "--epochs", "3", "--run-name", "lines", "--log-every", "10"]
+    stopped = _run(work, *args, "--callback", "killer:SignalAfter(step=70)")
+    assert stopped.returncode == 130, stopped.stderr
+    at = load_bundle(work / "runs" / "lines" / "checkpoints" / json.loads(
+        (work / "runs" / "lines" / "checkpoints" / "latest.json").read_text())["file"])
+    within = at.meta.step_in_epoch
+    assert at.epoch == 1 and 0 < within < 50
+    resumed = _run(work, *args, "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr
+    lines = re.findall(r"Epoch:\[\s*(\d+)/\s*3\], step:\[\s*(\d+)/\s*50\]", resumed.stdout)
+    seen = [(int(e), int(s)) for e, s in lines]
+    # Steps are counted from each epoch's start, also in the epoch the run resumed in.
+    expected = [(1, s) for s in range(10, 51, 10) if s > within] + [(2, s) for s in range(10, 51,
+                                                                                           10)]
+    assert seen == expected, resumed.stdout
 
 
 def test_one_step_per_launch_gives_the_same_run(work, digits_dir):

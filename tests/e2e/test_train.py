@@ -308,3 +308,17 @@ def test_synthetic_source_generates_and_trains(tmp_path):
     assert "Training mlp on 320 samples" in run.result.stdout
     assert "Test accuracy" in run.result.stdout
     assert len(run.rows) == 1
+
+
+def test_overwrite_starts_afresh_and_keeps_the_earlier_run_aside(work, digits_dir):
+    args = ["--net", "mlp", "--data-dir", str(digits_dir), "--epochs", "1", "--batch-size",
+            "100", "--log-every", "0", "--no-plot"]
+    first = train(work, "again", *args).check()
+    earlier = (first.run_dir / "history.json").read_bytes()
+    refused = train(work, "again", *args, "--lr", "0.05")
+    assert refused.result.returncode == 2 and "already holds a run" in refused.result.stderr
+    second = train(work, "again", *args, "--lr", "0.05", "--overwrite").check()
+    assert "Moved the earlier run to" in second.result.stdout
+    aside = [p for p in (work / "runs").iterdir() if p.name.startswith("again.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "history.json").read_bytes() == earlier
+    assert second.rows and (second.run_dir / "config.yaml").read_text().count("lr: 0.05") == 1

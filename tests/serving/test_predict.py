@@ -196,3 +196,54 @@ def test_checkpoint_of_another_network(trained_lenet, pictures, capsys):
     assert "does not match the network" in message
     assert "conv1.weight" in message and "dense_relu_sequential.0.weight" in message
     assert "trained with --net lenet" in message
+
+
+# ------------------------------------------------------------- no silent wrong answers
+def test_a_16_bit_png_gives_the_digit_of_its_8_bit_copy(tmp_path):
+    rng = np.random.default_rng(3)
+    eight = 255 - render_digit(7, rng)  # dark ink on white, uint8
+    Image.fromarray(eight).save(tmp_path / "eight.png")
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    with Image.open(tmp_path / "sixteen.png") as check:
+        assert check.mode.startswith("I")  # really 16 bits on disk
+    inputs = collect_inputs([tmp_path / "eight.png", tmp_path / "sixteen.png"])
+    assert inputs.images[0].any()
+    assert np.abs(inputs.images[0].astype(int) - inputs.images[1].astype(int)).max() <= 1
+
+
+def test_blank_pictures_are_flagged_not_silently_classified(trained_lenet, tmp_path,
+                                                            predict_cli):
+    Image.new("L", (40, 40), 255).save(tmp_path / "white.png")
+    Image.new("L", (40, 40), 0).save(tmp_path / "black.png")
+    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    noisy = np.clip(np.random.default_rng(0).normal(240, 3, (40, 40)), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "paper.png")  # paper texture, no ink
+    digit = tmp_path / "digit.png"
+    Image.fromarray(255 - render_digit(2, np.random.default_rng(1))).save(digit)
+    names = ["white.png", "black.png", "clear.png", "paper.png"]
+    result = predict_cli("--ckpt", str(trained_lenet.run_dir), "--json",
+                         *(str(tmp_path / n) for n in names), str(digit))
+    assert result.returncode == 0, result.stderr
+    rows = {Path(r["input"]).name: r for r in json.loads(result.stdout)["predictions"]}
+    assert all(rows[n].get("blank") is True for n in names)
+    assert "blank" not in rows["digit.png"]
+    for name in names:
+        assert f"{name} holds no digit" in result.stderr
+
+
+def test_an_idx_file_named_without_gz_is_found_gzipped(trained_lenet, tmp_path, predict_cli):
+    """The README's example names t10k-images-idx3-ubyte; only the .gz may be there."""
+    import shutil
+
+    source = trained_lenet.data_dir / "test"
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        with open(source / name, "rb") as raw, open(tmp_path / f"{name}.gz", "wb") as out:
+            import gzip
+
+            with gzip.GzipFile(fileobj=out, mode="wb") as packed:
+                shutil.copyfileobj(raw, packed)
+    result = predict_cli("--ckpt", str(trained_lenet.run_dir), str(tmp_path /
+                                                                  "t10k-images-idx3-ubyte"),
+                         "--labels", str(tmp_path / "t10k-labels-idx1-ubyte"))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"Accuracy: 0\.\d+ \(\d+/400\)", result.stdout), result.stdout
