@@ -1,9 +1,9 @@
-"""The command line: parse, build the configuration, train or evaluate.
+"""Parsing the command line of ``train.py`` and ``mstrain train|eval|export``.
 
 Flags are generated from :class:`~trainer.config.TrainConfig`'s fields, so every option has one
-spelling everywhere: ``batch_size`` in YAML is ``--batch-size`` here. Precedence: defaults, then
-``--config FILE``, then flags. Nothing here imports MindSpore until the configuration is valid, so
-``--help`` and configuration mistakes answer at once.
+spelling everywhere: ``batch_size`` in YAML is ``--batch-size`` here; ``--help`` groups them as
+the fields declare. Precedence: defaults, then ``--config FILE``, then flags. Nothing here imports
+MindSpore, so ``--help`` and configuration mistakes answer at once.
 """
 
 from __future__ import annotations
@@ -12,18 +12,28 @@ import argparse
 import ast
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trainer.config import CONFIG_FIELDS, TrainConfig, default_of, load_yaml
+from trainer.config import CONFIG_FIELDS, EXPORT_FORMATS, TrainConfig, default_of, load_yaml
 from trainer.errors import ConfigError, UserError
+
+COMMANDS = ("train", "eval", "export")
+# The option groups of --help, in order, with their titles.
+GROUPS = {"network": "network", "data": "data", "optimisation": "optimisation",
+          "schedule": "learning-rate schedule", "run": "where and how it runs",
+          "monitoring": "monitoring, early stopping and plateau", "checkpoints": "checkpoints"}
+# The options evaluation and export use: what to build, what to read, where to run.
+_SERVING_GROUPS = ("network", "data")
+_SERVING_FIELDS = ("device", "mode")
 
 EPILOG = """examples:
   python train.py --net lenet --epochs 10
   python train.py --config configs/mlp_mnist.yaml --lr 0.05
   python train.py --data-source synthetic --epochs 2          # no download needed
   python train.py --run-name demo --resume auto               # continue run 'demo'
-  python train.py --eval-only --ckpt runs/demo                # evaluate a saved run
+  python train.py --eval-only --ckpt runs/demo                # evaluate a saved run (best.ckpt)
   python train.py --export mindir --ckpt runs/demo            # runs/demo/export/lenet.mindir
   python train.py --callback "my_pkg.cbs:PrintLR(every=100)"  # add your own callback
 """
@@ -34,56 +44,108 @@ class UserParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # one paragraph and exit 2, like every other mistake
         self.print_usage(sys.stderr)
-        raise ConfigError(f"{message}. Run 'python {self.prog} --help' for the options.")
+        how = f"python {self.prog}" if self.prog.endswith(".py") else self.prog
+        raise ConfigError(f"{message}. Run '{how} --help' for the options.")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one flag per configuration option plus the run actions."""
-    parser = UserParser(prog="train.py", usage="%(prog)s [options]",
-                     description="Train LeNet-5 or an MLP on MNIST with "
-                     "MindSpore's Model, with checkpoints, history and exact resume.",
-                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-                     argument_default=argparse.SUPPRESS)
-    parser.add_argument("--config", metavar="FILE", help="YAML recipe, e.g. "
-                        "configs/lenet_mnist.yaml; flags override its values")
+def _help(meta: dict[str, Any], default: Any) -> str:
+    text = meta["help"]
+    if default in ("", [], None) or "default" in text:
+        return text
+    shown = default if not isinstance(default, bool) else ("on" if default else "off")
+    return f"{text} (default: {shown})"
+
+
+def add_config_options(parser: argparse.ArgumentParser, groups: Sequence[str] = tuple(GROUPS),
+                       fields: Sequence[str] = ()) -> None:
+    """One flag per configuration field of ``groups`` (and the named ``fields``), grouped."""
+    sections = {name: parser.add_argument_group(GROUPS[name]) for name in GROUPS
+                if name in groups or any(CONFIG_FIELDS[f].metadata["group"] == name
+                                         for f in fields)}
     for name, f in CONFIG_FIELDS.items():
         meta = f.metadata
-        if not meta.get("cli", True):
+        if not meta.get("cli", True) or (meta["group"] not in groups and name not in fields):
             continue
-        default = default_of(f)
-        flag = "--" + name.replace("_", "-")
-        help_text = f"{meta['help']} (default: {default!r})"
+        section, default = sections[meta["group"]], default_of(f)
+        flag, help_text = "--" + name.replace("_", "-"), _help(meta, default)
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+            section.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif isinstance(default, list):
-            parser.add_argument(flag, type=int, nargs="+", metavar="N", help=help_text)
+            section.add_argument(flag, type=int, nargs="+", metavar="N", help=help_text)
         else:
             metavar = meta.get("metavar") or {int: "N", float: "X"}.get(type(default))
-            parser.add_argument(flag, type=type(default), choices=meta.get("choices"),
-                                metavar=metavar, help=help_text)
-    parser.add_argument("--callback", action="append", metavar="SPEC", dest="callback_specs",
-                        help="add a callback: 'pkg.mod:Class' or 'pkg.mod:Class(key=value, ...)' "
-                        "with literal values; repeatable")
-    parser.add_argument("--resume", metavar="auto|PATH", help="continue a run: 'auto' takes the "
-                        "newest valid checkpoint of --output-dir/--run-name; or a bundle's path")
-    parser.add_argument("--init-from", metavar="PATH", help="start a new run from a "
-                        "checkpoint's weights only (fine-tuning)")
-    parser.add_argument("--overwrite", action="store_true", help="when the run directory holds "
-                        "a run already, move it aside (NAME.replaced-DATE-TIME, never deleted) "
-                        "and start afresh")
-    parser.add_argument("--eval-only", action="store_true", help="evaluate --ckpt on the test "
-                        "split (accuracy, per-class table, confusion matrix; writes "
-                        "confusion.png, mistakes.png, evaluation.json) and exit")
-    parser.add_argument("--export", choices=("mindir", "onnx"), help="write --ckpt's network "
-                        "for serving (RUN/export/NET.mindir or .onnx), checked against the "
-                        "checkpoint, and exit")
-    parser.add_argument("--export-batch", type=int, metavar="N", help="fixed batch size of the "
-                        "exported input (default: dynamic for mindir, 1 for onnx)")
-    parser.add_argument("--ckpt", metavar="PATH", help="checkpoint for --eval-only or --export: "
-                        "a .ckpt, a latest.json or a run directory")
-    parser.add_argument("--results-dir", metavar="DIR", help="where --eval-only and --export "
-                        "write (default: the checkpoint's run directory, RUN/export for exports)")
+            section.add_argument(flag, type=type(default), choices=meta.get("choices"),
+                                 metavar=metavar, help=help_text)
+
+
+def build_parser(command: str = "train", prog: str = "train.py") -> argparse.ArgumentParser:
+    """The parser of ``command`` (``train``, ``eval`` or ``export``).
+
+    ``train`` is ``train.py``'s: every option, plus ``--eval-only`` and ``--export`` as aliases
+    of the other two commands.
+    """
+    if command not in COMMANDS:
+        raise ValueError(f"command must be one of {COMMANDS}, got {command!r}")
+    descriptions = {
+        "train": "Train LeNet-5 or an MLP on MNIST with MindSpore's Model, with checkpoints, "
+                 "history and exact resume.",
+        "eval": "Evaluate a checkpoint on the test split: accuracy, per-class table, confusion "
+                "matrix (writes confusion.png, mistakes.png, evaluation.json).",
+        "export": "Write a checkpoint's network for serving (MINDIR or ONNX), checked against "
+                  "the checkpoint."}
+    usage = "%(prog)s [options]" + (" --ckpt PATH" if command != "train" else "")
+    parser = UserParser(prog=prog, usage=usage,
+                        description=textwrap.fill(descriptions[command], 79),
+                        epilog=EPILOG if command == "train" else None,
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        argument_default=argparse.SUPPRESS)
+    actions = parser.add_argument_group("recipe and actions")
+    actions.add_argument("--config", metavar="FILE", help="YAML recipe, e.g. "
+                         "configs/lenet_mnist.yaml; flags override its values")
+    if command == "train":
+        _train_actions(actions)
+        add_config_options(parser)
+        _serving_actions(parser.add_argument_group("after training (aliases of mstrain eval "
+                                                   "and mstrain export)"), aliases=True)
+    else:
+        add_config_options(parser, _SERVING_GROUPS, _SERVING_FIELDS)
+        _serving_actions(actions, export=command == "export")
+        for action in parser._actions:
+            if "--net" in action.option_strings:
+                action.help = ("the network to build: lenet, mlp, mindvision-lenet or "
+                               "'pkg.module:function' (default: the one the checkpoint records)")
     return parser
+
+
+def _train_actions(group) -> None:
+    group.add_argument("--callback", action="append", metavar="SPEC", dest="callback_specs",
+                       help="add a callback: 'pkg.mod:Class' or 'pkg.mod:Class(key=value, ...)' "
+                       "with literal values; repeatable")
+    group.add_argument("--resume", metavar="auto|PATH", help="continue a run: 'auto' takes the "
+                       "newest valid checkpoint of --output-dir/--run-name; or a bundle's path")
+    group.add_argument("--init-from", metavar="PATH", help="start a new run from a checkpoint's "
+                       "weights only (fine-tuning)")
+    group.add_argument("--overwrite", action="store_true", help="when the run directory holds "
+                       "a run already, move it aside (NAME.replaced-DATE-TIME, never deleted) "
+                       "and start afresh")
+
+
+def _serving_actions(group, *, aliases: bool = False, export: bool = False) -> None:
+    if aliases:
+        group.add_argument("--eval-only", action="store_true", help="evaluate --ckpt instead of "
+                           "training (mstrain eval)")
+        group.add_argument("--export", choices=EXPORT_FORMATS, help="export --ckpt's network "
+                           "instead of training (mstrain export --format)")
+    elif export:
+        group.add_argument("--format", choices=EXPORT_FORMATS, dest="export", required=True,
+                           help="MINDIR (dynamic batch) or ONNX (fixed batch)")
+    group.add_argument("--ckpt", metavar="PATH", required=not aliases, help="the checkpoint: a "
+                       ".ckpt, a latest.json, or a run directory (its best.ckpt)")
+    if aliases or export:
+        group.add_argument("--export-batch", type=int, metavar="N", help="fixed batch size of "
+                           "the exported input (default: dynamic for mindir, 1 for onnx)")
+    group.add_argument("--results-dir", metavar="DIR", help="where the report or export goes "
+                       "(default: the checkpoint's run directory, RUN/export for exports)")
 
 
 def parse_callback_spec(spec: str) -> dict[str, Any]:
@@ -105,25 +167,27 @@ def parse_callback_spec(spec: str) -> dict[str, Any]:
         args = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
         if len(args) != len(call.keywords):
             raise ValueError("'**' is not allowed")
-    except (SyntaxError, ValueError) as exc:
-        raise ConfigError(f"--callback {spec!r} cannot be parsed ({exc}). Write it as "
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise ConfigError(f"--callback {spec[:200]!r} cannot be parsed ({exc}). Write it as "
                           "'pkg.mod:Class' or 'pkg.mod:Class(key=value, other=2)' with literal "
                           "values (numbers, strings in quotes, True/False, lists).") from None
     return {"class": target.strip(), "args": args}
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parses the command line into ``namespace.config`` (validated) and the run actions.
+def parse_args(argv: Sequence[str] | None = None, command: str = "train",
+               prog: str = "train.py") -> argparse.Namespace:
+    """Parses a command line into ``namespace.config`` (validated) and the run actions.
 
     Raises:
-        ConfigError: an unknown flag, a bad value, or a bad YAML recipe.
+        ConfigError: an unknown flag, a bad value, a bad YAML recipe, or actions that do not
+            go together.
 
     Example:
         >>> ns = parse_args(["--net", "mlp", "--epochs", "2"])
         >>> (ns.config.net, ns.config.epochs, ns.resume)
         ('mlp', 2, None)
     """
-    ns = build_parser().parse_args(argv)
+    ns = build_parser(command, prog).parse_args(argv)
     values: dict[str, Any] = load_yaml(ns.config) if getattr(ns, "config", None) else {}
     for name in CONFIG_FIELDS:
         if hasattr(ns, name):
@@ -137,10 +201,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     result = argparse.Namespace(
         config=TrainConfig(**values).validate(),
         resume=getattr(ns, "resume", None), init_from=getattr(ns, "init_from", None),
-        eval_only=getattr(ns, "eval_only", False), ckpt=getattr(ns, "ckpt", None),
-        export=getattr(ns, "export", None), export_batch=getattr(ns, "export_batch", None),
+        eval_only=command == "eval" or getattr(ns, "eval_only", False),
+        ckpt=getattr(ns, "ckpt", None), export=getattr(ns, "export", None),
+        export_batch=getattr(ns, "export_batch", None),
         results_dir=getattr(ns, "results_dir", None), overwrite=getattr(ns, "overwrite", False),
         net=named_net)
+    _check_actions(result)
+    return result
+
+
+def _check_actions(result: argparse.Namespace) -> None:
     if result.eval_only and result.export:
         raise ConfigError("--eval-only and --export are separate actions; run train.py once for "
                           "each, with the same --ckpt.")
@@ -155,10 +225,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if action and (result.resume or result.init_from):
         raise ConfigError(f"{action} does not train, so --resume and --init-from do not apply; "
                           "name the checkpoint with --ckpt only.")
-    if result.export_batch is not None and (not result.export or result.export_batch < 1):
+    if result.export_batch is not None and (not result.export or result.export_batch < 1
+                                            or result.export_batch > 65_536):
         raise ConfigError(f"--export-batch is {result.export_batch}; it is used only with "
-                          "--export and must be at least 1 (leave it out for a dynamic batch in "
-                          "MINDIR, batch 1 in ONNX).")
+                          "--export and must be from 1 to 65536 (leave it out for a dynamic "
+                          "batch in MINDIR, batch 1 in ONNX).")
     if result.results_dir and not action:
         raise ConfigError("--results-dir is only used with --eval-only or --export; a training "
                           "run writes into --output-dir/--run-name.")
@@ -173,7 +244,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                           "is for training under msrun. Run python train.py "
                           f"{action} --ckpt PATH without msrun; a checkpoint from a "
                           "data-parallel run loads there like any other.")
-    return result
 
 
 def run_reporting_errors(command: Callable[[], int | None]) -> int:
@@ -197,28 +267,26 @@ def run_reporting_errors(command: Callable[[], int | None]) -> int:
         return 130
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (0, or 2 for a user's mistake)."""
+def run(args: argparse.Namespace) -> None:
+    """Carries out a parsed command line: train, evaluate or export."""
+    from trainer.engine.trainer import Trainer
 
-    def command() -> None:
-        args = parse_args(argv)
-        from trainer.engine.trainer import Trainer
+    if args.eval_only:
+        Trainer(args.config).evaluate(args.ckpt, results_dir=args.results_dir, net=args.net)
+    elif args.export:
+        from trainer.logs import setup_logging
+        from trainer.serving.export import export_checkpoint
 
-        if args.eval_only:
-            Trainer(args.config).evaluate(args.ckpt, results_dir=args.results_dir, net=args.net)
-        elif args.export:
-            from trainer.logs import setup_logging
-            from trainer.serving.export import export_checkpoint
-
-            setup_logging()
-            export_checkpoint(args.ckpt, args.export, config=args.config, net=args.net,
-                              batch=args.export_batch, out_dir=args.results_dir)
-        else:
-            Trainer(args.config).fit(resume=args.resume, init_from=args.init_from,
-                                     overwrite=args.overwrite)
-
-    return run_reporting_errors(command)
+        setup_logging()
+        export_checkpoint(args.ckpt, args.export, config=args.config, net=args.net,
+                          batch=args.export_batch, out_dir=args.results_dir)
+    else:
+        Trainer(args.config).fit(resume=args.resume, init_from=args.init_from,
+                                 overwrite=args.overwrite)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: Sequence[str] | None = None, command: str = "train",
+         prog: str = "train.py") -> int:
+    """Runs ``train.py`` (or ``mstrain COMMAND``); returns the exit status (0, or 2 for a
+    user's mistake)."""
+    return run_reporting_errors(lambda: run(parse_args(argv, command, prog)))

@@ -28,9 +28,9 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
     """The argument parser of ``predict.py``."""
-    parser = UserParser(prog="predict.py", usage="%(prog)s --ckpt PATH [options] INPUT [INPUT ...]",
+    parser = UserParser(prog=prog, usage="%(prog)s --ckpt PATH [options] INPUT [INPUT ...]",
                      description="Predict the digits in images with a trained checkpoint. Images "
                      "of any size and colour are brought to MNIST's convention first.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "BMP, GIF, TIFF, WebP, PGM), folders of them, or an IDX images file (raw "
                         "or .gz)")
     parser.add_argument("--ckpt", required=True, metavar="PATH", help="checkpoint: a .ckpt, a "
-                        "latest.json or a run directory")
+                        "latest.json, or a run directory (its best.ckpt)")
     parser.add_argument("--net", metavar="NAME", help="network to build (default: the one the "
                         "checkpoint records; lenet for a plain MindSpore checkpoint)")
     parser.add_argument("--labels", metavar="FILE", help="IDX labels for an IDX images input; the "
@@ -92,11 +92,11 @@ def _print_text(report: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "predict.py") -> int:
     """Runs ``predict.py``; returns the exit status (0, or 2 for a user's mistake)."""
 
     def command() -> None:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog).parse_args(argv)
         for flag, value, high in (("--top", args.top, 10_000), ("--batch-size", args.batch_size,
                                                                     65_536)):
             if not 1 <= value <= high:
