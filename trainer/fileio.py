@@ -166,3 +166,13 @@ def remove_stale_staging(folder: str | os.PathLike, lock_name: str = ".building"
         except OSError:
             continue
     return removed
+
+
+def cache_root() -> Path:
+    """The tool's cache folder: ``$MSTRAIN_CACHE/mstrain``, else ``$XDG_CACHE_HOME/mstrain``, else
+    ``~/.cache/mstrain`` (decoded digits, raw copies of read-only gzipped files).
+
+    Its contents can be deleted at any time; they are rebuilt when needed.
+    """
+    base = os.environ.get("MSTRAIN_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "mstrain"

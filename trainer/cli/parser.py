@@ -228,8 +228,8 @@ def _check_actions(result: argparse.Namespace) -> None:
     if result.export_batch is not None and (not result.export or result.export_batch < 1
                                             or result.export_batch > 65_536):
         raise ConfigError(f"--export-batch is {result.export_batch}; it is used only with "
-                          "--export and must be from 1 to 65536 (leave it out for a dynamic "
-                          "batch in MINDIR, batch 1 in ONNX).")
+                          "--export and must be at least 1 and at most 65536 (leave it out for a "
+                          "dynamic batch in MINDIR, batch 1 in ONNX).")
     if result.results_dir and not action:
         raise ConfigError("--results-dir is only used with --eval-only or --export; a training "
                           "run writes into --output-dir/--run-name.")

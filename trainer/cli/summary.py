@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mstrain summary") -> in
         args = build_parser(prog).parse_args(argv)
         cfg = TrainConfig(net=getattr(args, "net", "lenet"),
                           num_classes=getattr(args, "num_classes", 10)).validate()
-        from trainer.engine.context import set_mode_and_device
+        from trainer.device import set_mode_and_device
         from trainer.networks import build_network
         from trainer.networks.summary import summarize
 

@@ -89,7 +89,8 @@ class TrainConfig:
     net: str = _opt("lenet", "network: lenet, mlp, mindvision-lenet (mindvision's LeNet), or a "
                     "factory 'pkg.module:function' taking num_classes", metavar="NAME",
                     group="network")
-    num_classes: int = _opt(10, "number of classes", minimum=2, maximum=10_000, group="network")
+    num_classes: int = _opt(10, "outputs of the network (MNIST's digits need 10)", minimum=10,
+                            maximum=10_000, group="network")
     # Data.
     data_source: str = _opt("mnist", "where the digits come from: MNIST IDX files in --data-dir "
                             "(downloaded when missing), read by MindSpore's MnistDataset (mnist) "

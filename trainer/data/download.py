@@ -267,35 +267,45 @@ def ensure_mnist(
             f"{exc.strerror or exc}. {_guidance(root)}"
         ) from exc
 
-    failures: list[str] = []
     try:
-        for index, source in enumerate(chosen):
-            workdir = staging / f"source-{index}"
-            workdir.mkdir()
-            logger.info("Fetching MNIST: %s", source.describe())
-            try:
-                verified = _fetch(source, workdir, progress, timeout)
-            except _SourceError as exc:
-                failures.append(f"({index + 1}) {source.describe()}: {exc}")
-                logger.warning("MNIST source failed: %s: %s", source.describe(), exc)
-                continue
-            except OSError as exc:
-                # Writing the staged copy failed (disk full, permissions): no source would help.
-                raise DataError(
-                    f"Could not write MNIST files under {root}: {exc.strerror or exc}. "
-                    f"{_guidance(root)}"
-                ) from exc
-            _install(verified, root)
-            logger.info("MNIST is ready in %s", root)
-            return root
+        failures = _try_sources(chosen, root, staging, progress, timeout)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         building.close()
+    if failures is None:
+        return root
 
     raise DataError(
         f"Could not download MNIST into {root}; every source failed: {'; '.join(failures)}. "
         f"No partial files were kept. {_guidance(root)}"
     )
+
+
+def _try_sources(chosen: Sequence[Source], root: Path, staging: Path, progress: bool,
+                 timeout: float) -> list[str] | None:
+    """Tries each source in turn; None once one delivered and was installed, else the reasons
+    each failed."""
+    failures: list[str] = []
+    for index, source in enumerate(chosen):
+        workdir = staging / f"source-{index}"
+        workdir.mkdir()
+        logger.info("Fetching MNIST: %s", source.describe())
+        try:
+            verified = _fetch(source, workdir, progress, timeout)
+        except _SourceError as exc:
+            failures.append(f"({index + 1}) {source.describe()}: {exc}")
+            logger.warning("MNIST source failed: %s: %s", source.describe(), exc)
+            continue
+        except OSError as exc:
+            # Writing the staged copy failed (disk full, permissions): no source would help.
+            raise DataError(
+                f"Could not write MNIST files under {root}: {exc.strerror or exc}. "
+                f"{_guidance(root)}"
+            ) from exc
+        _install(verified, root)
+        logger.info("MNIST is ready in %s", root)
+        return None
+    return failures
 
 
 def _guidance(root: Path) -> str:

@@ -104,7 +104,7 @@ def mindvision_root(folder: Path, split: str) -> Path:
     """
     if folder.name == split:
         return folder.parent
-    from trainer.data import cache_root
+    from trainer.fileio import cache_root
 
     source = folder.resolve()
     key = hashlib.sha1(str(source).encode()).hexdigest()[:16]

@@ -111,28 +111,8 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
             raise ConfigError(f"The temporary folder {work} has characters MindSpore refuses in "
                               "export paths; set TMPDIR to a plain ASCII path such as /tmp.")
         written = _export(network, Path(work) / "model", fmt, batch, size, name)
-        expected = _run_network(network, inputs)
-        if fmt == "mindir":
-            got, structure = _run_mindir(written, inputs, batch), None
-        else:
-            got, structure = _run_onnx(written, inputs, batch), _onnx_structure(
-                written, network, batch, size)
-        difference = None
-        if got is None:
-            checked_on = "no inputs (structure only)"
-        else:
-            if got.shape != expected.shape:
-                why = f"its outputs have shape {got.shape}, the network's {expected.shape}"
-            else:
-                difference = float(np.abs(got - expected).max())
-                why = (f"its outputs differ by up to {difference:.3g} (allowed: rtol and atol "
-                       f"{RTOL:g})")
-            if difference is None or not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
-                other = "Export as MINDIR instead, or" if fmt == "onnx" else "Please"
-                raise ExportMismatch(
-                    f"The exported {fmt.upper()} file does not reproduce the checkpoint: on "
-                    f"{checked_on} {why}. Nothing was written to {target}. {other} report the "
-                    "network and MindSpore's version to the MindSpore project.", exit_code=1)
+        difference, structure, checked_on = _verify(written, network, fmt, batch, size, inputs,
+                                                    checked_on, target)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(target, suffix=SUFFIXES[fmt]) as tmp:
@@ -151,6 +131,39 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
     logger.info("Exported %s (%s) to %s: input %s; %s.", bundle.path, name, target, shape,
                 how)
     return ExportResult(target, batch, difference, checked_on)
+
+
+def _verify(written: Path, network, fmt: str, batch: int | None, size: int, inputs: np.ndarray,
+            checked_on: str, target: Path) -> tuple[float | None, str | None, str]:
+    """Runs the exported file on ``inputs`` and compares it with the network.
+
+    Returns:
+        ``(largest difference or None when not compared, structure checked, what it ran on)``.
+
+    Raises:
+        ExportMismatch: the outputs differ (nothing is written to ``target``).
+    """
+    expected = _run_network(network, inputs)
+    if fmt == "mindir":
+        got, structure = _run_mindir(written, inputs, batch), None
+    else:
+        got, structure = _run_onnx(written, inputs, batch), _onnx_structure(
+            written, network, batch, size)
+    if got is None:
+        return None, structure, "no inputs (structure only)"
+    difference = None
+    if got.shape != expected.shape:
+        why = f"its outputs have shape {got.shape}, the network's {expected.shape}"
+    else:
+        difference = float(np.abs(got - expected).max())
+        why = f"its outputs differ by up to {difference:.3g} (allowed: rtol and atol {RTOL:g})"
+    if difference is None or not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
+        other = "Export as MINDIR instead, or" if fmt == "onnx" else "Please"
+        raise ExportMismatch(
+            f"The exported {fmt.upper()} file does not reproduce the checkpoint: on "
+            f"{checked_on} {why}. Nothing was written to {target}. {other} report the network "
+            "and MindSpore's version to the MindSpore project.", exit_code=1)
+    return difference, structure, checked_on
 
 
 def verification_inputs(cfg: TrainConfig, image_size: int) -> tuple[np.ndarray, str]:

@@ -79,7 +79,7 @@ def load_network(checkpoint: str | os.PathLike | Bundle, *, net: str | None = No
             user's network that was not named.
         ConfigError: the network cannot be built, or the device cannot be used.
     """
-    from trainer.engine.context import set_mode_and_device
+    from trainer.device import set_mode_and_device
     from trainer.networks import build_network
 
     bundle = checkpoint if isinstance(checkpoint, Bundle) else read_checkpoint(checkpoint)
