@@ -26,6 +26,7 @@ def measure(net_name: str, repeats: int) -> dict[str, float]:
     from mindspore import nn
 
     from trainer.checkpoint import load_bundle, load_into, save_bundle
+    from trainer.checkpoint.meta import BundleMeta
     from trainer.engine.step import TrainStep
     from trainer.networks import build_network
 
@@ -33,7 +34,7 @@ def measure(net_name: str, repeats: int) -> dict[str, float]:
     net = build_network(net_name).cell
     opt = nn.Momentum(net.trainable_params(), ms.Tensor([0.01] * 20000, ms.float32), 0.9)
     step = TrainStep(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"), opt)
-    meta = {"epoch": 1, "global_step": 0, "config": {"net": net_name}}
+    meta = BundleMeta(epoch=0, step_in_epoch=0, global_step=0, steps_per_epoch=1)
     saves, loads = [], []
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bundle.ckpt"

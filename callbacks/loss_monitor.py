@@ -44,7 +44,6 @@ class LossMonitor(StatsCallback):
         self._epoch_start = self._last_step_end = self._interval_start = 0.0
         self._interval_steps = 0
         self._steps_in_epoch = 0
-        self._first_epoch: int | None = None
 
     def _print(self, line: str) -> None:
         if self._printer is not None:
@@ -55,15 +54,8 @@ class LossMonitor(StatsCallback):
         else:
             print(line, flush=True)
 
-    def on_train_begin(self, run_context) -> None:
-        super().on_train_begin(run_context)
-        self._first_epoch = None
-
     def on_train_epoch_begin(self, run_context) -> None:
         super().on_train_epoch_begin(run_context)
-        cb_params = run_context.original_args()
-        if self._first_epoch is None:
-            self._first_epoch = cb_params.cur_epoch_num
         self._epoch_start = self._interval_start = self._last_step_end = time.perf_counter()
         self._interval_steps = self._steps_in_epoch = 0
 
@@ -85,8 +77,7 @@ class LossMonitor(StatsCallback):
         current = loss_value(cb_params.net_outputs)
         mean = self.stats.train_summary(cb_params)["loss"]
         lr = current_lr(cb_params, self.stats.global_step(cb_params))
-        # Model's epoch_num counts only the epochs of this call (less initial_epoch on resume).
-        total = cb_params.epoch_num + (self._first_epoch or 1) - 1
+        total = self.stats.total_epochs(cb_params)
         width = len(str(total)) + 1
         epoch = f"{cb_params.cur_epoch_num - 1:{width}d}/{total:{width}d}"
         line = (f"Epoch:[{epoch}], step:[{step:5d}/{cb_params.batch_num:5d}], "

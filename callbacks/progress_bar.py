@@ -30,24 +30,16 @@ class ProgressBar(StatsCallback):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._bar = None
         self._last = 0.0
-        self._first_epoch: int | None = None
-
-    def on_train_begin(self, run_context) -> None:
-        super().on_train_begin(run_context)
-        self._first_epoch = None
 
     def on_train_epoch_begin(self, run_context) -> None:
         super().on_train_epoch_begin(run_context)
         cb_params = run_context.original_args()
-        if self._first_epoch is None:
-            self._first_epoch = cb_params.cur_epoch_num
         if not self.enabled:
             return
         from tqdm.auto import tqdm
 
         self._close()
-        # Model's epoch_num counts only the epochs of this call (less initial_epoch on resume).
-        total = cb_params.epoch_num + self._first_epoch - 1
+        total = self.stats.total_epochs(cb_params)
         self._bar = tqdm(total=cb_params.batch_num, unit="step", leave=False, dynamic_ncols=True,
                          desc=f"epoch {cb_params.cur_epoch_num}/{total}",
                          file=sys.stderr)

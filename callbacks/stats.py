@@ -119,6 +119,7 @@ class EpochStats:
         self._device_net: Any = None
         self._device_counts = False
         self._step_base: tuple[Any, int] | None = None  # (cb_params, global step at its begin)
+        self._first_epoch: int | None = None  # the first epoch of the current train/fit call
 
     def begin_run(self, cb_params) -> None:
         """Notes where the run's global step starts (once per train/fit call)."""
@@ -137,6 +138,12 @@ class EpochStats:
         if self._step_base is None or self._step_base[0] is not cb_params:
             self.begin_run(cb_params)
         return self._step_base[1] + cb_params.cur_step_num
+
+    def total_epochs(self, cb_params) -> int:
+        """The run's last epoch number: ``Model``'s ``epoch_num`` counts only the epochs of this
+        train/fit call, which is fewer after a resume (``initial_epoch``)."""
+        first = self._first_epoch if self._run is cb_params else cb_params.cur_epoch_num
+        return cb_params.epoch_num + (first or 1) - 1
 
     def step_in_epoch(self, cb_params) -> int:
         """The step within its epoch, 1 to ``batch_num``, of the last step run."""
@@ -159,7 +166,7 @@ class EpochStats:
         if self._epoch == epoch and self._run is cb_params:
             return
         if self._run is not cb_params:  # a new train/fit call, whose numbering starts again
-            self._run, self._last_host_step = cb_params, -1
+            self._run, self._last_host_step, self._first_epoch = cb_params, -1, epoch
         self._epoch, self._start_time, self._cache = epoch, time.perf_counter(), {}
         if self._pending and self._pending.get("epoch") == epoch:
             # Resumed in the middle of this epoch: measure from its real start.

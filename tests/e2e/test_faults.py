@@ -120,12 +120,13 @@ class Work:
     root: Path
     digits: Path
     made: dict[str, Any] = field(default_factory=dict)
+    code: Path = ROOT  # the checkout whose train.py and predict.py run
 
     def train(self, *args: str) -> list[str]:
-        return [sys.executable, str(ROOT / "train.py"), *args]
+        return [sys.executable, str(self.code / "train.py"), *args]
 
     def predict(self, *args: str) -> list[str]:
-        return [sys.executable, str(ROOT / "predict.py"), *args]
+        return [sys.executable, str(self.code / "predict.py"), *args]
 
     def data_copy(self) -> Path:
         if "data" not in self.made:

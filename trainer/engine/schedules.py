@@ -517,11 +517,23 @@ def schedule_array(name: str, *, epochs: int, steps_per_epoch: int, **settings) 
             "holds one value per step on the device and in every checkpoint. Lower --epochs, or "
             "raise --batch-size for fewer steps per epoch."
         )
-    values = _schedule_values(name, epochs=epochs, steps_per_epoch=steps_per_epoch, **settings)
+    values = schedule_values(name, epochs=epochs, steps_per_epoch=steps_per_epoch, **settings)
     return np.concatenate([values, values[-1:]]).astype(np.float32)
 
 
-def build_schedule(
+def build_schedule(name: str, **settings) -> list[float]:
+    """:func:`schedule_values` as a list of floats (same arguments, same checks).
+
+    Example:
+        >>> lrs = build_schedule("multistep", base_lr=0.1, epochs=3, steps_per_epoch=2,
+        ...                      warmup_epochs=1, milestones=[1])
+        >>> [round(v, 6) for v in lrs]
+        [0.0, 0.05, 0.1, 0.1, 0.01, 0.01]
+    """
+    return schedule_values(name, **settings).tolist()
+
+
+def schedule_values(
     name: str,
     *,
     base_lr: float,
@@ -537,8 +549,8 @@ def build_schedule(
     pct_start: float = 0.3,
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
-) -> list[float]:
-    """The learning rate for every step of a run, by schedule name.
+) -> np.ndarray:
+    """The learning rate for every step of a run, by schedule name, as a float64 array.
 
     The run has ``epochs * steps_per_epoch`` steps. The first
     ``warmup_steps = round(warmup_epochs * steps_per_epoch)`` of them ramp linearly from
@@ -581,36 +593,11 @@ def build_schedule(
         ConfigError: If the name is unknown or a setting the schedule uses is out of range.
 
     Example:
-        >>> lrs = build_schedule("multistep", base_lr=0.1, epochs=3, steps_per_epoch=2,
-        ...                      warmup_epochs=1, milestones=[1])
-        >>> [round(v, 6) for v in lrs]
+        >>> lrs = schedule_values("multistep", base_lr=0.1, epochs=3, steps_per_epoch=2,
+        ...                       warmup_epochs=1, milestones=[1])
+        >>> [round(float(v), 6) for v in lrs]
         [0.0, 0.05, 0.1, 0.1, 0.01, 0.01]
     """
-    return _schedule_values(
-        name, base_lr=base_lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        warmup_epochs=warmup_epochs, warmup_start_lr=warmup_start_lr, min_lr=min_lr, gamma=gamma,
-        step_size=step_size, milestones=milestones, power=power, pct_start=pct_start,
-        div_factor=div_factor, final_div_factor=final_div_factor,
-    ).tolist()
-
-
-def _schedule_values(
-    name: str,
-    *,
-    base_lr: float,
-    epochs: int,
-    steps_per_epoch: int,
-    warmup_epochs: float = 0.0,
-    warmup_start_lr: float = 0.0,
-    min_lr: float = 0.0,
-    gamma: float = 0.1,
-    step_size: int = 30,
-    milestones: Sequence[int] = (30, 60, 90),
-    power: float = 1.0,
-    pct_start: float = 0.3,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-) -> np.ndarray:
     if not isinstance(name, str) or name not in SCHEDULES:
         raise _reject("name", name, "it must be one of: " + ", ".join(SCHEDULES))
     base_lr = _check_positive("base_lr", base_lr)
