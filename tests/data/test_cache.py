@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.data import cache as data_mod
 from trainer.data import (
     BatchFeed,
     build_dataset,
@@ -21,6 +20,7 @@ from trainer.data import (
     prepare_split,
     resume_at,
 )
+from trainer.data import cache as data_mod
 
 
 def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +237,7 @@ def test_cached_and_streaming_training_learn_alike(digits_dir, tmp_path, cache_d
 
     accuracy = {}
     for cache in (True, False):
-        cfg = TrainConfig(data_dir=str(digits_dir), epochs=2, output_dir=str(tmp_path),
+        cfg = TrainConfig(data_dir=str(digits_dir), epochs=2, val_split=0, output_dir=str(tmp_path),
                           run_name=f"cache-{cache}", progress=False, plot=False,
                           log_every=0, data_cache=cache, net="mlp")
         history = Trainer(cfg).fit()

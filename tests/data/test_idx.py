@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from trainer.data import idx
-from trainer.errors import DataError
 from trainer.data.idx import (
     SPLIT_FILES,
     find_split,
@@ -20,6 +19,7 @@ from trainer.data.idx import (
     validate_split,
     write_idx,
 )
+from trainer.errors import DataError
 
 
 def idx_bytes(dims: tuple[int, ...], payload: bytes, type_code: int = 0x08) -> bytes:

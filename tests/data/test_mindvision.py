@@ -56,15 +56,17 @@ FIT_WITH_VAL_ACC_MONITOR = textwrap.dedent("""
 
     data_dir, out = sys.argv[1], sys.argv[2]
     trainer = Trainer(TrainConfig(data_source="mnist", net="mindvision-lenet", data_dir=data_dir,
-                                  epochs=2, batch_size=16, lr=0.02, seed=0, output_dir=out,
-                                  run_name="py", progress=False, plot=False, log_every=0))
+                                  val_split=0, epochs=2, batch_size=16, lr=0.02, seed=0,
+                                  output_dir=out, run_name="py", progress=False, plot=False,
+                                  log_every=0))
     history = trainer.fit(callbacks=[ValAccMonitor(ckpt_directory=out + "/mv")])
     print("history:", json.dumps(history.history["val_accuracy"]))
 """)
 
 
 def _common(data: Path) -> list[str]:
-    return ["--data-dir", str(data), "--output-dir", "runs", "--epochs", "2", "--batch-size", "16",
+    return ["--data-dir", str(data), "--output-dir", "runs", "--epochs", "2", "--val-split", "0",
+            "--batch-size", "16",
             "--lr", "0.02", "--seed", "0", "--no-progress", "--no-plot", "--log-every", "0"]
 
 
@@ -112,7 +114,8 @@ def test_importing_the_product_does_not_import_mindvision(tmp_path):
             runpy.run_path({str(ROOT / "train.py")!r}, run_name="__main__")
         except SystemExit:
             pass
-        import callbacks, trainer, trainer.mindvision_source, trainer.networks, trainer.engine.trainer
+        import callbacks, trainer, trainer.mindvision_source, trainer.networks
+        import trainer.engine.trainer
         from trainer.cli import parse_args
         parse_args(["--data-source", "mindvision", "--net", "mindvision-lenet"])
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "mindvision")))

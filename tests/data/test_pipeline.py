@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("mindspore")
 
-from trainer.data import splits as data_mod  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import (  # noqa: E402
     MNIST_MEAN,
@@ -21,8 +20,9 @@ from trainer.data import (  # noqa: E402
     ensure_data,
     prepare_split,
 )
-from trainer.errors import ConfigError, DataError  # noqa: E402
+from trainer.data import splits as data_mod  # noqa: E402
 from trainer.data.idx import SPLIT_FILES, read_idx, write_idx  # noqa: E402
+from trainer.errors import ConfigError, DataError  # noqa: E402
 
 
 def batches(dataset) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from trainer.data import synthetic
-from trainer.errors import DataError
 from trainer.data.idx import SPLIT_FILES, find_split, read_idx, validate_split
 from trainer.data.synthetic import generate_digits, main, render_digit
+from trainer.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,7 +172,8 @@ def test_main_reports_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_module_runs_and_avoids_mindspore(tmp_path: Path) -> None:
     code = ("import runpy, sys; sys.argv = ['synthetic', sys.argv[1], '--train-size', '10', "
             "'--test-size', '10']; "
-            "import trainer.data.idx, trainer.data.synthetic; assert 'mindspore' not in sys.modules; "
+            "import trainer.data.idx, trainer.data.synthetic; "
+            "assert 'mindspore' not in sys.modules; "
             "runpy.run_module('trainer.data.synthetic', run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, timeout=60)

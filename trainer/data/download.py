@@ -31,9 +31,9 @@ from typing import IO, Any
 
 from download import download
 
+from trainer.data.idx import SPLIT_FILES
 from trainer.errors import ConfigError, DataError
 from trainer.fileio import hold_lock, remove_stale_staging
-from trainer.data.idx import SPLIT_FILES
 
 logger = logging.getLogger(__name__)
 

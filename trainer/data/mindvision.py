@@ -30,18 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+from trainer.data.idx import SPLIT_FILES
 from trainer.errors import DataError
 from trainer.extras import import_mindvision
-from trainer.data.idx import SPLIT_FILES
-
 
 # mindvision's default transforms come from mindspore.dataset.vision.c_transforms, which logs a
 # deprecation warning per operation each time a pipeline is built.

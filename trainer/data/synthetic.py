@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from trainer.errors import DataError, UserError
 from trainer.data.idx import IMAGE_SIZE, NUM_CLASSES, SPLIT_FILES, write_idx
+from trainer.errors import DataError, UserError
 
 # Digits are placed on a grid this many times finer than the output and box-filtered down, which
 # anti-aliases the rotated, sheared strokes far better than resampling at the final size.

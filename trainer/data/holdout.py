@@ -1,0 +1,140 @@
+"""The validation split: digits held out of the training files by a fixed, class-stratified
+choice, written once as IDX files so that every data source, the decoded cache, msrun's shards
+and exact resume treat it like any split.
+
+MNIST's own convention (and the hand-built tutorial's) holds 5,000 of the 60,000 training
+digits out for validation; choosing them per class keeps each digit's share. The choice depends
+only on the training files and ``--val-split``, never on ``--seed``, so every run on the same files
+validates on the same digits and runs of different seeds compare fairly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.idx import SPLIT_FILES, read_idx, write_idx
+from trainer.errors import ConfigError, DataError, os_fault
+from trainer.fileio import cache_root, default_mode, hold_lock, remove_stale_staging
+
+logger = logging.getLogger("mstrain")
+
+# The choice's own seed: fixed, so the split is the same for every run on the same files.
+HOLDOUT_SEED = 20_000_101
+_VERSION = 1
+
+
+def holdout_count(val_split: float, total: int) -> int:
+    """How many digits ``--val-split`` holds out of ``total``: a fraction below 1 of them
+    (rounded), or a count.
+
+    Raises:
+        ConfigError: the split would hold out no digit, or every one.
+    """
+    count = int(round(val_split * total)) if val_split < 1 else int(val_split)
+    if not 0 < count < total:
+        raise ConfigError(f"Option 'val_split' is {val_split!r}, which holds out {count} of the "
+                          f"{total} training digits; it must leave some for validation and some "
+                          "for training. Use a fraction such as 0.1, a count below the training "
+                          "set's size, or 0 to validate on the test split.")
+    return count
+
+
+def choose_holdout(labels: np.ndarray, count: int, seed: int = HOLDOUT_SEED) -> np.ndarray:
+    """The indices of ``count`` digits, stratified by class, in increasing order.
+
+    Each class gives its share of ``count`` (largest remainders decide the rounding, so the total
+    is exact); within a class the digits are a seeded random choice.
+    """
+    labels = np.asarray(labels)
+    classes, sizes = np.unique(labels, return_counts=True)
+    quota = sizes * count / len(labels)
+    taken = np.floor(quota).astype(np.int64)
+    short = count - int(taken.sum())
+    if short:
+        taken[np.argsort(-(quota - taken), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:n] for c, n in zip(classes, taken)]
+    return np.sort(np.concatenate(chosen))
+
+
+def split_training_files(folder: Path, val_split: float) -> tuple[Path, Path, int, int]:
+    """Writes (once) the training files without the held-out digits, and the held-out digits as
+    a split of their own, under the cache folder.
+
+    Args:
+        folder: The training split's folder of raw IDX files.
+        val_split: ``--val-split``, above 0.
+
+    Returns:
+        ``(training folder, validation folder, training count, validation count)``. The
+        validation folder holds its digits under the test split's file names.
+
+    Raises:
+        ConfigError: the split would hold out no digit or every one.
+        DataError: the split files cannot be written.
+    """
+    files = [Path(folder) / name for name in SPLIT_FILES["train"]]
+    key = hashlib.sha1(f"v{_VERSION}|{val_split!r}|{HOLDOUT_SEED}".encode())
+    for path in files:
+        stat = path.stat()
+        key.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    target = cache_root() / "holdout" / key.hexdigest()[:16]
+    labels = read_idx(files[1])
+    count = holdout_count(val_split, len(labels))
+    if not _complete(target, len(labels) - count, count):
+        _write(target, files, labels, count)
+    return target / "train", target / "val", len(labels) - count, count
+
+
+def _complete(target: Path, train_count: int, val_count: int) -> bool:
+    try:
+        return (len(read_idx(target / "train" / SPLIT_FILES["train"][1])) == train_count
+                and len(read_idx(target / "val" / SPLIT_FILES["test"][1])) == val_count)
+    except DataError:
+        return False
+
+
+def _write(target: Path, files: list[Path], labels: np.ndarray, count: int) -> None:
+    """Builds the split in a staging folder and renames it into place when complete."""
+    held = choose_holdout(labels, count)
+    keep = np.setdiff1d(np.arange(len(labels)), held, assume_unique=True)
+    images = read_idx(files[0])
+    staging = building = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(target.parent)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent))
+        staging.chmod(default_mode(directory=True))
+        building = hold_lock(staging / ".building")
+        for split, rows, names in (("train", keep, SPLIT_FILES["train"]),
+                                   ("val", held, SPLIT_FILES["test"])):
+            (staging / split).mkdir()
+            write_idx(staging / split / names[0], images[rows])
+            write_idx(staging / split / names[1], labels[rows])
+        (staging / ".building").unlink()
+        if target.exists():  # a damaged earlier split (a complete one is used as it is)
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not _complete(target, len(keep), len(held)):  # not another process's, finished
+                raise
+    except OSError as exc:
+        raise DataError(f"Cannot write the validation split into {target.parent}: "
+                        f"{os_fault(exc)}. Set MSTRAIN_CACHE to a folder you may write to, or "
+                        "pass --val-split 0 to validate on the test split.") from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if building is not None:
+            building.close()
+    logger.info("Held %d of the %d training digits out for validation (--val-split), in %s.",
+                len(held), len(labels), target)
