@@ -11,6 +11,7 @@ from callbacks.base import StatsCallback
 from callbacks.checkpoint import ModelCheckpoint
 from callbacks.csv_logger import CSVLogger
 from callbacks.early_stopping import EarlyStopping
+from callbacks.ema_validation import EMAValidation
 from callbacks.history import History
 from callbacks.launch_counter import LaunchCounter
 from callbacks.loss_monitor import LossMonitor
@@ -25,6 +26,7 @@ from callbacks.val_acc_monitor import ValAccMonitor
 
 __all__ = [
     "CSVLogger",
+    "EMAValidation",
     "EarlyStopping",
     "EpochStats",
     "History",

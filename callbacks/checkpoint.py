@@ -12,7 +12,7 @@ from typing import Any
 
 from callbacks.base import state_value
 from callbacks.monitor import MonitorCallback
-from callbacks.stats import EpochStats, launch_steps, optimizer_step, reached
+from callbacks.stats import EpochStats, launch_steps, reached
 from trainer.checkpoint.meta import BundleMeta, RunRecord, plain_file_name
 from trainer.checkpoint.states import collect_states
 from trainer.checkpoint.store import BEST, CheckpointStore, periodic_name
@@ -130,9 +130,7 @@ class ModelCheckpoint(MonitorCallback):
 
     # ---------------------------------------------------------------- helpers
     def _global_step(self, cb_params) -> int:
-        # The optimizer's own count where there is one: what the bundle's tensors hold.
-        step = optimizer_step(cb_params)
-        return self.stats.global_step(cb_params) if step is None else step
+        return self.stats.global_step(cb_params)
 
     def _finite(self, cb_params) -> bool:
         summary = self.stats.train_summary(cb_params)

@@ -19,7 +19,8 @@ from trainer.fileio import atomic_path, atomic_write_text
 
 logger = logging.getLogger("mstrain")
 
-_FIRST_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time")
+_FIRST_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time",
+                  "test_loss", "test_accuracy")
 
 
 class History(StatsCallback):
@@ -52,6 +53,7 @@ class History(StatsCallback):
         self.directory = Path(directory) if directory is not None else None
         self.plot = plot
         self.rows: list[dict[str, Any]] = []
+        self.test: dict[str, Any] = {}  # the test split's scores at the end (see add_test)
         self._restored = False
         self._plotter: threading.Thread | None = None
         self.plot_budget = plot_budget
@@ -80,6 +82,7 @@ class History(StatsCallback):
         super().on_train_begin(run_context)
         if not self._restored:  # a new run; a resumed one keeps the rows it restored
             self.rows = []
+        self.test = {}
         self._restored = False
 
     def on_train_epoch_end(self, run_context) -> None:
@@ -95,6 +98,15 @@ class History(StatsCallback):
         if self.rows:
             self.write(background_plot=False)
 
+    def add_test(self, results: dict[str, Any]) -> None:
+        """Records the test split's scores after training: the final weights' go into the last
+        row (``test_accuracy``, ``test_loss``), and all of them, the best checkpoint's too, into
+        ``history.json`` under ``"test"``; the files are written again."""
+        self.test = dict(results)
+        if self.rows:
+            self.rows[-1].update(results.get("final", {}))
+        self.write(background_plot=False)
+
     def write(self, background_plot: bool = False) -> None:
         """Writes the JSON and CSV files and (re)draws the PNG."""
         if self.directory is None:
@@ -106,7 +118,8 @@ class History(StatsCallback):
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.directory / "history.json",
-                              json.dumps(_finite_only({"history": self.history, "rows": self.rows}),
+                              json.dumps(_finite_only({"history": self.history, "rows": self.rows,
+                                                       "test": self.test}),
                                          indent=2, default=_json_safe, allow_nan=False) + "\n")
             atomic_write_text(self.directory / "history.csv", buffer.getvalue())
         except OSError as exc:

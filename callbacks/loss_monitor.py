@@ -76,7 +76,7 @@ class LossMonitor(StatsCallback):
     def _line(self, cb_params, step: int, step_ms: float) -> str:
         current = loss_value(cb_params.net_outputs)
         mean = self.stats.train_summary(cb_params)["loss"]
-        lr = current_lr(cb_params, self.stats.global_step(cb_params))
+        lr = current_lr(cb_params)
         total = self.stats.total_epochs(cb_params)
         width = len(str(total)) + 1
         epoch = f"{cb_params.cur_epoch_num - 1:{width}d}/{total:{width}d}"

@@ -44,7 +44,7 @@ class LearningRateMonitor(StatsCallback):
 
     def _record(self, cb_params) -> None:
         step = self.stats.global_step(cb_params)
-        lr = current_lr(cb_params, step)
+        lr = current_lr(cb_params)
         if lr is None:
             return
         if not self.records or self.records[-1]["step"] != step:

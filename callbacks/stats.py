@@ -48,13 +48,8 @@ def optimizer_step(cb_params) -> int | None:
     return int(step.asnumpy().reshape(-1)[0])
 
 
-def current_lr(cb_params, step: int | None = None) -> float | None:
-    """The learning rate the optimizer applies at its next step.
-
-    Args:
-        cb_params: The run's callback parameters.
-        step: The global step, when the caller knows it (saves a device read). Defaults to
-            `None`: read from the optimizer.
+def current_lr(cb_params) -> float | None:
+    """The learning rate the optimizer applies at its next update (a small device read).
 
     After the last step of a per-step schedule with one rate per step (MindSpore's usual
     ``lr`` list) there is no next entry, and asking the optimizer would index past the end of
@@ -69,8 +64,7 @@ def current_lr(cb_params, step: int | None = None) -> float | None:
         values = rates.asnumpy().reshape(-1)
         if len(rates.shape) == 0:
             return float(values[0])
-        if step is None:
-            step = optimizer_step(cb_params)
+        step = optimizer_step(cb_params)
         return float(values[min(step, len(values) - 1)])
     lr = opt.get_lr()
     if isinstance(lr, (tuple, list)):  # group learning rates: report the first group
@@ -124,12 +118,16 @@ class EpochStats:
     def begin_run(self, cb_params) -> None:
         """Notes where the run's global step starts (once per train/fit call)."""
         if self._step_base is None or self._step_base[0] is not cb_params:
-            start = optimizer_step(cb_params)
+            if self.counts_on_device(cb_params):  # training steps, also micro-batches of one update
+                start = int(cb_params.train_network.stat_steps.asnumpy())
+            else:
+                start = optimizer_step(cb_params)
             base = 0 if start is None else start - cb_params.cur_step_num
             self._step_base = (cb_params, base)
 
     def global_step(self, cb_params) -> int:
-        """Optimizer steps taken since the start of training, across resumes.
+        """Training steps (batches) taken since the start of training, across resumes; with
+        gradient accumulation, micro-batches, not optimizer updates.
 
         ``Model`` counts ``cur_step_num`` from 0 in every train/fit call, also when a run resumes
         in the middle of an epoch; the optimizer's own count, read once at the call's start, is
@@ -238,7 +236,7 @@ class EpochStats:
             for name, value in (_optional(cb_params, "eval_results") or {}).items():
                 if name != "eval_loss":  # the last batch's loss only; the Loss metric is the mean
                     logs[f"val_{name}"] = float(value)
-            lr = current_lr(cb_params, self.global_step(cb_params))
+            lr = current_lr(cb_params)
             if lr is not None:
                 logs["lr"] = lr
             logs["epoch_time"] = time.perf_counter() - self._start_time

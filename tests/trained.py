@@ -46,6 +46,10 @@ class TrainedRun:
         """Every epoch's value of ``key`` in history.json."""
         return json.loads((self.run_dir / "history.json").read_text())["history"][key]
 
+    def test(self, which: str) -> dict:
+        """The test split's scores training recorded at its end: ``final`` or ``best``."""
+        return json.loads((self.run_dir / "history.json").read_text())["test"][which]
+
     def last(self, key: str) -> float:
         """The last epoch's value of ``key`` in history.json (e.g. ``val_accuracy``)."""
         return json.loads((self.run_dir / "history.json").read_text())["history"][key][-1]

@@ -189,6 +189,7 @@ def test_retention_counts_bundles_of_an_earlier_process(saved, tmp_path, digits_
 
     run = make_run(lr_array(TOTAL), kind="step")
     run.opt.global_step.set_data(ms.Tensor(np.array([resumed_at], np.int32)))
+    run.train_network.stat_steps.set_data(ms.Tensor(resumed_at, ms.int64))  # as restored
     keep = 3
     ckpt = ModelCheckpoint(tmp_path, every_n_steps=EVERY_STEPS, keep_last=keep)
     after_first_save: list[list[int]] = []

@@ -83,6 +83,7 @@ def test_trainer_passes_every_hook_to_a_custom_callback(tmp_path, digits_dir, cl
 
     log = HookLog()
     trainer = Trainer(TrainConfig(data_source="mnist", data_dir=str(digits_dir), epochs=1,
+                                  val_split=0,
                                   batch_size=64, output_dir=str(tmp_path), run_name="x",
                                   progress=False, plot=False))
     history = trainer.fit(callbacks=[log])
@@ -119,7 +120,8 @@ def test_a_launch_aware_callback_sees_one_step_end_per_launch(tmp_path, digits_d
     from trainer import TrainConfig, Trainer
 
     log = LaunchLog()
-    Trainer(TrainConfig(data_dir=str(digits_dir), epochs=2, batch_size=64, log_every=10,
+    Trainer(TrainConfig(data_dir=str(digits_dir), epochs=2, batch_size=64,
+                        val_split=0, log_every=10,
                         output_dir=str(tmp_path), run_name="x", progress=False,
                         plot=False)).fit(callbacks=[log])
     # Auto: up to 16 steps per launch, cut at the loss monitor's steps (10, 20) and epoch ends.
@@ -145,6 +147,7 @@ def test_an_epoch_level_callback_keeps_several_steps_per_launch(tmp_path, digits
 
     log = EpochOnly()
     Trainer(TrainConfig(data_dir=str(digits_dir), epochs=2, batch_size=64,
+                        val_split=0,
                         output_dir=str(tmp_path), run_name="x", progress=False,
                         plot=False)).fit(callbacks=[log])
     assert log.last_launch == [9, 9]  # 25 steps an epoch: launches of 16 and 9

@@ -50,6 +50,7 @@ KILLER = textwrap.dedent("""
 
 def _common(data: Path) -> list[str]:
     return ["--data-dir", str(data), "--output-dir", "runs", "--batch-size", "32", "--lr", "0.05",
+            "--val-split", "0",
             "--no-progress", "--no-plot", "--log-every", "0", "--seed", "7"]
 
 
@@ -318,3 +319,36 @@ def test_resume_auto_without_checkpoints_explains(tmp_path, digits_dir):
                         "--resume", "auto"], cwd=tmp_path)
     assert result.returncode == 2
     assert "no valid checkpoint" in result.stderr and "--run-name" in result.stderr
+
+
+OPTIONS = ["--accumulate-steps", "3", "--ema-decay", "0.9", "--clip-grad-norm", "1.0",
+           "--label-smoothing", "0.1", "--augment", "--optimizer", "adamw", "--lr", "0.003",
+           "--no-decay-bias", "--weight-decay", "0.01", "--init", "he", "--val-split", "0.1"]
+
+
+def test_every_train_step_option_resumes_bit_exactly_also_mid_accumulation(work, digits_dir):
+    """1,440 training digits after the 10% held out: 45 steps an epoch, 15 updates. The signal
+    goes out at the first launch end from step 37 on and the run stops at the next, in the
+    middle of an epoch and between two micro-batches of one update."""
+    args = ["--data-dir", str(digits_dir), "--output-dir", "runs", "--batch-size", "32",
+            "--no-progress", "--no-plot", "--log-every", "0", "--seed", "11", "--epochs", "2",
+            *OPTIONS]
+    straight = _run(work, *args, "--run-name", "options-straight")
+    assert straight.returncode == 0, straight.stderr
+    stopped = _run(work, *args, "--run-name", "options", "--callback",
+                   "killer:SignalAfter(step=37)")
+    assert stopped.returncode == 130, stopped.stderr
+    bundle = load_bundle(work / "runs" / "options" / "checkpoints" / json.loads(
+        (work / "runs" / "options" / "checkpoints" / "latest.json").read_text())["file"])
+    assert bundle.meta.step_in_epoch > 0 and bundle.global_step % 3 != 0  # mid-accumulation
+    assert int(bundle.params["grad_accum.count"].asnumpy()) == bundle.global_step % 3
+    resumed = _run(work, *args, "--run-name", "options", "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_as_straight(work, "options", "options-straight")
+    weights = _weights(work / "runs" / "options")
+    assert any(k.startswith("ema.") for k in weights) and "grad_accum.count" in weights
+    tests = [json.loads((work / "runs" / name / "history.json").read_text())["test"]
+             for name in ("options", "options-straight")]
+    for scored in tests:
+        scored["best"].pop("checkpoint")  # in each run's own folder
+    assert tests[0] == tests[1] and tests[0]["final"]["test_accuracy"] > 0.5

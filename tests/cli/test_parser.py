@@ -135,7 +135,7 @@ def test_config_errors_exit_2_without_importing_mindspore(tmp_path):
     bad_yaml = write_yaml(tmp_path, "epochs: [\n")
     unknown = write_yaml(tmp_path, "epoch: 3\n", name="unknown.yaml")
     cases = [["--epochs", "0"], ["--batch-size", "0"], ["--lr", "0"], ["--net", "resnet"],
-             ["--optimizer", "adagrad"], ["--config", str(bad_yaml)],
+             ["--optimizer", "lamb"], ["--config", str(bad_yaml)],
              ["--config", str(unknown)], ["--eval-only"],
              ["--callback", "m:C(x=os.system('x'))"], ["--epochs", "ten"]]
     code = ("import contextlib, io, sys, trainer.cli\n"

@@ -115,7 +115,7 @@ def test_out_of_range_values_are_refused(tmp_path, key, value, allowed):
 
 
 @pytest.mark.parametrize("key, value, choices", [
-    ("optimizer", "adagrad", OPTIMIZERS),
+    ("optimizer", "lamb", OPTIMIZERS),
     ("device", "TPU", DEVICES),
     ("mode", "eager", MODES),
 ])

@@ -68,7 +68,7 @@ def run_measured(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, str(TESTS / "measure.py"), str(peak_file), *argv],
                             cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     out: list[str] = []
     err: list[str] = []
 
@@ -82,7 +82,7 @@ def run_measured(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
                threading.Thread(target=pump, args=(proc.stderr, err, None))]
     for reader in readers:
         reader.start()
-    killer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
+    killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     killer.start()
     status = proc.wait()
     killer.cancel()
@@ -530,7 +530,7 @@ def _signal_during_cache_build(work: Work, finished: Path) -> list[str]:
 
 
 def _term_when_decoding(line: str, proc: subprocess.Popen) -> None:
-    if line.startswith("Decoding the"):
+    if line.startswith("Decoding "):
         os.kill(proc.pid, signal.SIGTERM)
 
 

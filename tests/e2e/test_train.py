@@ -33,6 +33,12 @@ MLP_MIN_ACCURACY = 0.80
 USER_NET_MIN_ACCURACY = 0.75
 TRAIN_SIZE, TEST_SIZE = 6000, 600
 
+
+def kept(count: int) -> int:
+    """Training digits left once the default --val-split 0.1 has held its tenth out."""
+    return count - round(0.1 * count)
+
+
 LOSS_LINE = re.compile(r"^Epoch:\[\s*(\d+)/\s*(\d+)\], step:\[\s*(\d+)/\s*(\d+)\], "
                        r"loss:\[(\d+\.\d{3})/(\d+\.\d{3})\], time:\d+\.\d{3} ms(, lr:\d+\.\d{5})?$")
 EPOCH_LINE = re.compile(r"^Epoch time: \d+\.\d{3} ms, per step time: \d+\.\d{3} ms, "
@@ -115,7 +121,7 @@ def seed_runs(work, digits_dir) -> dict[str, Run]:
 # ------------------------------------------------------------------------------- LeNet run
 def test_lenet_prints_tutorial_loss_lines(lenet_run):
     lines = lenet_run.result.stdout.splitlines()
-    steps = TRAIN_SIZE // 32
+    steps = kept(TRAIN_SIZE) // 32
     loss_lines = [m for m in map(LOSS_LINE.match, lines) if m]
     assert len(loss_lines) == 3 * (steps // 100)  # every 100 steps by default
     for match in loss_lines:
@@ -132,8 +138,11 @@ def test_lenet_loss_falls_and_accuracy_is_reached(lenet_run):
     assert losses[-1] < losses[0] * 0.5, losses
     assert rows[-1]["val_accuracy"] >= LENET_MIN_ACCURACY, rows
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
-    match = re.search(r"^Test accuracy: (\d\.\d{4})", lenet_run.result.stdout, re.M)
+    match = re.search(r"^Validation accuracy: (\d\.\d{4})", lenet_run.result.stdout, re.M)
     assert match and match.group(1) == f"{rows[-1]['val_accuracy']:.4f}"
+    match = re.search(r"^Test accuracy (\d\.\d{4})", lenet_run.result.stdout, re.M)
+    assert match and match.group(1) == f"{rows[-1]['test_accuracy']:.4f}"
+    assert rows[-1]["test_accuracy"] >= LENET_MIN_ACCURACY
 
 
 def test_lenet_run_directory(lenet_run):
@@ -157,7 +166,7 @@ def test_lenet_latest_checkpoint(lenet_run):
     ckpt = folder / pointer["file"]
     assert ckpt.suffix == ".ckpt" and ckpt.is_file()
     bundle = load_bundle(ckpt)
-    assert bundle.epoch == 3 and bundle.global_step == 3 * (TRAIN_SIZE // 32)
+    assert bundle.epoch == 3 and bundle.global_step == 3 * (kept(TRAIN_SIZE) // 32)
     assert bundle.meta.run.net == "lenet"
     assert "conv1.weight" in "".join(bundle.params)
     assert (folder / "best.ckpt").is_file()
@@ -169,7 +178,7 @@ def test_saved_config_is_the_resolved_one(lenet_run):
     assert (saved.net, saved.epochs, saved.lr) == ("lenet", 3, 0.01)
 
 
-def test_eval_only_reproduces_the_best_validation_accuracy(work, big_digits, lenet_run):
+def test_eval_only_reproduces_the_best_checkpoints_test_score(work, big_digits, lenet_run):
     result = run_train(["--eval-only", "--ckpt", str(lenet_run.run_dir), "--data-dir",
                         str(big_digits), "--no-progress"], cwd=work)
     assert result.returncode == 0, result.stderr
@@ -177,14 +186,15 @@ def test_eval_only_reproduces_the_best_validation_accuracy(work, big_digits, len
                       result.stdout)
     assert match, result.stdout
     correct, count = int(match.group(2)), int(match.group(3))
-    # A run directory stands for its best bundle: the first epoch with the best val_accuracy.
+    # A run directory stands for its best bundle: the first epoch with the best val_accuracy,
+    # whose test score training recorded at its end.
     best = max(lenet_run.rows, key=lambda row: row["val_accuracy"])
     assert f"checkpoints/best.ckpt (epoch {best['epoch']}," in result.stdout
-    last = best
+    scored = json.loads((lenet_run.run_dir / "history.json").read_text())["test"]["best"]
     assert count == TEST_SIZE
-    assert match.group(1) == f"{last['val_accuracy']:.4f}"
-    assert abs(correct / count - last["val_accuracy"]) < 1e-6
-    assert float(match.group(4)) == pytest.approx(last["val_loss"], abs=1e-4)
+    assert match.group(1) == f"{scored['test_accuracy']:.4f}"
+    assert abs(correct / count - scored["test_accuracy"]) < 1e-6
+    assert float(match.group(4)) == pytest.approx(scored["test_loss"], abs=1e-4)
     assert not (work / "runs" / "eval").exists()
 
 
@@ -256,7 +266,7 @@ def test_callback_from_the_command_line(tmp_path, digits_dir):
                 env=hooks_env()).check()
     data = json.loads(record.read_text())
     assert data["args"] == {"path": str(record), "tag": "cli"}
-    check_hooks(data, run, epochs=2, steps=1600 // 64)
+    check_hooks(data, run, epochs=2, steps=kept(1600) // 64)
     saved = load_config(run.run_dir / "config.yaml")
     assert saved.callbacks == [{"class": "userpkg.hooks:HookRecorder",
                                 "args": {"path": str(record), "tag": "cli"}}]
@@ -279,7 +289,7 @@ def test_callback_from_yaml(tmp_path, digits_dir):
                 env=hooks_env()).check()
     data = json.loads(record.read_text())
     assert data["args"]["tag"] == {"from": "yaml", "n": 2}
-    check_hooks(data, run, epochs=1, steps=1600 // 80)
+    check_hooks(data, run, epochs=1, steps=kept(1600) // 80)
 
 
 # ------------------------------------------------------------------------------- data forms
@@ -287,7 +297,7 @@ def test_gzipped_data_trains(tmp_path, digits_gz_dir):
     data_dir = Path(shutil.copytree(digits_gz_dir, tmp_path / "gz"))
     run = train(tmp_path, "gz", "--net", "mlp", "--data-dir", str(data_dir), "--epochs", "1",
                 "--batch-size", "64", "--no-plot", "--log-every", "0").check()
-    assert "Training mlp on 640 samples" in run.result.stdout
+    assert f"Training mlp on {kept(640)} samples" in run.result.stdout
     assert len(run.rows) == 1
     for split, names in SPLIT_FILES.items():  # the originals are still there, untouched
         for name in names:
@@ -305,7 +315,7 @@ def test_synthetic_source_generates_and_trains(tmp_path):
             assert (data_dir / split / name).is_file()
     assert len(read_idx(data_dir / "train" / SPLIT_FILES["train"][1])) == 320
     assert len(read_idx(data_dir / "test" / SPLIT_FILES["test"][1])) == 80
-    assert "Training mlp on 320 samples" in run.result.stdout
+    assert f"Training mlp on {kept(320)} samples" in run.result.stdout
     assert "Test accuracy" in run.result.stdout
     assert len(run.rows) == 1
 
@@ -322,3 +332,33 @@ def test_overwrite_starts_afresh_and_keeps_the_earlier_run_aside(work, digits_di
     aside = [p for p in (work / "runs").iterdir() if p.name.startswith("again.replaced-")]
     assert len(aside) == 1 and (aside[0] / "history.json").read_bytes() == earlier
     assert second.rows and (second.run_dir / "config.yaml").read_text().count("lr: 0.05") == 1
+
+
+def test_validation_is_held_out_of_the_training_files_and_the_test_split_scored_once(
+        work, digits_dir):
+    run = train(work, "holdout", "--net", "mlp", "--lr", "0.05", "--data-dir", str(digits_dir),
+                "--epochs", "2", "--batch-size", "32", "--log-every", "0", "--no-plot").check()
+    out = run.result.stdout
+    assert "Training mlp on 1440 samples (45 steps/epoch" in out
+    assert "validating on 160 digits held out of the training files" in out
+    assert "the test split's 400 are scored once, at the end" in out
+    history = json.loads((run.run_dir / "history.json").read_text())
+    rows, test = history["rows"], history["test"]
+    assert all("val_accuracy" in row for row in rows)
+    assert "test_accuracy" in rows[-1] and "test_accuracy" not in rows[0]
+    assert test["final"]["test_accuracy"] == rows[-1]["test_accuracy"] > 0.5
+    assert Path(test["best"]["checkpoint"]).name == "best.ckpt"
+    assert f"Test accuracy {test['final']['test_accuracy']:.4f}" in out
+    # --eval-only on the run directory scores its best bundle on the test split: the same number.
+    evaluated = run_train(["--eval-only", "--ckpt", str(run.run_dir), "--data-dir",
+                           str(digits_dir), "--no-progress"], cwd=work)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"test accuracy {test['best']['test_accuracy']:.4f}" in evaluated.stdout
+
+
+def test_val_split_zero_validates_on_the_test_split_and_says_so(work, digits_dir):
+    run = train(work, "on-test", "--data-dir", str(digits_dir), "--epochs", "1",
+                "--batch-size", "64", "--log-every", "0", "--no-plot", "--val-split",
+                "0").check()
+    assert "validating on the test split's 400 digits (--val-split 0)" in run.result.stdout
+    assert json.loads((run.run_dir / "history.json").read_text())["test"] == {}

@@ -56,7 +56,7 @@ def msrun(work: Path, logs: str, *args: str, workers: int = 2) -> subprocess.Com
 
 def _common(data: Path) -> list[str]:
     return ["--data-dir", str(data), "--no-download", "--output-dir", "runs", "--lr", "0.05",
-            "--seed", "7", "--no-progress", "--log-every", "5"]
+            "--seed", "7", "--no-progress", "--log-every", "5", "--val-split", "0"]
 
 
 def _log(work: Path, logs: str, name: str) -> str:

@@ -188,17 +188,25 @@ def load_bundle(path: str | os.PathLike, *, require_meta: bool = True) -> Bundle
 
 
 def _check_tensors(params: dict[str, Any], meta: BundleMeta, source: str) -> None:
-    """The step counters and rate array agree with the metadata."""
-    step = params.get("global_step")
-    if step is not None:
-        values = step.asnumpy().reshape(-1)
-        if values.size != 1 or int(values[0]) != meta.global_step:
-            raise damaged(source, f"its global_step tensor holds {values[:4].tolist()}, but its "
-                          f"metadata says {meta.global_step}")
-    rates = params.get("learning_rate")
-    if rates is not None and len(rates.shape) == 1 and rates.shape[0] <= meta.global_step:
-        raise damaged(source, f"its learning-rate array has {rates.shape[0]} entries, too few "
-                      f"for global step {meta.global_step}")
+    """The step counters and rate array agree with the metadata. The training steps are
+    ``train_stats.steps`` (every batch, micro-batches included) where the train network counts
+    them, else the optimizer's ``global_step``; the optimizer never counts more."""
+    counted = params.get("train_stats.steps")
+    for name, exact in (("train_stats.steps", True), ("global_step", counted is None)):
+        tensor = params.get(name)
+        if tensor is None:
+            continue
+        values = tensor.asnumpy().reshape(-1)
+        if values.size != 1 or (int(values[0]) != meta.global_step if exact
+                                else int(values[0]) > meta.global_step):
+            raise damaged(source, f"its {name} tensor holds {values[:4].tolist()}, but its "
+                          f"metadata says global step {meta.global_step}")
+    rates, updates = params.get("learning_rate"), params.get("global_step")
+    if rates is not None and updates is not None and len(rates.shape) == 1:
+        applied = int(updates.asnumpy().reshape(-1)[0])
+        if rates.shape[0] <= applied:
+            raise damaged(source, f"its learning-rate array has {rates.shape[0]} entries, too "
+                          f"few for the optimizer's step {applied}")
 
 
 def check_parameters(network, params: dict[str, Any], *, ignore_missing: Iterable[str] = (),
@@ -257,9 +265,23 @@ def load_into(network, params: dict[str, Any], *, ignore_missing: Iterable[str] 
                               "checkpoint. It does not match this network.")
 
 
-# Parameters a train network has beyond the backbone's weights.
-TRAIN_STATE_PREFIXES = ("moments.", "global_step", "learning_rate", "momentum", "beta1_power",
-                         "beta2_power", "moment1.", "moment2.", "train_stats.", "accum.")
+# The first name component of the parameters a train network has beyond the backbone's weights:
+# the optimizers' state, the step counters, the statistics, accumulated gradients, EMA weights.
+TRAIN_STATE = frozenset({
+    "moments", "global_step", "learning_rate", "momentum", "beta1_power", "beta2_power",
+    "moment1", "moment2", "adam_m", "adam_v", "mean_square", "moment", "accum", "stat",
+    "train_stats", "grad_accum", "ema"})
+EMA_PREFIX = "ema."
+
+
+def is_train_state(name: str) -> bool:
+    """Whether a checkpoint parameter belongs to training (not to the network's weights)."""
+    return name.split(".", 1)[0] in TRAIN_STATE
+
+
+def has_ema(bundle: Bundle) -> bool:
+    """Whether the bundle holds an exponential moving average of the weights."""
+    return any(name.startswith(EMA_PREFIX) for name in bundle.params)
 
 
 def load_weights(network, bundle: Bundle, net: str | None = None) -> None:
@@ -271,11 +293,17 @@ def load_weights(network, bundle: Bundle, net: str | None = None) -> None:
         net: The name ``network`` was built from; when the checkpoint's configuration names
             another, the error says so. Defaults to `None`.
 
+    A bundle of a run with ``--ema-decay`` holds the moving average of the weights beside them;
+    the average is what is loaded then, as it is what validation chose the best bundle by.
+
     Raises:
         CheckpointError: listing missing, unexpected and mis-shaped parameters.
     """
     weights = {k: v for k, v in bundle.params.items()
-               if not k.startswith(TRAIN_STATE_PREFIXES) and not isinstance(v, str)}
+               if not is_train_state(k) and not isinstance(v, str)}
+    if has_ema(bundle):
+        weights.update({k[len(EMA_PREFIX):]: v for k, v in bundle.params.items()
+                        if k.startswith(EMA_PREFIX) and k[len(EMA_PREFIX):] in weights})
     try:
         load_into(network, weights, source=bundle.path)
     except CheckpointError as exc:

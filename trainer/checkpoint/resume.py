@@ -60,17 +60,27 @@ def _normalise(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _saved_fields(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's set-up; an option it does not record (a bundle of an earlier version, which
+    did not have the option) had the option's default."""
+    from trainer.config import CONFIG_FIELDS, default_of
+
+    return {k: saved[k] if k in saved else
+            (default_of(CONFIG_FIELDS[k]) if k in CONFIG_FIELDS else None) for k in now}
+
+
 def _mode(n: int) -> str:
     return (f"{n} data-parallel workers (msrun --worker_num={n} ... --distributed)" if n > 1
             else "one process")
 
 
 def check_resume(bundle: Bundle, fingerprint_fields: dict[str, Any], *, train_count: int,
-                 steps_per_epoch: int, total_steps: int, workers: int) -> np.ndarray | None:
+                 steps_per_epoch: int, rates: int, workers: int) -> np.ndarray | None:
     """Refuses a bundle from a different set-up; returns the learning-rate array to train with.
 
     The array is the bundle's own (so a resumed schedule, plateau cuts included, continues at
-    the right step), extended with its last rate when the run now trains longer than planned.
+    the right step), extended with its last rate to ``rates`` entries when the run now trains
+    longer than planned.
 
     Raises:
         CheckpointError: naming the settings that differ, and how to start from the weights.
@@ -78,10 +88,9 @@ def check_resume(bundle: Bundle, fingerprint_fields: dict[str, Any], *, train_co
     run = bundle.meta.run
     diffs = []
     if run is not None:
-        saved = run.fingerprint_fields
-        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}"
-                 for k, v in fingerprint_fields.items()
-                 if _normalise(saved.get(k)) != _normalise(v)]
+        saved = _saved_fields(run.fingerprint_fields, fingerprint_fields)
+        diffs = [f"{k}: checkpoint {saved[k]!r}, now {v!r}"
+                 for k, v in fingerprint_fields.items() if _normalise(saved[k]) != _normalise(v)]
         if run.train_count != train_count:
             diffs.append(f"training samples: checkpoint {run.train_count}, now {train_count}")
         if run.workers != workers:
@@ -103,9 +112,9 @@ def check_resume(bundle: Bundle, fingerprint_fields: dict[str, Any], *, train_co
     if saved_lr is None:
         return None
     values = saved_lr.asnumpy().reshape(-1).astype(np.float32)
-    if len(values) < total_steps + 1:
+    if len(values) < rates:
         # Training longer than planned continues at the schedule's last rate.
-        values = np.concatenate([values, np.full(total_steps + 1 - len(values), values[-1],
+        values = np.concatenate([values, np.full(rates - len(values), values[-1],
                                                  dtype=np.float32)])
     return values
 

@@ -4,6 +4,7 @@ from trainer.config.choices import (
     DATA_SOURCES,
     DEVICES,
     EXPORT_FORMATS,
+    INITS,
     LR_SCHEDULES,
     MODES,
     MONITOR_MODES,
@@ -24,6 +25,6 @@ from trainer.config.options import (
 )
 
 __all__ = ["CONFIG_FIELDS", "DATA_SOURCES", "DEVICES", "EXPORT_FORMATS", "FINGERPRINT_FIELDS",
-           "LR_SCHEDULES", "MODES", "MONITORS", "MONITOR_MODES", "NETWORKS", "OPTIMIZERS",
+           "INITS", "LR_SCHEDULES", "MODES", "MONITORS", "MONITOR_MODES", "NETWORKS", "OPTIMIZERS",
            "TrainConfig", "check_keys", "default_of", "launch_blocker", "load_config",
            "load_yaml", "save_config"]

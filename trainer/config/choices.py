@@ -3,7 +3,9 @@ them all read them from here."""
 
 NETWORKS = ("lenet", "mlp", "mindvision-lenet")
 DATA_SOURCES = ("mnist", "synthetic", "mindvision")
-OPTIMIZERS = ("momentum", "sgd", "adam")
+OPTIMIZERS = ("momentum", "sgd", "adam", "adamw", "rmsprop", "adagrad")
+# Initialisers of convolution and dense weights; "default" keeps each layer's own.
+INITS = ("default", "normal", "xavier", "he", "uniform")
 DEVICES = ("CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
 MONITOR_MODES = ("min", "max")

@@ -20,6 +20,7 @@ from typing import Any
 from trainer.config.choices import (
     DATA_SOURCES,
     DEVICES,
+    INITS,
     LR_SCHEDULES,
     MODES,
     MONITOR_MODES,
@@ -34,7 +35,8 @@ from trainer.errors import ConfigError, shown
 FINGERPRINT_FIELDS = (
     "net", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "lr_schedule",
     "warmup_epochs", "min_lr", "lr_gamma", "lr_step_size", "lr_milestones", "lr_power", "seed",
-    "data_source", "data_cache",
+    "data_source", "data_cache", "val_split", "augment", "nesterov", "init", "decay_bias",
+    "clip_grad_norm", "clip_grad_value", "accumulate_steps", "ema_decay", "label_smoothing",
 )
 
 
@@ -113,6 +115,12 @@ class TrainConfig:
                             "epoch instead", group="data")
     eval_batch_size: int = _opt(1000, "samples per validation batch; fewer, larger batches "
                                 "validate faster", minimum=1, maximum=65_536, group="data")
+    val_split: float = _opt(0.1, "digits held out of the training files for validation, by a "
+                            "fixed class-stratified choice: a fraction (0.1) or a count (5000); "
+                            "0 validates on the test split", minimum=0.0, metavar="F",
+                            group="data")
+    augment: bool = _opt(False, "random shifts, small rotations and scaling of the training "
+                         "digits, drawn from (seed, epoch, step)", group="data")
     # Optimisation.
     epochs: int = _opt(10, "number of epochs", minimum=1, maximum=100_000, group="optimisation")
     batch_size: int = _opt(32, "samples per training step", minimum=1, maximum=65_536,
@@ -122,6 +130,23 @@ class TrainConfig:
     momentum: float = _opt(0.9, "momentum (momentum optimizer) or beta1 (adam)", minimum=0.0,
                            maximum=1.0, group="optimisation")
     weight_decay: float = _opt(0.0, "L2 weight decay", minimum=0.0, group="optimisation")
+    decay_bias: bool = _opt(True, "also decay biases (--no-decay-bias: weights only)",
+                            group="optimisation")
+    nesterov: bool = _opt(False, "Nesterov momentum (momentum and sgd optimizers)",
+                          group="optimisation")
+    init: str = _opt("default", "initialiser of convolution and dense weights (default: each "
+                     "layer's own)", choices=INITS, group="optimisation")
+    clip_grad_norm: float = _opt(0.0, "clip the gradients' global norm to X (0: off)",
+                                 minimum=0.0, group="optimisation")
+    clip_grad_value: float = _opt(0.0, "clip every gradient value to [-X, X] (0: off)",
+                                  minimum=0.0, group="optimisation")
+    accumulate_steps: int = _opt(1, "micro-batches of --batch-size per optimizer update",
+                                 minimum=1, maximum=1024, group="optimisation")
+    ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights with this "
+                            "decay, used for validation, the best checkpoint and export (0: off)",
+                            minimum=0.0, group="optimisation")
+    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy", minimum=0.0,
+                                  group="optimisation")
     seed: int = _opt(0, "random seed: the same seed gives bit-identical weights", minimum=0,
                      maximum=2**32 - 1, group="optimisation")
     # The learning-rate schedule.
@@ -216,6 +241,7 @@ class TrainConfig:
                               "non-empty, strictly increasing list of whole epochs from 1 to "
                               "100000, e.g. [5, 8].")
         _check_run_name(self.run_name)
+        _check_train_options(self)
         if self.plateau_factor >= 1.0:
             raise ConfigError(f"Option 'plateau_factor' is {self.plateau_factor!r}; it must be "
                               "below 1, or a plateau would not lower the learning rate.")
@@ -332,6 +358,26 @@ def _check_schedule(cfg: TrainConfig) -> None:
             f"{cfg.epochs} epoch(s); the warm-up must be shorter than the run. Lower "
             "--warmup-epochs or raise --epochs."
         )
+
+
+def _check_train_options(cfg: TrainConfig) -> None:
+    """The rules between the optimisation options."""
+    if cfg.val_split >= 1 and cfg.val_split != int(cfg.val_split):
+        raise ConfigError(f"Option 'val_split' is {cfg.val_split!r}; give a fraction below 1 "
+                          "(0.1) or a whole count of digits (5000).")
+    for key in ("ema_decay", "label_smoothing"):
+        if getattr(cfg, key) >= 1.0:
+            raise ConfigError(f"Option '{key}' is {getattr(cfg, key)!r}; it must be below 1.")
+    if cfg.nesterov and (cfg.optimizer not in ("momentum", "sgd") or cfg.momentum == 0):
+        raise ConfigError(f"Option 'nesterov' is on, but --optimizer {cfg.optimizer} with "
+                          f"--momentum {cfg.momentum} has no momentum to look ahead with; use "
+                          "--optimizer momentum (or sgd) with --momentum above 0.")
+    if cfg.augment and (cfg.data_source == "mindvision" or not cfg.data_cache):
+        raise ConfigError("Option 'augment' works on the decoded-data cache's feed; it does not "
+                          "go with --data-source mindvision or --no-data-cache.")
+    if cfg.clip_grad_norm and cfg.clip_grad_value:
+        raise ConfigError("Options 'clip_grad_norm' and 'clip_grad_value' are both set; clip by "
+                          "the global norm or by value, not both.")
 
 
 def _check_callback_spec(index: int, spec: Any) -> dict[str, Any]:

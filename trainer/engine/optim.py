@@ -20,36 +20,91 @@ class TrainCells:
 
 
 def learning_rates(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
-    """The configured schedule as float32, one entry per step plus one (see
-    :func:`trainer.engine.schedules.schedule_array`)."""
+    """The configured schedule as float32, one entry per optimizer update plus one (see
+    :func:`trainer.engine.schedules.schedule_array`).
+
+    The schedule is laid out over the training steps (batches); with ``--accumulate-steps K``
+    the optimizer updates once every K of them, and update ``u`` takes the rate of step ``u*K``,
+    the first batch it accumulates, so the schedule's shape over the epochs is kept.
+    """
     from trainer.engine.schedules import schedule_array
 
-    return schedule_array(
+    per_step = schedule_array(
         cfg.lr_schedule, base_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
         warmup_epochs=cfg.warmup_epochs, min_lr=cfg.min_lr, gamma=cfg.lr_gamma,
         step_size=cfg.lr_step_size, milestones=cfg.lr_milestones, power=cfg.lr_power)
+    if cfg.accumulate_steps == 1:
+        return per_step
+    return np.concatenate([per_step[:-1][::cfg.accumulate_steps], per_step[-1:]])
+
+
+def schedule_length(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Entries of :func:`learning_rates`: one per optimizer update of the run, plus one."""
+    return -(-cfg.epochs * steps_per_epoch // cfg.accumulate_steps) + 1
+
+
+def parameter_groups(cfg: TrainConfig, params: list) -> list:
+    """``params`` as the optimizer takes them: one group, or with ``--no-decay-bias`` the weights
+    (more than one dimension) with weight decay and the biases without."""
+    if cfg.decay_bias or not cfg.weight_decay:
+        return params
+    weights = [p for p in params if len(p.shape) > 1]
+    biases = [p for p in params if len(p.shape) <= 1]
+    return [{"params": weights, "weight_decay": cfg.weight_decay},
+            {"params": biases, "weight_decay": 0.0}, {"order_params": params}]
 
 
 def build_optimizer(cfg: TrainConfig, params: list, lr: np.ndarray):
-    """The configured optimizer over ``params``, reading its rate from ``lr`` at its step."""
+    """The configured optimizer over ``params``, reading its rate from ``lr`` at its step.
+
+    ``--momentum`` is the momentum of ``momentum`` (and of ``sgd`` with ``--nesterov``) and the
+    first-moment decay (beta1) of ``adam`` and ``adamw``.
+    """
     import mindspore as ms
     from mindspore import nn
 
     rates = ms.Tensor(np.asarray(lr, dtype=np.float32))
+    groups = parameter_groups(cfg, params)
+    decay = cfg.weight_decay if groups is params else 0.0  # per group otherwise
     if cfg.optimizer == "momentum":
-        return nn.Momentum(params, rates, cfg.momentum, weight_decay=cfg.weight_decay)
+        return nn.Momentum(groups, rates, cfg.momentum, weight_decay=decay,
+                           use_nesterov=cfg.nesterov)
     if cfg.optimizer == "sgd":
-        return nn.SGD(params, rates, weight_decay=cfg.weight_decay)
-    return nn.Adam(params, rates, beta1=cfg.momentum, weight_decay=cfg.weight_decay)
+        if cfg.nesterov:
+            return nn.SGD(groups, rates, momentum=cfg.momentum, nesterov=True,
+                          weight_decay=decay)
+        return nn.SGD(groups, rates, weight_decay=decay)
+    if cfg.optimizer == "adam":
+        return nn.Adam(groups, rates, beta1=cfg.momentum, weight_decay=decay)
+    if cfg.optimizer == "adamw":
+        return nn.AdamWeightDecay(groups, rates, beta1=cfg.momentum, weight_decay=decay)
+    if cfg.optimizer == "rmsprop":
+        return nn.RMSProp(groups, rates, decay=0.9, weight_decay=decay)
+    return nn.Adagrad(groups, learning_rate=rates, weight_decay=decay)
+
+
+def training_loss(cfg: TrainConfig):
+    """The loss training minimises: the tutorial's ``SoftmaxCrossEntropyWithLogits``, or with
+    ``--label-smoothing S`` the cross-entropy against targets of ``1 - S + S/C`` for the label
+    and ``S/C`` for each other class."""
+    from mindspore import nn
+
+    if cfg.label_smoothing > 0:
+        return nn.CrossEntropyLoss(reduction="mean", label_smoothing=cfg.label_smoothing)
+    return nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
 
 
 def build_train_cells(cfg: TrainConfig, network, lr: np.ndarray) -> TrainCells:
-    """``TrainStep`` (loss ``SoftmaxCrossEntropyWithLogits``, the configured optimizer) and the
-    evaluation cell around the same ``network``."""
+    """``TrainStep`` (the training loss, the configured optimizer and train-step options) and
+    the evaluation cell around the same ``network``; validation always reports the plain
+    cross-entropy, so its loss compares across recipes."""
     from mindspore import nn
 
     from trainer.engine.step import TrainStep
 
-    loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     optimizer = build_optimizer(cfg, network.trainable_params(), lr)
-    return TrainCells(TrainStep(network, loss_fn, optimizer), nn.WithEvalCell(network, loss_fn))
+    step = TrainStep(network, training_loss(cfg), optimizer, clip_norm=cfg.clip_grad_norm,
+                     clip_value=cfg.clip_grad_value, accumulate=cfg.accumulate_steps,
+                     ema_decay=cfg.ema_decay)
+    plain = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    return TrainCells(step, nn.WithEvalCell(network, plain))

@@ -48,7 +48,7 @@ def training_failure(exc: Exception, user: Sequence[Any], run_dir: Path) -> Base
 
 
 def report(*, stop_reason: str | None, nan_stopped: str | None, checkpoint, history,
-           epochs: int, run_dir: Path) -> None:
+           epochs: int, run_dir: Path, validates_on_test: bool = True) -> None:
     """Logs a finished run's summary, or raises why it stopped early.
 
     Raises:
@@ -77,6 +77,7 @@ def report(*, stop_reason: str | None, nan_stopped: str | None, checkpoint, hist
             "Trainer.fit(resume='auto')).", exit_code=130)
     if rows and "val_accuracy" in rows[-1] and checkpoint is not None:
         last = rows[-1]
-        logger.info("Test accuracy: %.4f, test loss: %.4f (epoch %d). Checkpoint: %s",
-                    last["val_accuracy"], last.get("val_loss", math.nan), last["epoch"],
-                    checkpoint.last_path)
+        what = "Test" if validates_on_test else "Validation"
+        logger.info("%s accuracy: %.4f, %s loss: %.4f (epoch %d). Checkpoint: %s", what,
+                    last["val_accuracy"], what.lower(), last.get("val_loss", math.nan),
+                    last["epoch"], checkpoint.last_path)

@@ -36,13 +36,43 @@ class _LossAndLogits(nn.Cell):
         return self._loss_fn(logits, label), logits
 
 
+_scale = ops.MultitypeFuncGraph("scale")
+_ema = ops.MultitypeFuncGraph("ema")
+
+
+@_scale.register("Number", "Tensor")
+def _scale_tensor(factor, value):
+    return value * ops.cast(factor, value.dtype)
+
+
+@_ema.register("Number", "Tensor", "Tensor")
+def _ema_tensor(decay, average, weight):
+    return ops.assign(average, average * decay + weight * (1.0 - decay))
+
+
 class TrainStep(nn.TrainOneStepCell):
-    """A train step that also counts the loss and the correct predictions of its forward pass.
+    """A train step that also counts the loss and the correct predictions of its forward pass,
+    with the train-step options inside the compiled graph.
+
+    Every option is decided when the cell is built, so a step without options compiles to the
+    plain step. With ``accumulate`` K above 1, each call is one micro-batch: its gradients, divided
+    by K, are added to buffers, and every K-th call applies the sum (so K micro-batches of B give
+    the update of one batch of K*B with a mean loss), then clears them; the optimizer, and so the
+    learning-rate schedule, counts updates. In a data-parallel run the gradients are averaged
+    over the workers before they are clipped, once per update. Buffers, counter and EMA are
+    parameters of the cell, saved in every checkpoint, so a run may stop and resume between two
+    micro-batches of one update.
 
     Args:
         backbone: The network producing logits.
         loss_fn: Loss on ``(logits, label)``, returning a scalar.
         optimizer: The optimizer over ``backbone``'s parameters.
+        clip_norm: Clip the gradients' global norm to this (0: off). Defaults to `0.0`.
+        clip_value: Clip every gradient value to ``[-clip_value, clip_value]`` (0: off).
+            Defaults to `0.0`.
+        accumulate: Micro-batches per optimizer update. Defaults to `1`.
+        ema_decay: Keep ``ema.<name>`` = ``decay * ema + (1 - decay) * weight`` after every
+            update, starting from the initial weights (0: off). Defaults to `0.0`.
         fast_launch: After the first step, run the compiled graph without ``Cell.__call__``'s
             per-call lookup (see :meth:`__call__`). Defaults to `True`.
 
@@ -52,8 +82,9 @@ class TrainStep(nn.TrainOneStepCell):
         >>> model = Model(step, eval_network=..., metrics=...)  # doctest: +SKIP
     """
 
-    def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer,
-                 fast_launch: bool = True) -> None:
+    def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, *,
+                 clip_norm: float = 0.0, clip_value: float = 0.0, accumulate: int = 1,
+                 ema_decay: float = 0.0, fast_launch: bool = True) -> None:
         # MindSpore walks the cell tree on every call, so the backbone is reachable only once
         # (through self.network); a second reference would double that per-step cost.
         super().__init__(_LossAndLogits(backbone, loss_fn), optimizer)
@@ -68,6 +99,15 @@ class TrainStep(nn.TrainOneStepCell):
                                     requires_grad=False)
         self.argmax = ops.Argmax(axis=-1)
         self.fast_launch = fast_launch
+        self.hyper_map = ops.HyperMap()
+        self.clip_norm, self.clip_value = float(clip_norm), float(clip_value)
+        self.accumulate, self.ema_decay = int(accumulate), float(ema_decay)
+        if self.accumulate > 1:
+            self.grad_accum = self.weights.clone(prefix="grad_accum", init="zeros")
+            self.accum_count = Parameter(Tensor(0, ms.int32), name="grad_accum.count",
+                                         requires_grad=False)
+        if self.ema_decay > 0:
+            self.ema = self.weights.clone(prefix="ema", init="same")
         # Data-parallel (TrainOneStepCell set reducer_flag from the parallel context): the totals
         # count what all workers saw, so every worker reports, and decides on, the same loss and
         # accuracy. Three float32 values (CPU collectives reduce float32 only; per-step counts are
@@ -82,8 +122,10 @@ class TrainStep(nn.TrainOneStepCell):
         forward_loss = loss  # not waiting for the update: its all-reduce may join the gradients'
         sens = (ops.fill(loss.dtype, loss.shape, self.sens), ops.zeros_like(logits))
         grads = self.grad(self.network, self.weights)(data, label, sens)
-        grads = self.grad_reducer(grads)
-        loss = ops.depend(loss, self.optimizer(grads))
+        if self.accumulate > 1:
+            loss = ops.depend(loss, self._accumulate(grads))
+        else:
+            loss = ops.depend(loss, self._update(grads))
         correct = ops.equal(self.argmax(logits), label).astype(ms.int64).sum()
         samples = ops.scalar_to_tensor(label.shape[0], ms.int64)
         mean_loss = loss.astype(ms.float64)
@@ -100,6 +142,33 @@ class TrainStep(nn.TrainOneStepCell):
         if self.sum_workers is not None:  # the step's loss over all workers' batches
             loss = ops.depend(mean_loss.astype(loss.dtype), loss)
         return loss
+
+    def _update(self, grads):
+        """Averages over the workers, clips, applies, and moves the average of the weights."""
+        grads = self.grad_reducer(grads)
+        if self.clip_norm > 0:
+            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+        if self.clip_value > 0:
+            grads = ops.clip_by_value(grads, -self.clip_value, self.clip_value)
+        done = self.optimizer(grads)
+        if self.ema_decay > 0:
+            done = ops.depend(self.hyper_map(ops.partial(_ema, self.ema_decay), self.ema,
+                                             self.weights), done)
+        return done
+
+    def _accumulate(self, grads):
+        """Adds a micro-batch's gradients; applies the sum on every ``accumulate``-th call."""
+        added = self.hyper_map(ops.assign_add, self.grad_accum,
+                               self.hyper_map(ops.partial(_scale, 1.0 / self.accumulate), grads))
+        count = ops.depend(self.accum_count + 1, added)
+        ops.assign(self.accum_count, count)
+        if count >= self.accumulate:
+            done = self._update(self.grad_accum)
+            cleared = ops.depend(self.hyper_map(ops.assign, self.grad_accum,
+                                                self.hyper_map(ops.zeros_like, self.grad_accum)),
+                                 done)
+            ops.assign(self.accum_count, ops.depend(ops.zeros_like(count), cleared))
+        return count
 
     def __call__(self, *args, **kwargs):
         """Runs one step; after the first, launches the compiled graph directly.

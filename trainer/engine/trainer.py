@@ -138,13 +138,17 @@ class Trainer:
         from trainer.checkpoint.resume import check_resume, find_resume
         from trainer.data import build_run_data
         from trainer.engine.launch import build_model, choose_steps_per_launch
-        from trainer.engine.optim import build_train_cells, learning_rates
+        from trainer.engine.optim import build_train_cells, learning_rates, schedule_length
         from trainer.engine.wiring import build_callbacks
         from trainer.networks import build_network
+        from trainer.networks.init import apply_init
 
         cfg = self.config
         built = build_network(cfg.net, cfg.num_classes)
         self.network, self.image_size = built.cell, built.image_size
+        apply_init(self.network, cfg.init)
+        if cluster.main:
+            self._log_summary(built)
         data = self.data = build_run_data(cfg, splits, built.image_size, shards=cluster.size,
                                           shard_id=cluster.rank)
         run = build_callbacks(cfg, self.run_dir, stop=self.stop, user=user,
@@ -156,7 +160,7 @@ class Trainer:
             bundle = find_resume(resume, self.run_dir, callbacks=run.all, workers=cluster.size)
             lr = check_resume(bundle, cfg.fingerprint_fields(), train_count=data.train_count,
                               steps_per_epoch=data.steps_per_epoch,
-                              total_steps=cfg.epochs * data.steps_per_epoch,
+                              rates=schedule_length(cfg, data.steps_per_epoch),
                               workers=cluster.size)
             if bundle.epoch >= cfg.epochs:
                 return self._complete(bundle, run)
@@ -167,7 +171,7 @@ class Trainer:
         steps = choose_steps_per_launch(cfg, run.all, data.steps_per_epoch)
         self.model, data.train, counter = build_model(cells, data.train, steps,
                                                       data.steps_per_epoch, (cfg.log_every,))
-        self.callbacks = [counter, *run.all] if counter else run.all
+        self.callbacks = [*([counter] if counter else []), *self._ema(cells.step), *run.all]
         initial_epoch = self._start(bundle, init_from, run)
         if cluster.main:
             self._write_config()
@@ -175,8 +179,27 @@ class Trainer:
         self._run_fit(run, user, initial_epoch, cluster.size)
         report(stop_reason=self.stop.reason, nan_stopped=run.nan_guard.stopped,
                checkpoint=run.checkpoint, history=run.history, epochs=cfg.epochs,
-               run_dir=self.run_dir)
+               run_dir=self.run_dir, validates_on_test=data.test is None)
+        if data.test is not None and cluster.main:
+            self._test(run)
         return self.history
+
+    def _ema(self, step) -> list:
+        """The callback that validates with the moving average, when there is one."""
+        if not self.config.ema_decay:
+            return []
+        from callbacks import EMAValidation
+
+        return [EMAValidation(step)]
+
+    def _test(self, run) -> None:
+        """Scores the test split once, now that training is over, and records it."""
+        from trainer.engine.final_test import final_test
+
+        best = run.checkpoint.best_path if run.checkpoint is not None else None
+        results = final_test(self.config, self.network, self.train_network, self.data.test,
+                             best, ema=bool(self.config.ema_decay))
+        run.history.add_test(results)
 
     def _record(self, data):
         from trainer.checkpoint.meta import RunRecord
@@ -215,6 +238,23 @@ class Trainer:
                     bundle.describe(), bundle.epoch, self.config.epochs)
         return self.history
 
+    def _log_summary(self, built) -> None:
+        from trainer.networks.summary import summarize
+
+        for line in summarize(built.cell, built.image_size, self.config.net).format().split("\n"):
+            logger.info("%s", line)
+
+    def summary(self) -> str:
+        """The configured network's layers in the order they run, their output shapes and
+        parameter counts, and the totals (like Keras's ``summary()``), as text."""
+        from trainer.device import set_mode_and_device
+        from trainer.networks import build_network
+        from trainer.networks.summary import summarize
+
+        set_mode_and_device(self.config.mode, self.config.device)
+        built = build_network(self.config.net, self.config.num_classes)
+        return summarize(built.cell, built.image_size, self.config.net).format()
+
     def _write_config(self) -> None:
         try:
             save_config(self.config, self.run_dir / "config.yaml")
@@ -229,12 +269,28 @@ class Trainer:
         if cfg.distributed:
             batch += (f" per worker x {workers} workers = {cfg.batch_size * workers}"
                       if workers > 1 else " on 1 worker")
+        if cfg.accumulate_steps > 1:
+            batch += f", {cfg.accumulate_steps} per update"
+        where = (f"validating on {data.valid_count} digits held out of the training files "
+                 f"(the test split's {data.test_count} are scored once, at the end)"
+                 if data.test is not None else
+                 f"validating on the test split's {data.valid_count} digits (--val-split 0)")
         logger.info("Run directory: %s", self.run_dir)
-        logger.info("Training %s on %d samples (%d steps/epoch, %s), validating on %d; "
-                    "%d epoch(s), %s, lr %s (%s), mode %s, %s.", cfg.net, data.train_count,
-                    data.steps_per_epoch, batch, data.test_count, cfg.epochs, cfg.optimizer,
-                    cfg.lr, cfg.lr_schedule, cfg.mode,
+        logger.info("Training %s on %d samples (%d steps/epoch, %s), %s; %d epoch(s), %s, lr %s "
+                    "(%s), mode %s, %s.", cfg.net, data.train_count, data.steps_per_epoch,
+                    batch, where, cfg.epochs, cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.mode,
                     f"up to {steps} steps per launch" if steps > 1 else "one step per launch")
+        options = [f"{flag} {value}" for flag, value in (
+            ("--clip-grad-norm", cfg.clip_grad_norm), ("--clip-grad-value", cfg.clip_grad_value),
+            ("--label-smoothing", cfg.label_smoothing), ("--init", "" if cfg.init == "default"
+                                                         else cfg.init)) if value]
+        if cfg.ema_decay:
+            options.append(f"--ema-decay {cfg.ema_decay} (validation, the best checkpoint and "
+                           "export use the moving average of the weights)")
+        if cfg.augment:
+            options.append("--augment")
+        if options:
+            logger.info("With %s.", ", ".join(options))
 
     def _run_fit(self, run, user: list, initial_epoch: int, workers: int) -> None:
         stop.training_started()
