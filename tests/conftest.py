@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Keep MindSpore's C++ log quiet and decompressed-data caches inside the test's temp folders.
 os.environ.setdefault("GLOG_v", "3")
-os.environ.setdefault("MSTRAIN_CACHE", tempfile.mkdtemp(prefix="mstrain-test-cache-"))
+_OWN_CACHE = None
+if "MSTRAIN_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["MSTRAIN_CACHE"] = tempfile.mkdtemp(prefix="mstrain-test-cache-")
+
+
+def pytest_unconfigure(config) -> None:
+    """Removes the session's own cache folder (never one the caller named)."""
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

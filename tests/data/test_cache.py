@@ -52,6 +52,15 @@ def test_cached_tensors_equal_the_streaming_pipeline(digits_dir, cache_dir, imag
     np.testing.assert_array_equal(cached[1], streamed[1])
 
 
+def test_the_cache_keeps_a_byte_a_pixel(digits_dir, cache_dir):
+    split = prepare_split(digits_dir, "test")
+    images, _ = decoded_split(split.folder, "test", image_size=32)
+    assert images.dtype == np.uint8 and images.shape == (split.count, 1, 32, 32)
+    [entry] = _cache_entries(cache_dir)
+    size = (cache_dir / "mstrain" / "decoded" / entry / "images.npy").stat().st_size
+    assert size < split.count * 32 * 32 + 1024  # the digits and a .npy header, no more
+
+
 def test_training_feed_shuffles_shards_and_drops_the_remainder(digits_dir, cache_dir):
     split = prepare_split(digits_dir, "train")
     full = build_dataset(split.folder, "train", image_size=32, batch_size=64, training=True,

@@ -348,7 +348,7 @@ def test_validation_is_held_out_of_the_training_files_and_the_test_split_scored_
     assert "test_accuracy" in rows[-1] and "test_accuracy" not in rows[0]
     assert test["final"]["test_accuracy"] == rows[-1]["test_accuracy"] > 0.5
     assert Path(test["best"]["checkpoint"]).name == "best.ckpt"
-    assert f"Test accuracy {test['final']['test_accuracy']:.4f}" in out
+    assert f"Test accuracy: {test['final']['test_accuracy']:.4f}" in out
     # --eval-only on the run directory scores its best bundle on the test split: the same number.
     evaluated = run_train(["--eval-only", "--ckpt", str(run.run_dir), "--data-dir",
                            str(digits_dir), "--no-progress"], cwd=work)

@@ -1,5 +1,6 @@
-"""The decoded-data cache: each split decoded, resized and normalised once by MindSpore's reader
-and kept as two ``.npy`` files, so later epochs and runs cut whole batches from arrays."""
+"""The decoded-data cache: each split decoded and resized once by MindSpore's reader and kept as
+two ``.npy`` files of uint8 digits and int32 labels, so later epochs and runs cut whole batches
+from arrays (normalised per batch, see :func:`trainer.data.transforms.value_table`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.idx import SPLIT_FILES
-from trainer.data.transforms import MNIST_MEAN, MNIST_STD, image_transforms
+from trainer.data.transforms import pixel_transforms
 from trainer.fileio import cache_root, default_mode, hold_lock, read_bounded, remove_stale_staging
 from trainer.limits import POINTER_MAX_BYTES
 
@@ -19,7 +20,7 @@ logger = logging.getLogger("mstrain")
 
 
 # Bumped whenever what the cache holds changes, so old caches are never read as new ones.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: uint8 digits (1 byte a pixel); 2 held normalised float32
 
 
 _CACHE_FILES = ("images.npy", "labels.npy")
@@ -30,10 +31,12 @@ _BUILDING = ".building"
 
 
 def decoded_split(folder: Path, split: str, *, image_size: int, num_workers: int = 2):
-    """The split decoded, resized and normalised once by MindSpore's reader, as two arrays.
+    """The split decoded and resized once by MindSpore's reader, as two arrays.
 
-    The digits go through ``MnistDataset`` and the same operations as the streaming pipeline
-    (:func:`image_transforms`), so the arrays are bit for bit what it produces. They are kept
+    The digits go through ``MnistDataset`` and the streaming pipeline's pixel operations
+    (:func:`pixel_transforms`) and stay uint8, a quarter of the float32 size; the per-value
+    operations are a 256-entry table applied per batch (:func:`value_table`), so a batch is bit
+    for bit what the streaming pipeline produces. They are kept
     under :func:`cache_root` as two ``.npy`` files (read back with ``allow_pickle=False`` and
     memory-mapped, so msrun's workers share one copy), keyed by the IDX files' path, size and
     modification time, the image size and :data:`CACHE_VERSION`. They are written in a temporary
@@ -49,14 +52,14 @@ def decoded_split(folder: Path, split: str, *, image_size: int, num_workers: int
         num_workers: Parallel workers for the one-off decoding. Defaults to `2`.
 
     Returns:
-        ``(images float32 [N, 1, S, S], labels int32 [N])``.
+        ``(images uint8 [N, 1, S, S], labels int32 [N])``.
     """
     import json
     import shutil
     import tempfile
 
     files = [Path(folder) / name for name in SPLIT_FILES[split]]
-    key = hashlib.sha1(f"v{CACHE_VERSION}|{image_size}|{MNIST_MEAN}|{MNIST_STD}".encode())
+    key = hashlib.sha1(f"v{CACHE_VERSION}|{image_size}".encode())
     for path in files:
         stat = path.stat()
         key.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -115,20 +118,24 @@ def _read_cache(target: Path):
     except (OSError, ValueError, RecursionError):
         return None
     count = meta.get("count") if isinstance(meta, dict) else None
-    if (images.dtype != np.float32 or labels.dtype != np.int32 or images.ndim != 4
+    if (images.dtype != np.uint8 or labels.dtype != np.int32 or images.ndim != 4
             or len(images) != count or labels.shape != (count,)):
         return None
     return images, labels
 
 
 def _decode(folder: Path, split: str, image_size: int, num_workers: int):
-    """Decodes a split with MindSpore's reader and the streaming pipeline's operations."""
+    """Decodes a split with MindSpore's reader and the streaming pipeline's pixel operations."""
     import mindspore.dataset as ds
+    from mindspore.dataset import vision
 
     source = ds.MnistDataset(str(folder), usage=split, shuffle=False,
                              num_parallel_workers=num_workers)
-    source = source.map(image_transforms(image_size), "image", num_parallel_workers=num_workers)
+    source = source.map([*pixel_transforms(image_size), vision.HWC2CHW()], "image",
+                        num_parallel_workers=num_workers)
     batches = list(source.batch(2048).create_tuple_iterator(output_numpy=True, num_epochs=1))
-    images = np.concatenate([b[0] for b in batches]).astype(np.float32, copy=False)
+    images = np.concatenate([b[0] for b in batches])
+    if images.dtype != np.uint8:  # the reader's digits are uint8, and Resize keeps the type
+        raise TypeError(f"decoded digits are {images.dtype}, not uint8")
     labels = np.concatenate([b[1] for b in batches]).astype(np.int32)
     return np.ascontiguousarray(images), labels

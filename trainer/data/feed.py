@@ -21,7 +21,7 @@ class BatchFeed:
     in one graph launch. The batches and their order are the same either way.
 
     Args:
-        images: ``float32 [N, 1, S, S]``.
+        images: ``float32 [N, 1, S, S]``, or ``uint8`` with ``values``.
         labels: ``int32 [N]``.
         batch_size: Samples per batch (per worker).
         training: Shuffle every epoch and drop the last incomplete batch.
@@ -32,12 +32,15 @@ class BatchFeed:
             ``(seed, epoch, step, shard)`` (see :mod:`trainer.data.augment`). Defaults to
             `False`.
         fill: The normalised background value that augmentation fills in. Defaults to `0.0`.
+        values: ``float32 [256]``, what each uint8 pixel value of ``images`` becomes (see
+            :func:`trainer.data.transforms.value_table`); batches are looked up in it as they are
+            cut. Defaults to `None` (``images`` are already what the network sees).
     """
 
     def __init__(self, images, labels, batch_size: int, *, training: bool, seed: int = 0,
                  num_shards: int = 1, shard_id: int = 0, augment: bool = False,
-                 fill: float = 0.0) -> None:
-        self.images, self.labels = images, labels
+                 fill: float = 0.0, values: np.ndarray | None = None) -> None:
+        self.images, self.labels, self.values = images, labels, values
         self.augment, self.fill = augment and training, fill
         self.batch_size, self.training, self.seed = batch_size, training, seed
         self.num_shards, self.shard_id = num_shards, shard_id
@@ -100,9 +103,13 @@ class BatchFeed:
         rows = np.arange(first, stop) * shards + self.shard_id
         return order[(rows[:, None] * size + np.arange(size)).reshape(-1)].reshape(-1, size)
 
-    def _augmented(self, images: np.ndarray, epoch: int, first: int) -> np.ndarray:
-        """``images`` of the batches from in-epoch step ``first`` on, each transformed with its
+    def _augmented(self, index: np.ndarray, epoch: int, first: int) -> np.ndarray:
+        """The digits at ``index``, the batches from in-epoch step ``first`` on, as the network
+        sees them: looked up in ``values`` and, with ``augment``, each batch transformed with its
         own generator (see :mod:`trainer.data.augment`)."""
+        images = self.images[index]
+        if self.values is not None:
+            images = self.values[images]
         if not self.augment:
             return images
         from trainer.data.augment import augment_batch
@@ -121,7 +128,7 @@ class BatchFeed:
             for step in range(self.steps):
                 first = (step * shards + self.shard_id) * size
                 index = order[first:first + size]
-                yield self._augmented(self.images[index], epoch, step), self.labels[index]
+                yield self._augmented(index, epoch, step), self.labels[index]
         else:
             begin = self._start[1] if self._start and self._start[0] == epoch else 0
             for first, stop in self.groups:
@@ -129,7 +136,7 @@ class BatchFeed:
                 # holding it starts exactly there.
                 start = max(first, begin) if stop > begin else first
                 index = self._batches(order, start, stop)
-                yield self._augmented(self.images[index], epoch, start), self.labels[index]
+                yield self._augmented(index, epoch, start), self.labels[index]
         if self._start and self._start[0] == epoch:
             self._start = None
         self.epoch = epoch + 1

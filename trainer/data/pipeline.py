@@ -10,7 +10,7 @@ from typing import Any
 from trainer.data.cache import decoded_split
 from trainer.data.feed import BatchFeed, feed_dataset
 from trainer.data.splits import SplitInfo, check_batch_size, ensure_data, prepare_split
-from trainer.data.transforms import MNIST_MEAN, MNIST_STD, image_transforms
+from trainer.data.transforms import image_transforms, value_table
 
 
 def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int, training: bool,
@@ -46,9 +46,10 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
     if cache:
         images, labels = decoded_split(folder, split, image_size=image_size,
                                        num_workers=num_workers)
+        values = value_table()
         return feed_dataset(BatchFeed(images, labels, batch_size, training=training, seed=seed,
                                       num_shards=num_shards or 1, shard_id=shard_id or 0,
-                                      augment=augment, fill=-MNIST_MEAN / MNIST_STD))
+                                      augment=augment, fill=float(values[0]), values=values))
     dataset = ds.MnistDataset(str(folder), usage=split, shuffle=training,
                               num_parallel_workers=num_workers, num_shards=num_shards,
                               shard_id=shard_id)

@@ -25,9 +25,38 @@ def image_transforms(image_size: int) -> list:
     """
     from mindspore.dataset import vision
 
-    image_ops = []
-    if image_size != 28:
-        image_ops.append(vision.Resize((image_size, image_size), vision.Inter.LINEAR))
-    image_ops += [vision.Rescale(1.0 / 255.0, 0.0), vision.Normalize([MNIST_MEAN], [MNIST_STD]),
-                  vision.HWC2CHW()]
-    return image_ops
+    return [*pixel_transforms(image_size), *value_transforms(), vision.HWC2CHW()]
+
+
+def pixel_transforms(image_size: int) -> list:
+    """The operations that move pixels (a bilinear resize when ``image_size`` is not 28); on a
+    uint8 digit they give a uint8 digit."""
+    from mindspore.dataset import vision
+
+    if image_size == 28:
+        return []
+    return [vision.Resize((image_size, image_size), vision.Inter.LINEAR)]
+
+
+def value_transforms() -> list:
+    """The per-value operations: rescale to [0, 1], then MNIST's mean and standard deviation."""
+    from mindspore.dataset import vision
+
+    return [vision.Rescale(1.0 / 255.0, 0.0), vision.Normalize([MNIST_MEAN], [MNIST_STD])]
+
+
+_TABLE = []
+
+
+def value_table():
+    """``float32 [256]``: what :func:`value_transforms` makes of each uint8 value, computed by
+    those operations themselves, so indexing it with a uint8 digit gives their output bit for
+    bit (they act on each value alone)."""
+    if not _TABLE:
+        import numpy as np
+        from mindspore.dataset import transforms
+
+        values = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+        table = np.asarray(transforms.Compose(value_transforms())(values), dtype=np.float32)
+        _TABLE.append(np.ascontiguousarray(table.reshape(256)))
+    return _TABLE[0]

@@ -44,11 +44,11 @@ def final_test(cfg, network, step, dataset, best_path, ema: bool) -> dict[str, A
         results["best"] = {**_score(best, dataset, cfg.num_classes),
                            "checkpoint": str(best_path), "epoch": bundle.epoch}
     final = results["final"]
-    line = (f"Test accuracy {final['test_accuracy']:.4f}, test loss {final['test_loss']:.4f} "
+    line = (f"Test accuracy: {final['test_accuracy']:.4f}, test loss: {final['test_loss']:.4f} "
             f"(final weights{', their moving average' if ema else ''})")
     if "best" in results:
         best = results["best"]
-        line += (f"; best checkpoint (epoch {best['epoch']}): test accuracy "
-                 f"{best['test_accuracy']:.4f}, test loss {best['test_loss']:.4f}")
+        line += (f"; best checkpoint (epoch {best['epoch']}): test accuracy: "
+                 f"{best['test_accuracy']:.4f}, test loss: {best['test_loss']:.4f}")
     logger.info("%s.", line)
     return results
