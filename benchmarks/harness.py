@@ -32,20 +32,45 @@ class Result:
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT,
-        check: bool = True) -> Result:
-    """Runs ``cmd``, timing it and reading ``BENCH`` lines (see :mod:`benchmarks.probes`)."""
+        check: bool = True, terminal: bool = False) -> Result:
+    """Runs ``cmd``, timing it and reading ``BENCH`` lines (see :mod:`benchmarks.probes`).
+
+    With ``terminal``, the command's stderr is a pseudo-terminal, as in a user's shell, so
+    whatever draws only on a terminal (the progress bar) draws and costs what it costs there.
+    """
     full_env = {**os.environ, "GLOG_v": "3", "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env["MSTRAIN_BENCH_T0"] = repr(time.time())
+    master = follower = None
+    if terminal:
+        import pty
+
+        master, follower = pty.openpty()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=follower if terminal else subprocess.PIPE, text=True)
     streams: dict[str, str] = {}
 
     def pump(name: str, stream) -> None:
         streams[name] = stream.read()
 
-    pumps = [threading.Thread(target=pump, args=("out", proc.stdout)),
-             threading.Thread(target=pump, args=("err", proc.stderr))]
+    def pump_terminal() -> None:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the command closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        streams["err"] = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+    if terminal:
+        os.close(follower)
+        err_pump = threading.Thread(target=pump_terminal)
+    else:
+        err_pump = threading.Thread(target=pump, args=("err", proc.stderr))
+    pumps = [threading.Thread(target=pump, args=("out", proc.stdout)), err_pump]
     for thread in pumps:
         thread.start()
     # wait4 rather than Popen.wait: it also reports this child's own peak memory.
@@ -54,6 +79,8 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT,
     proc.returncode = os.waitstatus_to_exitcode(status)
     for thread in pumps:
         thread.join()
+    if master is not None:
+        os.close(master)
     out, err = streams["out"], streams["err"]
     events: dict[str, list[list[str]]] = {}
     for line in err.splitlines():

@@ -140,7 +140,7 @@ def test_lenet_loss_falls_and_accuracy_is_reached(lenet_run):
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
     match = re.search(r"^Validation accuracy: (\d\.\d{4})", lenet_run.result.stdout, re.M)
     assert match and match.group(1) == f"{rows[-1]['val_accuracy']:.4f}"
-    match = re.search(r"^Test accuracy (\d\.\d{4})", lenet_run.result.stdout, re.M)
+    match = re.search(r"^Test accuracy: (\d\.\d{4})", lenet_run.result.stdout, re.M)
     assert match and match.group(1) == f"{rows[-1]['test_accuracy']:.4f}"
     assert rows[-1]["test_accuracy"] >= LENET_MIN_ACCURACY
 
