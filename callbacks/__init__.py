@@ -35,6 +35,7 @@ __all__ = [
     "LossMonitor",
     "ModelCheckpoint",
     "MonitorCallback",
+    "OptunaPruning",
     "ProgressBar",
     "ReduceLROnPlateau",
     "StatsCallback",
@@ -42,3 +43,14 @@ __all__ = [
     "TerminateOnNaN",
     "ValAccMonitor",
 ]
+
+# Imported on first use: an Optuna callback is for studies (pip install -e ".[tune]").
+_LAZY = {"OptunaPruning": "callbacks.optuna_pruning"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'callbacks' has no attribute {name!r}")

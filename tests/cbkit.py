@@ -217,6 +217,19 @@ class Recorder(Callback):
         return call
 
 
+class Slow(Callback):
+    """Sleeps ``seconds`` after every step: a run that lasts long enough to be interrupted."""
+
+    def __init__(self, seconds: float = 0.01) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_step_end(self, run_context) -> None:
+        import time
+
+        time.sleep(self.seconds)
+
+
 class EpochWeights(Callback):
     """Keeps a host copy of the weights at the end of every epoch (place it first)."""
 

@@ -5,6 +5,7 @@
     mstrain export  --ckpt PATH --format mindir|onnx
     mstrain predict --ckpt PATH INPUT ...  the digits in your own images
     mstrain summary [--net NAME]           a network's layers, output shapes and parameters
+    mstrain tune    --config FILE [options] a hyperparameter search with Optuna
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ COMMANDS = {
     "export": "write a checkpoint's network as MINDIR or ONNX, checked against it",
     "predict": "predict the digits in your own images (the options of python predict.py)",
     "summary": "show a network's layers, output shapes and parameter counts",
+    "tune": "search hyperparameters with Optuna (pip install -e \".[tune]\")",
 }
 
 
@@ -52,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trainer.cli.summary import main as summary
 
         return summary(rest, prog=prog)
+    if command == "tune":
+        from trainer.tune.cli import main as tune
+
+        return tune(rest, prog=prog)
     from trainer.cli.parser import run_reporting_errors
 
     def unknown() -> None:

@@ -1,0 +1,224 @@
+"""Opening a study: its storage, sampler and pruner, the check that a continued study has the same
+recipe, and how many of its trials are done.
+
+The storage is Optuna's RDB storage (SQLite in the study's folder by default; a PostgreSQL or
+MySQL URL works unchanged across machines) with Optuna's heartbeat: a trial whose process dies
+stops beating, is failed after the grace period, and
+``RetryHeartbeatStaleTrialCallback`` queues its parameters again. Trials interrupted by a signal
+and trials of dead processes on this machine (:mod:`trainer.tune.liveness`) go through the same
+callback at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import ConfigError, shown
+from trainer.tune.recipe import TuneRecipe
+
+logger = logging.getLogger("mstrain")
+
+# Seconds between heartbeats of a running trial, and since the last one before another process
+# fails it. A trial process is a Python thread away from beating even while a graph compiles;
+# the grace period covers a slow shared database. Dead trials on this machine do not wait for it.
+HEARTBEAT_SECONDS = 20
+GRACE_SECONDS = 90
+# A trial whose process dies (or is interrupted) is queued again at most this many times.
+MAX_RETRIES = 3
+STUDY_ATTR = "mstrain"
+
+
+def default_storage(study_dir: Path) -> str:
+    """The SQLite database in the study's folder, as an absolute URL."""
+    return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+
+
+def shown_url(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a URL SQLAlchemy cannot parse is refused with its own message
+        return url.split("@")[-1] if "@" in url else url
+
+
+class Retry:
+    """Queues a failed trial's parameters again, through Optuna's
+    ``RetryHeartbeatStaleTrialCallback`` (intermediate values kept, so the pruner sees the epochs
+    a resumed trial has done). The process that ran the trial is not copied to the retry: until
+    the retry's own process records itself, nobody may take it for a dead one."""
+
+    def __init__(self, optuna) -> None:
+        self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=MAX_RETRIES, inherit_intermediate_values=True)
+
+    def __call__(self, study, trial) -> None:
+        import copy
+
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "worker"}
+        self._retry(study, trial)
+
+
+def retry_callback(optuna) -> Retry:
+    """The callback that queues failed trials again (see :class:`Retry`)."""
+    return Retry(optuna)
+
+
+def open_storage(optuna, url: str, retry) -> Any:
+    """Optuna's RDB storage for ``url``, with heartbeats and ``retry`` for stale trials.
+
+    Raises:
+        ConfigError: the URL cannot be parsed, its database driver is missing, or the database
+            cannot be reached or created.
+    """
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several processes share one SQLite file: wait for the lock rather than fail.
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        _sqlite_folder(url)
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                          grace_period=GRACE_SECONDS,
+                                          heartbeat_stale_trial_callback=retry, **kwargs)
+    except ImportError as exc:
+        raise ConfigError(f"--storage {shown_url(url)} needs the database driver "
+                          f"{exc.name or exc}, which is not installed. Install it (psycopg2-binary "
+                          "for postgresql://, PyMySQL with mysql+pymysql://), or use a sqlite:/// "
+                          "URL.") from None
+    except Exception as exc:  # SQLAlchemy and the drivers raise many kinds
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"Cannot open the study's storage {shown_url(url)}: {first}. Check the "
+                          "URL (sqlite:///path/study.db, postgresql://user:password@host/db), "
+                          "that the database server is reachable, and that the folder of a "
+                          "SQLite file may be written.") from None
+
+
+def _sqlite_folder(url: str) -> None:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"Cannot create {folder} for the study's database: "
+                              f"{exc.strerror or exc}. Choose an --output-dir (or --storage) you "
+                              "may write to.") from None
+
+
+def make_sampler(optuna, recipe: TuneRecipe, worker: int = 0, trials: int = 0):
+    """The sampler of ``--sampler``. A seeded one is seeded per worker and by how many trials the
+    study holds, so parallel workers, and a continued study, do not draw the same values again.
+    """
+    settings = recipe.settings
+    seed = (None if settings.sampler_seed < 0
+            else (settings.sampler_seed + 1000 * worker + trials) % 2**32)
+    if settings.sampler == "grid":
+        return optuna.samplers.GridSampler(recipe.space.grid(), seed=seed)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # The constant liar makes a worker avoid the points that other workers are running now.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def make_pruner(optuna, recipe: TuneRecipe):
+    """The pruner of ``--pruner``; epochs are its steps (1 for the first)."""
+    settings = recipe.settings
+    if settings.pruner == "none":
+        return optuna.pruners.NopPruner()
+    warmup = min(settings.pruner_warmup_epochs, recipe.epochs)
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=recipe.epochs,
+                                              reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
+                                       n_warmup_steps=warmup)
+
+
+def planned_trials(recipe: TuneRecipe) -> int:
+    """``--trials``, or the size of the grid when that is smaller."""
+    if recipe.settings.sampler == "grid":
+        return min(recipe.settings.trials, recipe.space.grid_size())
+    return recipe.settings.trials
+
+
+def open_study(optuna, recipe: TuneRecipe, storage, url: str, worker: int = 0):
+    """Creates the study, or loads it to continue, refusing one started with another recipe.
+
+    Raises:
+        ConfigError: the study exists with other fixed options, epochs, metric or space.
+    """
+    direction = "maximize" if recipe.base.monitor_mode == "max" else "minimize"
+    study = optuna.create_study(study_name=recipe.study_name, storage=storage,
+                                pruner=make_pruner(optuna, recipe), direction=direction,
+                                load_if_exists=True)
+    study.sampler = make_sampler(optuna, recipe, worker, len(study.get_trials(deepcopy=False)))
+    wanted = recipe.fingerprint()
+    recorded = study.user_attrs.get(STUDY_ATTR)
+    if recorded is None:
+        study.set_user_attr(STUDY_ATTR, wanted)
+    elif recorded != wanted:
+        raise ConfigError(f"Study {recipe.study_name!r} in {shown_url(url)} was started "
+                          f"with another recipe ({_difference(recorded, wanted)}), so its trials "
+                          "would not compare with new ones. Give another --study-name to start "
+                          "a new study, or continue this one with the recipe and flags it was "
+                          "started with.")
+    if study.direction.name.lower() != direction:
+        raise ConfigError(f"Study {recipe.study_name!r} was started to "
+                          f"{study.direction.name.lower()} its metric, but the recipe asks to "
+                          f"{direction} {recipe.base.monitor}. Give another --study-name.")
+    return study
+
+
+def _difference(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:
+    out = []
+    old, new = recorded.get("options", {}), wanted["options"]
+    for key in dict.fromkeys([*old, *new]):
+        if old.get(key) != new.get(key):
+            out.append(f"{key} was {shown(old.get(key))}, now {shown(new.get(key))}")
+    if recorded.get("space") != wanted["space"]:
+        out.append(f"the search space was {shown(recorded.get('space'))}, now "
+                   f"{shown(wanted['space'])}")
+    return "; ".join(out[:4]) or "its record differs"
+
+
+@dataclass
+class Progress:
+    """How far a study is, counting each retried trial once (by its last attempt)."""
+
+    finished: int  # complete, pruned, or failed for good
+    running: int
+    waiting: int  # queued: enqueued points and retries
+    complete: int
+    pruned: int
+    failed: int
+
+    @property
+    def pending(self) -> int:
+        return self.running + self.waiting
+
+
+def progress(study) -> Progress:
+    """Counts the study's trials; a trial that was queued again is replaced by its retry."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    replaced = {t.system_attrs["retry_history"][-1] for t in trials
+                if t.system_attrs.get("retry_history")}
+    states = [t.state for t in trials if t.number not in replaced]
+    count = states.count
+    return Progress(finished=sum(count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                    TrialState.FAIL)),
+                    running=count(TrialState.RUNNING), waiting=count(TrialState.WAITING),
+                    complete=count(TrialState.COMPLETE), pruned=count(TrialState.PRUNED),
+                    failed=count(TrialState.FAIL))
+
+
+def enqueue_first(study, recipe: TuneRecipe) -> None:
+    """Queues the recipe's ``tune.enqueue`` points, once per study (a continued study skips
+    those it has already)."""
+    for point in recipe.enqueue:
+        study.enqueue_trial(point, skip_if_exists=True)
