@@ -21,7 +21,6 @@ It prints the probe lines of ``benchmarks.probes.Clock`` so the benchmark reads 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_v", "3")
 
 from benchmarks.probes import launch_time  # noqa: E402
+from benchmarks.splits import peer_parser  # noqa: E402
 
 
 def tutorial_dataset(folder: Path, usage: str, batch_size: int, training: bool):
@@ -47,14 +47,8 @@ def tutorial_dataset(folder: Path, usage: str, batch_size: int, training: bool):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = peer_parser(__doc__.splitlines()[0])
     parser.add_argument("--style", choices=("jit", "model"), required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--eval-batch-size", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     t0 = launch_time()
 

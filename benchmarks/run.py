@@ -80,10 +80,11 @@ def wall_section(args, tmp: Path) -> list[tuple]:
     if have_torch:
         peers["torch"] = [PY, str(BENCH / "torch_lenet.py"), "--data-dir", str(args.data_dir),
                           "--epochs", n]
-    commands = {"train.py": (readme, True), "quiet": ([*readme, "--log-every", "0"], True),
-                "probe": ([*readme, *probe], True),
-                "single": ([*readme, "--steps-per-launch", "1"], True),
-                "streaming": ([*readme, "--no-data-cache"], True),
+    variants = {"quiet": [*readme, "--log-every", "0"], "probe": [*readme, *probe],
+                "single": [*readme, "--steps-per-launch", "1"],
+                "streaming": [*readme, "--no-data-cache"]}
+    commands = {"train.py": (readme, True),
+                **{name: (cmd, True) for name, cmd in variants.items() if name in args.variants},
                 **{name: (cmd, False) for name, cmd in peers.items()}}
     if args.compare_with:  # another checkout's train.py (e.g. the previous release)
         commands["other"] = ([PY, str(args.compare_with / "train.py"), *readme[2:]], True)
@@ -173,6 +174,7 @@ def startup_section(args, tmp: Path) -> list[tuple]:
              "goal < 0.5 s")]
 
 
+VARIANTS = ("quiet", "probe", "single", "streaming")
 SECTIONS = {"step": step_section, "wall": wall_section, "pipeline": pipeline_section,
             "startup": startup_section}
 
@@ -184,6 +186,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the whole-run race")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--skip-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS),
+                        help="variants of the README's command to time beside it (default: "
+                        "all)")
     parser.add_argument("--jit-epochs", type=int, default=3, help="race the tutorial's jit "
                         "loop only up to this many epochs (it is slow)")
     parser.add_argument("--compare-with", type=Path, metavar="CHECKOUT",

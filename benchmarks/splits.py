@@ -4,7 +4,20 @@ the test split's file names), and the test split."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+
+def peer_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every peer of the README's command takes: the same recipe, the same data."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--eval-batch-size", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
 
 
 def run_splits(data_dir: Path, val_split: float = 0.1) -> dict[str, Path]:

@@ -15,7 +15,6 @@ benchmark reads both alike.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,16 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.probes import launch_time  # noqa: E402
+from benchmarks.splits import peer_parser  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--eval-batch-size", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = peer_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     t0 = launch_time()
 

@@ -22,6 +22,22 @@ if "MSTRAIN_CACHE" not in os.environ:
     _OWN_CACHE = os.environ["MSTRAIN_CACHE"] = tempfile.mkdtemp(prefix="mstrain-test-cache-")
 
 
+# The files that take longest (minutes of train.py subprocesses), started first so that the two
+# test processes finish together.
+SLOW_FIRST = ("checkpoint/test_resume.py", "test_benchmarks.py", "e2e/test_faults.py",
+              "e2e/test_train.py", "tune/test_study.py", "engine/test_distributed.py",
+              "data/test_mindvision.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Orders the slow files first (the order of tests within a file is kept)."""
+    def rank(item) -> int:
+        path = item.path.relative_to(ROOT / "tests").as_posix()
+        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)
+
+
 def pytest_unconfigure(config) -> None:
     """Removes the session's own cache folder (never one the caller named)."""
     if _OWN_CACHE is not None:

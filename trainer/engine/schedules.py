@@ -558,12 +558,8 @@ def schedule_values(
     the remaining steps and starts at ``base_lr``. Epoch-based settings (``step_size``,
     ``milestones``) count epochs from the end of the warm-up.
 
-    Only the settings a schedule uses are checked: ``gamma`` for ``step``, ``multistep`` and
-    ``exponential``; ``step_size`` for ``step``; ``milestones`` for ``multistep``; ``min_lr``
-    (must be below ``base_lr``) for ``cosine`` and ``polynomial``; ``power`` for
-    ``polynomial``; ``pct_start``, ``div_factor`` and ``final_div_factor`` for ``onecycle``.
-    ``onecycle`` uses ``base_lr`` as its peak and warms up by itself, so it takes no
-    ``warmup_epochs``.
+    Only the settings a schedule uses are checked (listed with each below). ``onecycle`` uses
+    ``base_lr`` as its peak and warms up by itself, so it takes no ``warmup_epochs``.
 
     Args:
         name: One of :data:`SCHEDULES`.
@@ -575,7 +571,7 @@ def schedule_values(
         warmup_start_lr: Learning rate on the first warm-up step, from 0 to ``base_lr``.
             Defaults to ``0.0``.
         min_lr: Floor reached on the last step by ``cosine`` and ``polynomial``. Defaults to
-            ``0.0``.
+            ``0.0``; below ``base_lr``.
         gamma: Decay factor for ``step``, ``multistep`` and ``exponential`` (per epoch), in
             ``(0, 1]``. Defaults to ``0.1``; set it near 1 (such as 0.95) for ``exponential``.
         step_size: Epochs between decays for ``step``. Defaults to ``30``.
@@ -598,6 +594,29 @@ def schedule_values(
         >>> [round(float(v), 6) for v in lrs]
         [0.0, 0.05, 0.1, 0.1, 0.01, 0.01]
     """
+    base_lr, total_steps, warmup_steps, warmup_start_lr, min_lr = _checked_run(
+        name, base_lr, epochs, steps_per_epoch, warmup_epochs, warmup_start_lr, min_lr)
+    main_steps = total_steps - warmup_steps
+    if name == "constant":
+        values = _constant(base_lr, main_steps)
+    elif name == "step":
+        values = _step(base_lr, main_steps, steps_per_epoch, step_size, gamma)
+    elif name == "multistep":
+        values = _multistep(base_lr, main_steps, steps_per_epoch, milestones, gamma)
+    elif name == "exponential":
+        values = _exponential(base_lr, main_steps, steps_per_epoch, gamma)
+    elif name == "cosine":
+        values = _cosine(base_lr, main_steps, min_lr)
+    elif name == "polynomial":
+        values = _polynomial(base_lr, main_steps, min_lr, power)
+    else:
+        values = _one_cycle(base_lr, main_steps, pct_start, div_factor, final_div_factor)
+    return _warmup(values, warmup_steps, warmup_start_lr)
+
+
+def _checked_run(name, base_lr, epochs, steps_per_epoch, warmup_epochs, warmup_start_lr, min_lr):
+    """The settings every schedule shares, checked: the base rate, the run's total steps, the
+    warm-up's steps and first rate, and the floor."""
     if not isinstance(name, str) or name not in SCHEDULES:
         raise _reject("name", name, "it must be one of: " + ", ".join(SCHEDULES))
     base_lr = _check_positive("base_lr", base_lr)
@@ -626,19 +645,4 @@ def schedule_values(
             "to choose how much of the run is spent rising",
         )
 
-    main_steps = total_steps - warmup_steps
-    if name == "constant":
-        values = _constant(base_lr, main_steps)
-    elif name == "step":
-        values = _step(base_lr, main_steps, steps_per_epoch, step_size, gamma)
-    elif name == "multistep":
-        values = _multistep(base_lr, main_steps, steps_per_epoch, milestones, gamma)
-    elif name == "exponential":
-        values = _exponential(base_lr, main_steps, steps_per_epoch, gamma)
-    elif name == "cosine":
-        values = _cosine(base_lr, main_steps, min_lr)
-    elif name == "polynomial":
-        values = _polynomial(base_lr, main_steps, min_lr, power)
-    else:
-        values = _one_cycle(base_lr, main_steps, pct_start, div_factor, final_div_factor)
-    return _warmup(values, warmup_steps, warmup_start_lr)
+    return base_lr, total_steps, warmup_steps, warmup_start_lr, min_lr
