@@ -139,10 +139,10 @@ def wall_section(args, tmp: Path) -> list[tuple]:
         rss = max(r.peak_rss_mb for r in runs)
         rows += [("wall", f"  {name}: final test accuracy", f"{acc:.4f}", ""),
                  ("memory", f"  {name}: peak resident memory", f"{rss:.0f} MB", "")]
-        if name != "train.py":
-            first = median([r.first("first_step") for r in runs])
+        firsts = [r.first("first_step") for r in runs]
+        if name != "train.py" and None not in firsts:  # an older checkout may not report it
             rows.append(("wall", f"  {name}: time to the first training step",
-                         f"{first:.2f} s", ""))
+                         f"{median(firsts):.2f} s", ""))
     return rows
 
 
