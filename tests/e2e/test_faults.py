@@ -530,7 +530,10 @@ def _signal_during_cache_build(work: Work, finished: Path) -> list[str]:
 
 
 def _term_when_decoding(line: str, proc: subprocess.Popen) -> None:
-    if line.startswith("Decoding "):
+    # Once: a run decodes several splits (validation, test, training), and a second SIGTERM
+    # means "stop at once", another case.
+    if line.startswith("Decoding ") and not getattr(proc, "termed", False):
+        proc.termed = True
         os.kill(proc.pid, signal.SIGTERM)
 
 
