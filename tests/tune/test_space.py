@@ -127,7 +127,7 @@ def test_the_command_refuses_a_bad_space_before_any_trial(tmp_path, capsys):
     path = write_yaml(tmp_path, "search:\n  lr: {low: 0, high: 0.1, log: true}\nepochs: 1\n")
     out = tmp_path / "out"
     assert tune_main(["--config", str(path), "--output-dir", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
     assert err.startswith("error: ") and err.count("error:") == 1 and "Traceback" not in err
     assert "log range" in err and "low: 1.0e-5" in err
     assert not out.exists()  # no study, no trial, nothing written
@@ -149,3 +149,15 @@ def test_the_shipped_recipe_is_valid():
     r = load_tune_recipe(ROOT / "configs" / "tune_lenet.yaml")
     assert r.study_name == "tune_lenet" and r.settings.trials == 20 and r.base.net == "lenet"
     assert len(r.enqueue) == 1 and set(r.enqueue[0]) == set(r.space.names)
+
+
+def test_a_study_is_never_mixed_into_a_run_directory(tmp_path, capsys):
+    run = tmp_path / "runs" / "tune_lenet"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("net: lenet\n")
+    recipe = ROOT / "configs" / "tune_lenet.yaml"
+    code = tune_main(["--config", str(recipe), "--output-dir", str(tmp_path / "runs")])
+    assert code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error: ") and "is a run directory (config.yaml)" in err
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # nothing written there

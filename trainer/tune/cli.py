@@ -149,6 +149,13 @@ class _Session:
         self.optuna = optuna = import_optuna()
         _optuna_logging(optuna)
         self.recipe = recipe
+        from trainer.engine.rundir import holds_run
+
+        held = holds_run(recipe.study_dir)  # a study's folder holds trials, never a run's files
+        if held:
+            raise ConfigError(f"{recipe.study_dir} is a run directory ({held}), so the study's "
+                              "database and trial runs would be mixed into it. Give another "
+                              "--study-name or --output-dir.")
         self.url = recipe.settings.storage or default_storage(recipe.study_dir)
         self.retry = retry_callback(optuna)
         storage = open_storage(optuna, self.url, self.retry)
