@@ -26,6 +26,7 @@ if "MSTRAIN_CACHE" not in os.environ:
 # test processes finish together.
 SLOW_FIRST = ("checkpoint/test_resume.py", "test_benchmarks.py", "e2e/test_faults.py",
               "e2e/test_train.py", "tune/test_study.py", "engine/test_distributed.py",
+              "tracking/test_tracking_e2e.py", "tracking/test_tracking_server.py",
               "data/test_mindvision.py")
 
 

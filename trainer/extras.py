@@ -42,3 +42,84 @@ def import_mindvision(module: str, needed_for: str) -> ModuleType:
         "mindspore.dataset.vision.c_transforms), numpy<2 and OpenCV 4.10 (later OpenCV wheels "
         f"need numpy 2). Fix the environment with: {INSTALL_HINT}. Or use --data-source mnist "
         "and --net lenet, which do not need mindvision.") from None
+
+
+TRACKING_HINT = 'pip install -e ".[tracking]"'
+# What each tracker needs installed: the module to look for, and the package that brings it.
+TRACKING_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def _missing_tracking(tracker: str, needed_for: str, cause: str) -> ConfigError:
+    return ConfigError(
+        f"{needed_for} needs the package {TRACKING_PACKAGES[tracker]}, which is not installed "
+        f"({cause}). Install the tracking extra from the checkout with {TRACKING_HINT} (or pip "
+        'install "mstrain[tracking]"), which brings tensorboard and mlflow in releases that '
+        "work with numpy<2; or leave --report-to out (the run directory keeps history.json, "
+        "history.csv and history.png either way).")
+
+
+def check_tracking(trackers: list[str] | tuple[str, ...], needed_for: str = "--report-to") -> None:
+    """Refuses, before anything starts, a tracker whose package is not installed (found without
+    importing it: MLflow alone takes seconds to import).
+
+    Raises:
+        ConfigError: naming the package and the extra that brings it.
+    """
+    import importlib.util
+
+    for tracker in trackers:
+        module = TRACKING_PACKAGES[tracker]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module set to None, a broken package
+            found = False
+        if not found:
+            raise _missing_tracking(tracker, f"{needed_for} {tracker}",
+                                    f"no module named {module!r}")
+
+
+def import_tracking(tracker: str, needed_for: str) -> ModuleType:
+    """The modules a tracker writes with, imported now.
+
+    ``"mlflow"`` gives the ``mlflow`` package; ``"tensorboard"`` gives a namespace of the pieces
+    of TensorBoard's writer and reader this tool uses (the same ones ``torch.utils.tensorboard``
+    uses): ``EventFileWriter``, ``RecordWriter``, ``RawEventFileLoader``, ``event_pb2``,
+    ``summary_pb2``, ``hparams`` (its summary_v2), ``hparams_metadata``, ``hparams_api``,
+    ``plugin_data_pb2``.
+
+    Raises:
+        ConfigError: the package is missing or fails to import.
+    """
+    try:
+        if tracker == "mlflow":
+            import mlflow
+
+            return mlflow
+        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+        from tensorboard.plugins.hparams import summary_v2 as hparams
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.summary.writer.record_writer import RecordWriter
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == TRACKING_PACKAGES[tracker]:
+            raise _missing_tracking(tracker, needed_for, str(exc)) from None
+        cause = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a broken install can fail in any way while importing
+        cause = f"{type(exc).__name__}: {exc}"
+    else:
+        return _namespace(
+            EventFileWriter=EventFileWriter, RecordWriter=RecordWriter,
+            RawEventFileLoader=RawEventFileLoader, event_pb2=event_pb2,
+            summary_pb2=summary_pb2, hparams=hparams, hparams_metadata=metadata,
+            hparams_api=api_pb2, plugin_data_pb2=plugin_data_pb2)
+    raise ConfigError(f"{needed_for} needs {TRACKING_PACKAGES[tracker]}, which is installed but "
+                      f"cannot be imported ({cause.splitlines()[0]}). Reinstall it with "
+                      f"{TRACKING_HINT}, which pins releases that work with numpy<2 and "
+                      "this Python.")
+
+
+def _namespace(**pieces) -> ModuleType:
+    space = ModuleType("mstrain_tensorboard")
+    space.__dict__.update(pieces)
+    return space

@@ -80,7 +80,8 @@ def work(tmp_path_factory, digits_dir) -> Path:
                         "--no-plot"], cwd=folder)
     assert single.returncode == 0, single.stdout + single.stderr
     result = msrun(folder, "logs", *_common(digits_dir), "--distributed", "--epochs", "2",
-                   "--run-name", "dp", "--init-from", "runs/single", "--csv-log", "--callback",
+                   "--run-name", "dp", "--init-from", "runs/single", "--csv-log",
+                   "--report-to", "tensorboard", "--callback",
                    "userpkg.workers:RankReport(folder='reports')")
     logs = "".join(p.read_text(errors="replace") for p in (folder / "logs").glob("*.log"))
     assert result.returncode == 0, result.stdout + result.stderr + logs
@@ -127,7 +128,10 @@ def test_only_rank_zero_writes_and_prints(work):
         assert ours not in second
     callbacks = _report(work, 1)["callbacks"]
     assert "ModelCheckpoint" in _report(work, 0)["callbacks"]
-    assert not {"ModelCheckpoint", "LossMonitor", "CSVLogger", "ProgressBar"} & set(callbacks)
+    assert not {"ModelCheckpoint", "LossMonitor", "CSVLogger", "ProgressBar",
+                "TensorBoardLogger"} & set(callbacks)
+    assert "TensorBoardLogger" in _report(work, 0)["callbacks"]
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     # The deciding callbacks run everywhere, so every worker stops when the others do.
     assert {"TerminateOnNaN", "History", "StopOnRequest"} <= set(callbacks)
 

@@ -23,10 +23,11 @@ COMMANDS = ("train", "eval", "export")
 # The option groups of --help, in order, with their titles.
 GROUPS = {"network": "network", "data": "data", "optimisation": "optimisation",
           "schedule": "learning-rate schedule", "run": "where and how it runs",
-          "monitoring": "monitoring, early stopping and plateau", "checkpoints": "checkpoints"}
+          "monitoring": "monitoring, early stopping and plateau", "checkpoints": "checkpoints",
+          "tracking": "experiment tracking"}
 # The options evaluation and export use: what to build, what to read, where to run.
 _SERVING_GROUPS = ("network", "data")
-_SERVING_FIELDS = ("device", "mode")
+_SERVING_FIELDS = ("device", "mode", "report_to", "mlflow_uri", "mlflow_experiment")
 
 EPILOG = """examples:
   python train.py --net lenet --epochs 10

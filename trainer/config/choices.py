@@ -13,3 +13,5 @@ MONITOR_MODES = ("min", "max")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 LR_SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "polynomial", "onecycle")
 EXPORT_FORMATS = ("mindir", "onnx")
+# Where --report-to sends a run's record besides its own files (comma-separated, or "none").
+TRACKERS = ("tensorboard", "mlflow")

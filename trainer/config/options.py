@@ -27,6 +27,7 @@ from trainer.config.choices import (
     MONITORS,
     NETWORKS,
     OPTIMIZERS,
+    TRACKERS,
 )
 from trainer.errors import ConfigError, shown
 
@@ -210,6 +211,15 @@ class TrainConfig:
                           group="checkpoints")
     save_best: bool = _opt(True, "keep the checkpoint with the best --monitor value",
                            group="checkpoints")
+    # Experiment tracking.
+    report_to: str = _opt("none", "record the run in TensorBoard (RUN/tensorboard) and/or MLflow "
+                          "as well: none, tensorboard, mlflow, or both comma-separated; needs "
+                          'pip install -e ".[tracking]"', metavar="LIST", group="tracking")
+    mlflow_uri: str = _opt("", "MLflow tracking URI (http://host:port or a database); default "
+                           "$MLFLOW_TRACKING_URI, else sqlite:///OUTPUT_DIR/mlflow.db",
+                           metavar="URI", group="tracking")
+    mlflow_experiment: str = _opt("", "MLflow experiment name; default $MLFLOW_EXPERIMENT_NAME, "
+                                  "else mstrain", metavar="NAME", group="tracking")
     callbacks: list = _opt([], "extra callbacks: [{class: pkg.mod.Class, args: {...}}]",
                            cli=False, group="monitoring")
 
@@ -241,6 +251,7 @@ class TrainConfig:
                               "non-empty, strictly increasing list of whole epochs from 1 to "
                               "100000, e.g. [5, 8].")
         _check_run_name(self.run_name)
+        self.report_to = _check_report_to(self.report_to)
         _check_train_options(self)
         if self.plateau_factor >= 1.0:
             raise ConfigError(f"Option 'plateau_factor' is {self.plateau_factor!r}; it must be "
@@ -254,6 +265,10 @@ class TrainConfig:
                                   "--steps-per-launch at 0 (auto) or 1.")
         _check_schedule(self)
         return self
+
+    def trackers(self) -> list[str]:
+        """The trackers ``report_to`` names, in order (empty for ``none``)."""
+        return [] if self.report_to == "none" else self.report_to.split(",")
 
     def resolved_data_dir(self) -> Path:
         """The data folder, with the default that depends on the data source."""
@@ -325,6 +340,18 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at most "
                           f"{meta['maximum']!r} ({meta['help']}).")
     return value
+
+
+def _check_report_to(value: str) -> str:
+    """``report_to`` in its plain form (``tensorboard,mlflow``), or a ConfigError."""
+    names = [part.strip().lower() for part in value.split(",")]
+    names = [n for i, n in enumerate(names) if n and n not in names[:i]]
+    bad = [n for n in names if n not in (*TRACKERS, "none")]
+    if bad or not names or ("none" in names and len(names) > 1):
+        raise ConfigError(f"Option 'report_to' is {shown(value)}; name none, or one or more of "
+                          f"{', '.join(TRACKERS)} separated by commas (e.g. "
+                          "--report-to tensorboard,mlflow).")
+    return ",".join(names)
 
 
 def _check_run_name(name: str) -> None:

@@ -118,6 +118,10 @@ class Trainer:
         user = [*config_callbacks(cfg), *callbacks]
         if user:
             check_callbacks(user)
+        if cfg.trackers():  # a missing extra is refused before any data work
+            from trainer.extras import check_tracking
+
+            check_tracking(cfg.trackers())
         splits = locate_splits(cfg, progress=sys.stderr.isatty())
         cluster = setup_run_context(cfg)
         if cfg.distributed and not cfg.run_name:
@@ -135,6 +139,7 @@ class Trainer:
                 claim.release()
 
     def _train(self, splits, cluster, user: list, resume, init_from):
+        from callbacks.tracking import FAILED, FINISHED, STOPPED
         from trainer.checkpoint.resume import check_resume, find_resume
         from trainer.data import build_run_data
         from trainer.engine.launch import build_model, choose_steps_per_launch
@@ -142,6 +147,7 @@ class Trainer:
         from trainer.engine.wiring import build_callbacks
         from trainer.networks import build_network
         from trainer.networks.init import apply_init
+        from trainer.tracking import finish_trackers
 
         cfg = self.config
         built = build_network(cfg.net, cfg.num_classes)
@@ -176,12 +182,21 @@ class Trainer:
         if cluster.main:
             self._write_config()
         self._log_start(data, cluster.size, steps)
-        self._run_fit(run, user, initial_epoch, cluster.size)
-        report(stop_reason=self.stop.reason, nan_stopped=run.nan_guard.stopped,
-               checkpoint=run.checkpoint, history=run.history, epochs=cfg.epochs,
-               run_dir=self.run_dir, validates_on_test=data.test is None)
-        if data.test is not None and cluster.main:
-            self._test(run)
+        status = FAILED
+        try:
+            self._run_fit(run, user, initial_epoch, cluster.size)
+            report(stop_reason=self.stop.reason, nan_stopped=run.nan_guard.stopped,
+                   checkpoint=run.checkpoint, history=run.history, epochs=cfg.epochs,
+                   run_dir=self.run_dir, validates_on_test=data.test is None)
+            if data.test is not None and cluster.main:
+                self._test(run)
+            status = FINISHED
+        except TrainingStopped as exc:
+            status = STOPPED if exc.exit_code == 130 else FAILED
+            raise
+        finally:
+            finish_trackers(run.trackers, status, self.run_dir, run.history.test,
+                            run.checkpoint)
         return self.history
 
     def _ema(self, step) -> list:

@@ -26,6 +26,7 @@ class RunCallbacks:
     history: Any  # callbacks.History
     nan_guard: Any  # callbacks.TerminateOnNaN
     checkpoint: Any | None  # callbacks.ModelCheckpoint, on rank 0 only
+    trackers: list[Any]  # --report-to's loggers (callbacks.tracking), on rank 0 only
 
 
 def config_callbacks(cfg: TrainConfig) -> list[Any]:
@@ -63,8 +64,9 @@ def check_callbacks(callbacks: Sequence[Any]) -> None:
 def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any],
                     record: Callable[[], Any], main: bool, workers: int,
                     sync: Callable[[bool], bool] | None = None) -> RunCallbacks:
-    """Assembles a run's callbacks: the stop request first, then the built-in ones, the user's,
-    and the checkpoint last (so every other callback's state is final when it saves).
+    """Assembles a run's callbacks: the stop request first, then the built-in ones, the trackers
+    of ``--report-to``, the user's, and the checkpoint last (so every other callback's state is
+    final when it saves).
 
     In a data-parallel run only rank 0 (``main``) prints and writes; the others keep the history
     in memory and run the callbacks that decide something (every worker must decide alike).
@@ -103,7 +105,12 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any
     if cfg.early_stopping_patience:
         cbs.append(EarlyStopping(patience=cfg.early_stopping_patience,
                                  restore_best_weights=cfg.restore_best_weights, **monitor))
-    cbs += list(user)
+    trackers = []
+    if main and cfg.trackers():
+        from trainer.tracking import build_trackers
+
+        trackers = build_trackers(cfg, run_dir, stats)
+    cbs += trackers + list(user)
     checkpoint = None
     if main:  # the weights are the same on every worker
         checkpoint = ModelCheckpoint(
@@ -111,4 +118,4 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any
             every_n_steps=cfg.save_every_steps, keep_last=cfg.keep_last, save_best=cfg.save_best,
             state_callbacks=list(cbs), meta=record, **monitor)
         cbs.append(checkpoint)
-    return RunCallbacks(cbs, stats, history, nan_guard, checkpoint)
+    return RunCallbacks(cbs, stats, history, nan_guard, checkpoint, trackers)

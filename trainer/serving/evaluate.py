@@ -312,9 +312,12 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
 
     from trainer.data import build_run_data, locate_splits
     from trainer.errors import OutputError, os_fault
+    from trainer.extras import check_tracking
     from trainer.serving.loading import load_network
+    from trainer.tracking import report_serving
 
     logger = logging.getLogger("mstrain")
+    check_tracking(cfg.trackers())  # a missing extra is refused before any work
     loaded = load_network(ckpt, net=net, device=cfg.device, mode=cfg.mode)
     splits = locate_splits(cfg, progress=sys.stderr.isatty(), need_train=False)
     data = build_run_data(cfg, splits, loaded.image_size)
@@ -330,6 +333,10 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
         raise OutputError(f"Cannot write the evaluation report into {folder}: {os_fault(exc)}. "
                           "Pass --results-dir DIR, a folder you may write to.") from None
     logger.info("Wrote %s", ", ".join(str(p) for p in files.values()))
+    report_serving(cfg, loaded.bundle, output_folder(loaded.bundle.path),
+                   {"eval/accuracy": ev.accuracy, "eval/loss": ev.loss},
+                   [(files["confusion"], "image"), (files["mistakes"], "image"),
+                    (files["json"], "file")], what="evaluation")
     return {"accuracy": ev.accuracy, "loss": ev.loss, "count": ev.count, "correct": ev.correct,
             "per_class": ev.per_class(), "confusion_matrix": ev.matrix.tolist(),
             "files": {k: str(v) for k, v in files.items()}, "checkpoint": str(loaded.bundle.path)}

@@ -87,9 +87,11 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
         >>> export_checkpoint("runs/demo", "mindir").path  # doctest: +SKIP
         PosixPath('runs/demo/export/lenet.mindir')
     """
+    from trainer.extras import check_tracking
     from trainer.fileio import slug
     from trainer.serving.evaluate import output_folder
     from trainer.serving.loading import load_network
+    from trainer.tracking import report_serving
 
     if fmt not in FORMATS:
         raise ConfigError(f"Export format {fmt!r} is not supported; choose one of: "
@@ -100,6 +102,7 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
     if fmt == "onnx" and batch is None:
         batch = 1
     cfg = (config or TrainConfig()).validate()
+    check_tracking(cfg.trackers())  # a missing extra is refused before any work
     loaded = load_network(ckpt, net=net, device=cfg.device, mode=cfg.mode)
     bundle, network, size, name = loaded.bundle, loaded.cell, loaded.image_size, loaded.net
     folder = Path(out_dir) if out_dir else output_folder(bundle.path) / "export"
@@ -130,6 +133,8 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
                "onnxruntime is not installed (pip install \"mstrain[onnx]\" to compare them)")
     logger.info("Exported %s (%s) to %s: input %s; %s.", bundle.path, name, target, shape,
                 how)
+    report_serving(cfg, bundle, output_folder(bundle.path), {}, [(target, "model")],
+                   what="export")
     return ExportResult(target, batch, difference, checked_on)
 
 

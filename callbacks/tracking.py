@@ -1,0 +1,197 @@
+"""The experiment-tracking interface: one callback decides what is recorded and when; a backend
+(TensorBoard, MLflow, your own) only says how.
+
+A :class:`TrackingLogger` records, at the global step they belong to:
+
+- every ``log_every`` steps: ``step/loss`` (that step's loss) and ``step/lr``;
+- every completed epoch: the epoch's row of the history under TensorBoard-style sections,
+  ``train/loss``, ``train/accuracy``, ``train/lr``, ``train/epoch_time``,
+  ``train/samples_per_second``, ``val/loss``, ``val/accuracy`` (``val/<metric>`` for each
+  validation metric) and ``epoch``;
+- at the end (:meth:`TrackingLogger.finish`): the test scores (``test/accuracy``, ``test/loss``,
+  ``test/best_accuracy``, ...), the files worth keeping (``history.png`` as an image, the
+  configuration, the history, the best checkpoint), and how the run ended.
+
+Steps are global steps counted across resumes, so a resumed run continues the same record: when
+training starts at step ``S > 0`` the backend's :meth:`~TrackingLogger.rewind` forgets anything
+recorded after ``S`` (written before a crash and about to be recorded again, identically, since
+resume is exact), and the hyperparameters are recorded once, when the run first starts.
+
+To send the record somewhere else, subclass :class:`TrackingLogger` and implement
+``log_hparams``, ``log_metrics``, ``log_artifact`` and ``finalize`` (see ``docs/tracking.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from callbacks.base import StatsCallback
+from callbacks.stats import EpochStats, current_lr, launch_steps, loss_value, reached
+
+logger = logging.getLogger("mstrain")
+
+# The metrics a hyperparameter table shows next to each run's values (TensorBoard's HPARAMS).
+SUMMARY_METRICS = ("val/accuracy", "val/loss", "test/accuracy", "test/loss")
+FINISHED, STOPPED, FAILED = "FINISHED", "KILLED", "FAILED"
+
+
+def metric_name(column: str) -> str:
+    """The tracked name of a history column: ``val_loss`` is ``val/loss``, ``test_accuracy``
+    ``test/accuracy``, ``epoch`` stays, anything else is a training figure (``train/loss``)."""
+    if column == "epoch":
+        return column
+    for prefix in ("val", "test"):
+        if column.startswith(prefix + "_"):
+            return f"{prefix}/{column[len(prefix) + 1:]}"
+    return f"train/{column}"
+
+
+def finite_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers of ``values`` as floats (trackers store no NaN or strings)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
+                value):
+            out[key] = float(value)
+    return out
+
+
+def flat_params(config: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+    """A configuration as scalar hyperparameters: lists and mappings become their text."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        if isinstance(value, (bool, int, float, str)):
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+class TrackingLogger(StatsCallback):
+    """Base of the experiment trackers: the callback wiring, shared by every backend.
+
+    Subclasses implement four methods; the base calls them from ``Model``'s hooks and from
+    :meth:`finish`:
+
+    - ``log_hparams(params, metrics)``: the run's hyperparameters (scalars) and the names of the
+      metrics a comparison table should show; called once, when a run first starts.
+    - ``log_metrics(metrics, step)``: numbers by name at a global step.
+    - ``log_artifact(path, kind)``: a file of the run; ``kind`` is ``"image"`` for a PNG figure,
+      ``"checkpoint"`` or ``"file"``.
+    - ``finalize(status)``: the run has ended (``"FINISHED"``, ``"KILLED"`` when stopped to be
+      resumed, ``"FAILED"``); flush and close.
+
+    and may implement ``rewind(step)`` (forget what was recorded after ``step``; called when a
+    resumed run starts there), ``state_dict``/``load_state_dict`` (what a resumed run needs, such
+    as a run id; saved in every checkpoint bundle) and ``close()``.
+
+    Args:
+        log_every: Record ``step/loss`` and ``step/lr`` every N steps of an epoch; 0 records only
+            epochs. Defaults to `100`.
+        hparams: The hyperparameters to record. Defaults to `None` (none).
+        stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
+
+    Attributes:
+        managed: When true (``Trainer`` sets it), the end of ``Model.fit`` does not end the
+            record: the owner calls :meth:`finish` after scoring the test split.
+    """
+
+    summary_metrics: Sequence[str] = SUMMARY_METRICS
+
+    def __init__(self, log_every: int = 100, hparams: Mapping[str, Any] | None = None,
+                 stats: EpochStats | None = None) -> None:
+        super().__init__(stats)
+        if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 0:
+            raise ValueError(f"{type(self).__name__}: 'log_every' is {log_every!r}; it must be a "
+                             "whole number >= 0.")
+        self.log_every = log_every
+        self.hparams = flat_params(hparams or {})
+        self.managed = False
+        self.last_step = 0
+        self._train_start = self._last_step_end = 0.0
+        self._finished = False
+
+    # ------------------------------------------------- what a backend implements
+    def log_hparams(self, params: Mapping[str, Any], metrics: Sequence[str]) -> None:
+        raise NotImplementedError
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        raise NotImplementedError
+
+    def finalize(self, status: str) -> None:
+        raise NotImplementedError
+
+    def rewind(self, step: int) -> None:
+        """Forgets anything recorded after ``step`` (a resumed run starts there). The default
+        keeps everything."""
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_begin(self, run_context) -> None:
+        super().on_train_begin(run_context)
+        cb_params = run_context.original_args()
+        start = self.stats.global_step(cb_params)  # 0 for a new run, the bundle's for a resume
+        self.last_step, self._finished = start, False
+        if start > 0:
+            self.rewind(start)
+        else:
+            self.log_hparams(self.hparams, list(self.summary_metrics))
+
+    def on_train_epoch_begin(self, run_context) -> None:
+        super().on_train_epoch_begin(run_context)
+        self._train_start = self._last_step_end = time.perf_counter()
+
+    def on_train_step_end(self, run_context) -> None:
+        super().on_train_step_end(run_context)
+        cb_params = run_context.original_args()
+        self._last_step_end = time.perf_counter()
+        if not self.log_every:
+            return
+        step_in_epoch = self.stats.step_in_epoch(cb_params)
+        if reached(step_in_epoch, self.log_every, launch_steps(cb_params)):
+            step = self.last_step = self.stats.global_step(cb_params)
+            values = {"step/loss": loss_value(cb_params.net_outputs)}
+            lr = current_lr(cb_params)
+            if lr is not None:
+                values["step/lr"] = lr
+            self.log_metrics(finite_metrics(values), step)
+
+    def on_train_epoch_end(self, run_context) -> None:
+        cb_params = run_context.original_args()
+        if not self.stats.epoch_complete(cb_params):
+            return  # stopped part-way: the epoch is recorded when the resumed run completes it
+        row = dict(self.stats.epoch_logs(cb_params))
+        seconds = self._last_step_end - self._train_start
+        samples = self.stats.train_summary(cb_params).get("samples", 0)
+        if seconds > 0 and samples:
+            row["samples_per_second"] = samples / seconds
+        step = self.last_step = self.stats.global_step(cb_params)
+        self.log_metrics(finite_metrics({metric_name(k): v for k, v in row.items()}), step)
+
+    def on_train_end(self, run_context) -> None:
+        if not self.managed:
+            self.finish(FINISHED)
+
+    # ------------------------------------------------------------------- end
+    def finish(self, status: str = FINISHED, metrics: Mapping[str, float] | None = None,
+               artifacts: Iterable[tuple[Path, str]] = ()) -> None:
+        """Records the final ``metrics`` at the last step and the ``artifacts`` (``(path,
+        kind)``, those that exist), then ends the record with ``status``; once per run."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            if metrics:
+                self.log_metrics(finite_metrics(metrics), self.last_step)
+            for path, kind in artifacts:
+                if Path(path).is_file():
+                    self.log_artifact(Path(path), kind)
+        finally:
+            self.finalize(status)
