@@ -33,6 +33,7 @@ __all__ = [
     "LaunchCounter",
     "LearningRateMonitor",
     "LossMonitor",
+    "MLflowLogger",
     "ModelCheckpoint",
     "MonitorCallback",
     "OptunaPruning",
@@ -40,12 +41,17 @@ __all__ = [
     "ReduceLROnPlateau",
     "StatsCallback",
     "StopOnRequest",
+    "TensorBoardLogger",
     "TerminateOnNaN",
+    "TrackingLogger",
     "ValAccMonitor",
 ]
 
-# Imported on first use: an Optuna callback is for studies (pip install -e ".[tune]").
-_LAZY = {"OptunaPruning": "callbacks.optuna_pruning"}
+# Imported on first use: an Optuna callback is for studies (pip install -e ".[tune]"), the
+# trackers for --report-to (pip install -e ".[tracking]").
+_LAZY = {"OptunaPruning": "callbacks.optuna_pruning", "TrackingLogger": "callbacks.tracking",
+         "TensorBoardLogger": "callbacks.tensorboard_logger",
+         "MLflowLogger": "callbacks.mlflow_logger"}
 
 
 def __getattr__(name: str):

@@ -1,22 +1,24 @@
 """An MLflow run for a training run: parameters, metrics with their steps, tags and artifacts,
-sent from a background thread, and continued (the same run) when training resumes."""
+sent by a process of its own, and continued (the same run) when training resumes."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from callbacks.base import state_value
 from callbacks.stats import EpochStats
 from callbacks.tracking import FAILED, FINISHED, STOPPED, TrackingLogger
-from trainer.extras import import_tracking
 
 logger = logging.getLogger("mstrain")
 
@@ -28,9 +30,7 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 DEFAULT_EXPERIMENT = "mstrain"
 _ARTIFACT_FOLDERS = {"checkpoint": "checkpoints", "model": "export"}
-_BATCH = 1000  # MLflow takes at most 1000 metrics, 100 params per log_batch
-_PARAM_BATCH = 100
-_PARAM_LENGTH = 6000
+CHILD = Path(__file__).with_name("mlflow_child.py")
 
 Point = tuple  # (key, value, timestamp in ms, step)
 
@@ -52,9 +52,11 @@ class MLflowLogger(TrackingLogger):
 
     The run (named like the run directory) gets the hyperparameters as parameters, the metrics
     of :mod:`callbacks.tracking` with their global steps, ``tags`` and, at the end, the files
-    passed to :meth:`~callbacks.tracking.TrackingLogger.finish`. All calls to MLflow happen on a
-    background thread fed by a bounded queue; a server that is down or slow makes it warn once
-    and stop sending, and training goes on (the run's own files keep the record).
+    passed to :meth:`~callbacks.tracking.TrackingLogger.finish`. MLflow runs in a process of its
+    own (``callbacks/mlflow_child.py``: importing it and opening a store take seconds of Python,
+    which would otherwise hold the training process's interpreter lock), fed from a background
+    thread through a bounded queue; a server that is down or slow makes it warn once and stop
+    sending, and training goes on (the run's own files keep the record).
 
     Continuity: the run id and the points not yet confirmed by the server are part of the
     callback's state, saved in every checkpoint bundle. A resumed run reopens the same MLflow
@@ -115,6 +117,7 @@ class MLflowLogger(TrackingLogger):
         self._backlog: list[Point] = []
         self._down = False
         self._resumed = False  # restored from a bundle: the MLflow run may exist already
+        self._child: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._work, name="mstrain-mlflow", daemon=True)
         self._thread.start()
 
@@ -149,6 +152,9 @@ class MLflowLogger(TrackingLogger):
         if self._thread.is_alive():
             self._warn(f"the tracking server took more than {self.end_timeout:.0f} s to take the "
                        "last points and files; stopped waiting (the run's own files have them)")
+            child = self._child
+            if child is not None:
+                child.kill()  # its answer never comes: the thread ends with it
 
     def rewind(self, step: int) -> None:
         self._put(("open", step))
@@ -191,147 +197,110 @@ class MLflowLogger(TrackingLogger):
         except queue.Full:
             self._warn("the queue to the tracking server is full; a record was dropped")
 
-    def _work(self) -> None:
-        try:
-            mlflow = import_tracking("mlflow", "--report-to mlflow")
-            for name in ("mlflow", "alembic"):
-                logging.getLogger(name).setLevel(logging.WARNING)
-            client = mlflow.MlflowClient(self.tracking_uri)
-        except Exception as exc:  # a broken install fails in many ways; training goes on
-            self._down = True
-            self._warn(f"cannot start the client ({type(exc).__name__}: {exc})")
-            client = mlflow = None
-        sender = _Sender(self, client, mlflow)
-        while True:
-            op = self._queue.get()
-            if not self._down:
-                try:
-                    sender.handle(op)
-                except Exception as exc:  # the server's faults must never reach training
-                    self._down = True
-                    self._warn(f"the tracking store failed ({_first_line(exc)}); nothing more "
-                               "is sent by this process")
-            if op[0] == "end":
-                return
+    def _start_child(self) -> subprocess.Popen:
+        """The MLflow process (``callbacks/mlflow_child.py``), in a session of its own so that a
+        Ctrl-C meant for training does not end it first; it imports mlflow at once."""
+        env = dict(os.environ)
+        if env.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION") == "python":
+            del env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"]  # MindSpore's need, not mlflow's
+        return subprocess.Popen([sys.executable, str(CHILD)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env=env, start_new_session=True)
 
+    def _child_config(self) -> dict[str, Any]:
+        return {"uri": self.tracking_uri, "experiment": self.experiment,
+                "run_name": self.run_name, "tags": {**self.tags, "mstrain.run_uid": self.run_uid},
+                "artifact_location": self.artifact_location, "run_id": self.run_id,
+                "run_uid": self.run_uid, "resumed": self._resumed, "attach": self._attach}
 
-class _Sender:
-    """The MLflow calls of one :class:`MLflowLogger`, on its thread."""
-
-    def __init__(self, owner: MLflowLogger, client, mlflow) -> None:
-        self.owner, self.client, self.mlflow = owner, client, mlflow
-        self.known: dict[str, int] = {}  # the highest step the server has, per metric
-        self.opened = False
-
-    def handle(self, op: tuple) -> None:
+    def _request(self, op: tuple) -> tuple[dict[str, Any], list[int]]:
+        """The JSON request for a queued operation, and the point numbers it carries."""
         kind = op[0]
         if kind == "open":
-            self.open(op[1])
-        elif kind == "params":
-            self.ensure_run()
-            self.params(op[1])
-        elif kind == "metrics":
-            self.ensure_run()
-            self.metrics(op[1])
-        elif kind == "artifact":
-            self.ensure_run()
-            self.client.log_artifact(self.owner.run_id, op[1], artifact_path=op[2])
-        elif kind == "end" and self.opened:
-            self.end(op[1])
+            backlog, self._backlog = [list(p) for p in self._backlog], []
+            return {"op": "open", "resume_step": op[1], "backlog": backlog}, []
+        if kind == "params":
+            return {"op": "params", "params": op[1]}, []
+        if kind == "metrics":
+            with self._lock:
+                points = [list(self._unsent[s]) for s in op[1] if s in self._unsent]
+            return {"op": "metrics", "points": points}, list(op[1])
+        if kind == "artifact":
+            return {"op": "artifact", "path": op[1], "folder": op[2]}, []
+        return {"op": "end", "status": op[1]}, []
 
-    def ensure_run(self) -> None:
-        if not self.opened:
-            self.open(None)
-
-    def open(self, resume_step: int | None) -> None:
-        if self.opened:
-            return
-        owner, client = self.owner, self.client
-        if owner.run_id is None and (owner._resumed or owner._attach):
-            owner.run_id = self.find_run()
-        if owner.run_id is not None:
-            try:
-                run = client.get_run(owner.run_id)
-            except self.mlflow.exceptions.MlflowException as exc:
-                if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                owner._warn(f"the run {owner.run_id} recorded in the checkpoint is not in this "
-                            "store; a new MLflow run is started")
-                owner.run_id = None
-            else:
-                self.opened = True
-                if not owner._attach:
-                    client.update_run(owner.run_id, status="RUNNING")
-                    self.catch_up(run, resume_step)
-                return
-        experiment = client.get_experiment_by_name(owner.experiment)
-        if experiment is None:
-            experiment_id = client.create_experiment(owner.experiment,
-                                                     artifact_location=owner.artifact_location)
-        else:
-            experiment_id = experiment.experiment_id
-        tags = {**owner.tags, "mstrain.run_uid": owner.run_uid}
-        run = client.create_run(experiment_id, tags=tags, run_name=owner.run_name)
-        owner.run_id, self.opened = run.info.run_id, True
-        if resume_step is not None and owner._backlog:
-            self.send(owner._backlog)  # an earlier run's points that never reached a server
-        owner._backlog = []
-
-    def find_run(self) -> str | None:
-        """The id of the run tagged with the owner's ``run_uid``, in any experiment."""
-        ids = [e.experiment_id for e in self.client.search_experiments()]
-        if not ids:
-            return None
-        found = self.client.search_runs(
-            ids, filter_string=f"tags.`mstrain.run_uid` = '{self.owner.run_uid}'", max_results=1)
-        return found[0].info.run_id if found else None
-
-    def catch_up(self, run, resume_step: int | None) -> None:
-        """After a resume: learns the highest step the server has of each metric, and sends
-        the saved points it lacks."""
-        for key in run.data.metrics:
-            history = self.client.get_metric_history(self.owner.run_id, key)
-            self.known[key] = max((m.step for m in history), default=-1)
-        limit = resume_step if resume_step is not None else float("inf")
-        backlog = [p for p in self.owner._backlog if p[3] <= limit]
-        self.owner._backlog = []
-        self.send(backlog)
-
-    def params(self, params: Mapping[str, Any]) -> None:
-        entities = [self.mlflow.entities.Param(k, str(v)[:_PARAM_LENGTH])
-                    for k, v in params.items()]
-        for i in range(0, len(entities), _PARAM_BATCH):
-            self.client.log_batch(self.owner.run_id, params=entities[i:i + _PARAM_BATCH])
-
-    def metrics(self, seqs: Sequence[int]) -> None:
-        owner = self.owner
-        with owner._lock:
-            points = [owner._unsent[s] for s in seqs if s in owner._unsent]
-        self.send(points)
-        with owner._lock:
-            for s in seqs:
-                owner._unsent.pop(s, None)
-
-    def send(self, points: Iterable[Point]) -> None:
-        Metric = self.mlflow.entities.Metric
-        fresh = [Metric(k, v, ts, step) for k, v, ts, step in points
-                 if step > self.known.get(k, -1)]
-        for i in range(0, len(fresh), _BATCH):
-            self.client.log_batch(self.owner.run_id, metrics=fresh[i:i + _BATCH])
-
-    def end(self, status: str) -> None:
-        if self.owner._attach:  # a report into an ended run leaves its status as it was
-            return
-        self.client.set_terminated(self.owner.run_id, status=status)
+    def _work(self) -> None:
+        try:
+            child = self._child = self._start_child()
+        except OSError as exc:
+            self._down = True
+            self._warn(f"cannot start the MLflow process ({exc})")
+            child = None
+        configured = False
+        try:
+            while True:
+                op = self._queue.get()
+                if not self._down:
+                    try:
+                        if not configured:
+                            _ask(child, {"op": "config", "config": self._child_config()})
+                            configured = True
+                        request, seqs = self._request(op)
+                        reply = _ask(child, request)
+                        self.run_id = reply.get("run_id") or self.run_id
+                        with self._lock:
+                            for seq in seqs:
+                                self._unsent.pop(seq, None)
+                    except Exception as exc:  # the store's faults never reach training
+                        self._down = True
+                        self._warn(f"the tracking store failed ({exc}); nothing more is sent "
+                                   "by this process")
+                if op[0] == "end":
+                    return
+        finally:
+            if child is not None:
+                _close(child)
 
 
-def _first_line(exc: BaseException, limit: int = 200) -> str:
-    """``Type: message``, the message's first line shortened to about ``limit`` characters."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if len(text) > limit:
-        text = text[:limit].rsplit(" ", 1)[0] + " ..."
-    return f"{type(exc).__name__}: {text}"
+def _ask(child: subprocess.Popen, request: dict[str, Any]) -> dict[str, Any]:
+    """Sends one request to the MLflow process and returns its answer.
+
+    Raises:
+        RuntimeError: the process answered an error, or has ended.
+    """
+    try:
+        child.stdin.write(json.dumps(request) + "\n")
+        child.stdin.flush()
+        line = child.stdout.readline()
+    except (OSError, ValueError) as exc:  # a closed pipe: the process has ended
+        line, cause = "", exc
+    else:
+        cause = None
+    if not line:
+        why = f"; {cause}" if cause else ""
+        raise RuntimeError(f"the MLflow process ended (status {child.poll()}{why})")
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        raise RuntimeError(f"the MLflow process answered {line.strip()[:100]!r}") from None
+    if not isinstance(reply, dict):
+        raise RuntimeError(f"the MLflow process answered {line.strip()[:100]!r}")
+    if "error" in reply:
+        raise RuntimeError(reply["error"])
+    return reply
+
+
+def _close(child: subprocess.Popen) -> None:
+    """Lets the MLflow process end (its stdin closes), killing it if it does not."""
+    try:
+        child.stdin.close()
+    except OSError:
+        pass
+    try:
+        child.wait(5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 __all__ = ["FAILED", "FINISHED", "MLflowLogger", "STOPPED"]
