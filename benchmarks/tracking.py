@@ -9,6 +9,11 @@ first round creates it, as a user's first tracked run does). Per run: the median
 of epochs 2..E from ``history.json`` (an epoch with validation; epoch 1 also compiles), epoch 1's,
 and the whole process's wall time. The table gives the medians over rounds and each variant's
 ratio to ``none`` in the same run.
+
+    python benchmarks/tracking.py --data-dir ../shared/data/mnist-subset --epochs 5 --hooks
+
+times, instead, the trackers' own hooks inside one run (both trackers, in this process), and the
+CPU time of the MLflow process: what the trackers cost without the machine's noise.
 """
 
 from __future__ import annotations
@@ -24,6 +29,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import ROOT, median, run  # noqa: E402
 
 VARIANTS = ("none", "tensorboard", "mlflow", "tensorboard,mlflow")
+HOOKS = ("on_train_begin", "on_train_epoch_begin", "on_train_step_end", "on_train_epoch_end",
+         "on_train_end", "state_dict", "finish")
+
+
+def hook_seconds(data_dir: Path, epochs: int, out: Path) -> dict[str, float]:
+    """Runs ``Trainer.fit`` once in this process with both trackers, timing every hook of
+    theirs (and their ``state_dict``, which a checkpoint asks for): the training process's own
+    time in the trackers, and the MLflow process's CPU time (``RUSAGE_CHILDREN``)."""
+    import resource
+    import time
+
+    from callbacks.mlflow_logger import MLflowLogger
+    from callbacks.tensorboard_logger import TensorBoardLogger
+    from callbacks.tracking import TrackingLogger
+    from trainer import TrainConfig, Trainer
+
+    spent: dict[str, float] = {}
+    depth = {"now": 0}  # a subclass's hook calls the base's: count the outermost call only
+    for cls in (TrackingLogger, TensorBoardLogger, MLflowLogger):
+        for name in HOOKS:
+            if name in vars(cls):
+                original = vars(cls)[name]
+
+                def timed(self, *a, _original=original, _name=name):
+                    start = time.perf_counter()
+                    depth["now"] += 1
+                    try:
+                        return _original(self, *a)
+                    finally:
+                        depth["now"] -= 1
+                        if not depth["now"]:
+                            key = f"{type(self).__name__}.{_name}"
+                            spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+
+                setattr(cls, name, timed)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    trainer = Trainer(TrainConfig(net="lenet", epochs=epochs, data_dir=str(data_dir),
+                                  output_dir=str(out), run_name="hooks", progress=False,
+                                  report_to="tensorboard,mlflow"))
+    start = time.perf_counter()
+    trainer.fit()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    per = {k: v for k, v in spent.items()}
+    per["fit wall"] = wall
+    per["MLflow process CPU"] = child
+    return per
 
 
 def main(argv=None) -> int:
@@ -32,7 +85,17 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--hooks", action="store_true", help="instead: time the trackers' hooks "
+                        "inside one in-process run (both trackers)")
     args = parser.parse_args(argv)
+    if args.hooks:
+        with tempfile.TemporaryDirectory() as tmp:
+            spent = hook_seconds(args.data_dir.resolve(), args.epochs, Path(tmp))
+        print("| where | seconds in the run | per epoch |")
+        print("|---|---|---|")
+        for key, value in sorted(spent.items()):
+            print(f"| {key} | {value:.3f} | {value / args.epochs:.4f} |")
+        return 0
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 also compiles)")
     figures: dict[str, dict[str, list[float]]] = {

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from callbacks.tracking import metric_name
 from tests.conftest import run_train
 from tests.tracking.test_loggers import read_events
+from trainer.checkpoint import load_bundle
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +84,8 @@ def only_run(client: MlflowClient, name: str):
 @pytest.fixture(scope="module")
 def stopped_and_resumed(tmp_path_factory, digits_dir):
     """A run recorded in TensorBoard and MLflow's default store, stopped by SIGTERM in the
-    middle of epoch 2, resumed with --resume auto, then evaluated with --report-to."""
+    middle of epoch 2, resumed with --resume auto, then evaluated and exported with
+    --report-to."""
     work = tmp_path_factory.mktemp("tracking")
     args = common(digits_dir, "demo", "--report-to", "tensorboard,mlflow")
     first = run_train([*args, *signal_at("on_train_step_end", 2, STEPS + 25, "SIGTERM")],
@@ -93,6 +95,8 @@ def stopped_and_resumed(tmp_path_factory, digits_dir):
     evaluated = ok(run_train(["--eval-only", "--ckpt", "runs/demo", "--data-dir",
                               str(digits_dir), "--output-dir", "runs",
                               "--report-to", "tensorboard,mlflow"], cwd=work))
+    ok(run_train(["--export", "mindir", "--ckpt", "runs/demo", "--output-dir", "runs",
+                  "--report-to", "mlflow"], cwd=work))
     return work, first, second, evaluated
 
 
@@ -132,14 +136,17 @@ def test_mlflow_default_store_holds_one_run_continued_through_the_stop(stopped_a
     tags = run.data.tags
     assert tags["mstrain.network"] == "lenet" and tags["mstrain.data_source"] == "mnist"
     assert tags["mstrain.mindspore_version"] == "2.7.2"
-    recorded = json.loads((work / "runs" / "demo" / "checkpoints" / "latest.json").read_text())
-    assert recorded and len(tags["mstrain.fingerprint"]) == 16
+    bundle = load_bundle(work / "runs" / "demo" / "checkpoints" / "best.ckpt")
+    assert tags["mstrain.fingerprint"] == bundle.meta.run.fingerprint  # the checkpoints' own
     # --eval-only added its scores and files to the same run, at the best checkpoint's step.
     evaluated = client.get_metric_history(run.info.run_id, "eval/accuracy")
     report = json.loads((work / "runs" / "demo" / "evaluation.json").read_text())
     assert [m.value for m in evaluated] == [pytest.approx(report["accuracy"])]
     assert {"confusion.png", "evaluation.json"} <= {a.path for a in
                                                     client.list_artifacts(run.info.run_id)}
+    # --export added the exported file.
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "export")] == [
+        "export/lenet.mindir"]
     assert (work / "runs" / "mlartifacts").is_dir()
 
 
