@@ -157,6 +157,7 @@ class Trainer:
             self._log_summary(built)
         data = self.data = build_run_data(cfg, splits, built.image_size, shards=cluster.size,
                                           shard_id=cluster.rank)
+        self._stop_if_requested()
         run = build_callbacks(cfg, self.run_dir, stop=self.stop, user=user,
                               record=lambda: self._record(data), main=cluster.main,
                               workers=cluster.size, sync=distributed.any_worker)
@@ -182,6 +183,7 @@ class Trainer:
         if cluster.main:
             self._write_config()
         self._log_start(data, cluster.size, steps)
+        self._stop_if_requested()
         status = FAILED
         try:
             self._run_fit(run, user, initial_epoch, cluster.size)
@@ -198,6 +200,14 @@ class Trainer:
             finish_trackers(run.trackers, status, self.run_dir, run.history.test,
                             run.checkpoint)
         return self.history
+
+    def _stop_if_requested(self) -> None:
+        """Ends the preparation when a signal has asked for a stop. The signal also interrupts
+        the main thread, but that ``KeyboardInterrupt`` can be lost when it lands inside
+        MindSpore's data pipeline (seen in one CI run of the cache-build fault case); the stop
+        request is not."""
+        if self.stop:
+            raise KeyboardInterrupt
 
     def _ema(self, step) -> list:
         """The callback that validates with the moving average, when there is one."""
