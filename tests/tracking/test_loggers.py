@@ -210,3 +210,18 @@ def test_a_missing_tracker_names_the_extra_to_install(monkeypatch):
     message = config_error(check_tracking, ["tensorboard", "mlflow"])
     assert "--report-to mlflow needs the package mlflow" in message
     assert 'pip install -e ".[tracking]"' in message
+
+
+def test_a_tensorboard_folder_that_cannot_be_written_warns_once_and_training_goes_on(
+        tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    tb = TensorBoardLogger(blocker / "tensorboard", hparams={"a": 1})
+    with caplog.at_level("WARNING", logger="mstrain"):
+        tb.log_hparams(tb.hparams, [])
+        for step in (1, 2, 3):
+            tb.log_metrics({"step/loss": 0.5}, step)
+        tb.finalize("FINISHED")
+    warnings = [r.getMessage() for r in caplog.records if "TensorBoard" in r.getMessage()]
+    assert len(warnings) == 1 and "Not a directory" in warnings[0]
+    assert "the run goes on" in warnings[0]
