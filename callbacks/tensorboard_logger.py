@@ -20,6 +20,7 @@ from callbacks.tracking import FAILED, FINISHED, STOPPED, TrackingLogger
 from trainer.errors import OutputError, os_fault
 from trainer.extras import import_tracking
 from trainer.fileio import fsync_dir
+from trainer.limits import TENSORBOARD_REWIND_MAX_BYTES
 
 logger = logging.getLogger("mstrain")
 
@@ -55,12 +56,16 @@ def rewind_events(folder: str | os.PathLike, step: int) -> int:
     files = event_files(folder)
     if not files:
         return 0
+    size = sum(p.stat().st_size for p in files)
+    if size > TENSORBOARD_REWIND_MAX_BYTES:
+        raise _TooLarge(f"its event files hold {size / 2**20:.0f} MiB, more than the "
+                        f"{TENSORBOARD_REWIND_MAX_BYTES >> 20} MiB a rewind reads")
     seen: set[tuple[str, int]] = set()
     kept: list[bytes] = []
     dropped = 0
     version_kept = False
     for path in files:
-        for raw in tb.RawEventFileLoader(str(path)).Load():
+        for raw in _records(tb, path):
             event = tb.event_pb2.Event.FromString(raw)
             if event.HasField("file_version"):
                 if not version_kept:
@@ -92,6 +97,20 @@ def rewind_events(folder: str | os.PathLike, step: int) -> int:
         path.unlink()
     fsync_dir(target.parent)
     return dropped
+
+
+class _TooLarge(Exception):
+    """A folder too large to rewind."""
+
+
+def _records(tb, path: Path):
+    """The records of an event file, up to the first one that cannot be read (the torn end a
+    crash leaves, or damage): TensorBoard's reader stops there too."""
+    try:
+        yield from tb.RawEventFileLoader(str(path)).Load()
+    except Exception as exc:  # the reader's errors have no common base: DataLoss, Memory, ...
+        logger.warning("TensorBoard: %s is damaged after a point (%s: %s); the events before it "
+                       "are kept.", path.name, type(exc).__name__, exc)
 
 
 class TensorBoardLogger(TrackingLogger):
@@ -213,6 +232,11 @@ class TensorBoardLogger(TrackingLogger):
         self.close()
         try:
             dropped = rewind_events(self.log_dir, step)
+        except _TooLarge as exc:
+            logger.warning("TensorBoard: %s is not rewound to step %d: %s; points recorded after "
+                           "that step before the run stopped may appear twice.", self.log_dir,
+                           step, exc)
+            return
         except OSError as exc:
             raise OutputError(f"Cannot continue the TensorBoard record in {self.log_dir}: "
                               f"{os_fault(exc)}. Make the folder writable (or run without "

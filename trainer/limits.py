@@ -46,3 +46,6 @@ def describe(count: int) -> str:
         if count >= size and count % size == 0:
             return f"{count // size} {unit}"
     return f"{count:,}"
+#: A run's TensorBoard event files rewound on resume, all together: read whole into memory. A
+#: LeNet run logging every step for the 5,000,000-step limit writes about 400 MB.
+TENSORBOARD_REWIND_MAX_BYTES = 1 << 30

@@ -225,3 +225,12 @@ def test_a_tensorboard_folder_that_cannot_be_written_warns_once_and_training_goe
     warnings = [r.getMessage() for r in caplog.records if "TensorBoard" in r.getMessage()]
     assert len(warnings) == 1 and "Not a directory" in warnings[0]
     assert "the run goes on" in warnings[0]
+
+
+def test_rewind_keeps_what_precedes_a_torn_record(tmp_path):
+    _write_steps(tmp_path, range(1, 6))
+    path = event_files(tmp_path)[0]
+    with open(path, "ab") as handle:  # a crash in the middle of writing the next record
+        handle.write(b"\x40\x00\x00\x00\x00\x00\x00\x00garbage")
+    rewind_events(tmp_path, 10)
+    assert [p.step for p in read_events(tmp_path).Scalars("step/loss")] == [1, 2, 3, 4, 5]
