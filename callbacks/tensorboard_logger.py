@@ -18,7 +18,7 @@ from typing import Any
 from callbacks.stats import EpochStats
 from callbacks.tracking import FAILED, FINISHED, STOPPED, TrackingLogger
 from trainer.errors import OutputError, os_fault
-from trainer.extras import import_tracking
+from trainer.extras import import_tensorboard
 from trainer.fileio import fsync_dir
 from trainer.limits import TENSORBOARD_REWIND_MAX_BYTES
 
@@ -52,7 +52,7 @@ def rewind_events(folder: str | os.PathLike, step: int) -> int:
     file; the other files are removed after that. A crash in between leaves the first file
     complete and the others as they were, and the next rewind deduplicates again.
     """
-    tb = import_tracking("tensorboard", "--report-to tensorboard")
+    tb = import_tensorboard("--report-to tensorboard")
     files = event_files(folder)
     if not files:
         return 0
@@ -138,7 +138,7 @@ class TensorBoardLogger(TrackingLogger):
                  hparams: Mapping[str, Any] | None = None, stats: EpochStats | None = None,
                  flush_secs: float = 10) -> None:
         super().__init__(log_every, hparams, stats)
-        self.tb = import_tracking("tensorboard", "TensorBoardLogger")
+        self.tb = import_tensorboard("TensorBoardLogger")
         self.log_dir = Path(log_dir)
         self.flush_secs = flush_secs
         self._writer = None

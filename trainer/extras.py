@@ -78,23 +78,17 @@ def check_tracking(trackers: list[str] | tuple[str, ...], needed_for: str = "--r
                                     f"no module named {module!r}")
 
 
-def import_tracking(tracker: str, needed_for: str) -> ModuleType:
-    """The modules a tracker writes with, imported now.
-
-    ``"mlflow"`` gives the ``mlflow`` package; ``"tensorboard"`` gives a namespace of the pieces
-    of TensorBoard's writer and reader this tool uses (the same ones ``torch.utils.tensorboard``
-    uses): ``EventFileWriter``, ``RecordWriter``, ``RawEventFileLoader``, ``event_pb2``,
-    ``summary_pb2``, ``hparams`` (its summary_v2), ``hparams_metadata``, ``hparams_api``,
-    ``plugin_data_pb2``.
+def import_tensorboard(needed_for: str) -> ModuleType:
+    """The pieces of TensorBoard's writer and reader this tool uses (the same ones
+    ``torch.utils.tensorboard`` uses), imported now, as one namespace: ``EventFileWriter``,
+    ``RecordWriter``, ``RawEventFileLoader``, ``event_pb2``, ``summary_pb2``, ``hparams`` (its
+    summary_v2), ``hparams_metadata``, ``hparams_api``, ``plugin_data_pb2``. (MLflow is imported
+    by the process that talks to it, ``callbacks/mlflow_child.py``.)
 
     Raises:
-        ConfigError: the package is missing or fails to import.
+        ConfigError: tensorboard is missing or fails to import.
     """
     try:
-        if tracker == "mlflow":
-            import mlflow
-
-            return mlflow
         from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
@@ -102,8 +96,8 @@ def import_tracking(tracker: str, needed_for: str) -> ModuleType:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
         from tensorboard.summary.writer.record_writer import RecordWriter
     except ImportError as exc:
-        if (exc.name or "").split(".")[0] == TRACKING_PACKAGES[tracker]:
-            raise _missing_tracking(tracker, needed_for, str(exc)) from None
+        if (exc.name or "").split(".")[0] == "tensorboard":
+            raise _missing_tracking("tensorboard", needed_for, str(exc)) from None
         cause = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a broken install can fail in any way while importing
         cause = f"{type(exc).__name__}: {exc}"
@@ -113,10 +107,9 @@ def import_tracking(tracker: str, needed_for: str) -> ModuleType:
             RawEventFileLoader=RawEventFileLoader, event_pb2=event_pb2,
             summary_pb2=summary_pb2, hparams=hparams, hparams_metadata=metadata,
             hparams_api=api_pb2, plugin_data_pb2=plugin_data_pb2)
-    raise ConfigError(f"{needed_for} needs {TRACKING_PACKAGES[tracker]}, which is installed but "
-                      f"cannot be imported ({cause.splitlines()[0]}). Reinstall it with "
-                      f"{TRACKING_HINT}, which pins releases that work with numpy<2 and "
-                      "this Python.")
+    raise ConfigError(f"{needed_for} needs tensorboard, which is installed but cannot be "
+                      f"imported ({cause.splitlines()[0]}). Reinstall it with {TRACKING_HINT}, "
+                      "which pins releases that work with numpy<2 and this Python.")
 
 
 def _namespace(**pieces) -> ModuleType:
