@@ -24,7 +24,7 @@ logger = logging.getLogger("mstrain")
 
 # MLflow's HTTP client retries a failed request 7 times with growing pauses (minutes in all) and
 # waits 120 s for an answer; a run reports in the background either way, but a dead server should
-# be noticed within seconds. Applied only where the user has not set them.
+# be noticed within seconds. Given to the MLflow process where the user has not set them.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -98,8 +98,6 @@ class MLflowLogger(TrackingLogger):
                  run_id: str | None = None, run_uid: str | None = None, attach: bool = False,
                  end_timeout: float = 20.0, queue_size: int = 10_000) -> None:
         super().__init__(log_every, hparams, stats)
-        for name, value in HTTP_DEFAULTS.items():  # before the thread starts: setenv is not
-            os.environ.setdefault(name, value)      # safe while other threads read the env
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         self.experiment = (experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
                            or DEFAULT_EXPERIMENT)
@@ -200,7 +198,7 @@ class MLflowLogger(TrackingLogger):
     def _start_child(self) -> subprocess.Popen:
         """The MLflow process (``callbacks/mlflow_child.py``), in a session of its own so that a
         Ctrl-C meant for training does not end it first; it imports mlflow at once."""
-        env = dict(os.environ)
+        env = {**HTTP_DEFAULTS, **os.environ}  # the user's settings win
         if env.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION") == "python":
             del env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"]  # MindSpore's need, not mlflow's
         return subprocess.Popen([sys.executable, str(CHILD)], stdin=subprocess.PIPE,
