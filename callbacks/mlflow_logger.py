@@ -18,7 +18,7 @@ from typing import Any
 
 from callbacks.base import state_value
 from callbacks.stats import EpochStats
-from callbacks.tracking import FAILED, FINISHED, STOPPED, TrackingLogger
+from callbacks.tracking import TrackingLogger
 
 logger = logging.getLogger("mstrain")
 
@@ -301,4 +301,4 @@ def _close(child: subprocess.Popen) -> None:
         child.wait()
 
 
-__all__ = ["FAILED", "FINISHED", "MLflowLogger", "STOPPED"]
+__all__ = ["MLflowLogger"]

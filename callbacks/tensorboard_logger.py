@@ -7,16 +7,16 @@ files need nothing but the ``tensorboard`` package to write, read and view:
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from callbacks.stats import EpochStats
-from callbacks.tracking import FAILED, FINISHED, STOPPED, TrackingLogger
+from callbacks.tracking import FINISHED, STOPPED, TrackingLogger
 from trainer.errors import OutputError, os_fault
 from trainer.extras import import_tensorboard
 from trainer.fileio import fsync_dir
@@ -25,7 +25,6 @@ from trainer.limits import TENSORBOARD_REWIND_MAX_BYTES
 logger = logging.getLogger("mstrain")
 
 EVENTS_PATTERN = "events.out.tfevents.*"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def event_files(folder: str | os.PathLike) -> list[Path]:
@@ -34,14 +33,21 @@ def event_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def png_size(data: bytes) -> tuple[int, int]:
-    """``(width, height)`` from a PNG's header.
+    """``(width, height)`` of a PNG, read from its header by Pillow (as predict.py reads
+    pictures), without decoding the pixels.
 
     Raises:
         ValueError: ``data`` is not a PNG.
     """
-    if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise ValueError("not a PNG file")
-    return struct.unpack(">II", data[16:24])
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format == "PNG":
+                return image.size
+    except (UnidentifiedImageError, OSError):
+        pass
+    raise ValueError("not a PNG file")
 
 
 def rewind_events(folder: str | os.PathLike, step: int) -> int:
@@ -262,4 +268,4 @@ class TensorBoardLogger(TrackingLogger):
         return {}
 
 
-__all__ = ["FAILED", "FINISHED", "STOPPED", "TensorBoardLogger", "event_files", "rewind_events"]
+__all__ = ["TensorBoardLogger", "event_files", "png_size", "rewind_events"]

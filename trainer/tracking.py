@@ -135,12 +135,9 @@ def report_serving(cfg: TrainConfig, bundle, run_dir: Path, metrics: dict[str, f
     """Adds an evaluation's or an export's results to the record of the run that wrote
     ``bundle``: TensorBoard images and scalars at the bundle's step in ``RUN/tensorboard``, and
     the MLflow run the bundle names (a new one when it names none)."""
-    trackers = cfg.trackers()
+    trackers = cfg.trackers()  # their packages were checked before the evaluation started
     if not trackers:
         return
-    from trainer.extras import check_tracking
-
-    check_tracking(trackers)
     step = int(getattr(bundle, "global_step", 0) or 0)
     made: list[Any] = []
     for name in trackers:
