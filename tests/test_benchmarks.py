@@ -78,3 +78,12 @@ def test_launch_sweep_prints_a_row_per_variant(tmp_path):
                          "unrolled, K=2"}
     assert rows["1 step per launch"] == "1.000"
     assert all(float(ratio) > 0 for ratio in rows.values())
+
+
+def test_pooling_compares_both_poolings_on_identical_weights(tmp_path):
+    result = _bench("pooling.py", "--blocks", "2", "--steps", "2", "--batch-size", "4",
+                    tmp_path=tmp_path)
+    assert "weights after 8 identical steps: bit-identical" in result.stdout
+    table = result.stdout.split("ratio\n", 1)[1].strip().splitlines()
+    assert [line.split(" (")[0] for line in table] == ["nn.MaxPool2d", "MaxPool2x2"]
+    assert float(table[0].split()[-1]) == 1.0 and float(table[1].split()[-1]) > 0
