@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 META_KEY = "mstrain.meta"
 CHECKSUM_KEY = "mstrain.checksum"
 __all__ = ["FORMAT", "Bundle", "check_parameters", "load_bundle", "load_into", "load_weights",
-           "save_bundle"]
+           "network_weights", "save_bundle"]
 
 
 @dataclass
@@ -284,6 +284,17 @@ def has_ema(bundle: Bundle) -> bool:
     return any(name.startswith(EMA_PREFIX) for name in bundle.params)
 
 
+def network_weights(bundle: Bundle) -> dict[str, Any]:
+    """The network's weights in a checkpoint, by name, as :func:`load_weights` loads them: its
+    moving average where the bundle holds one, never the optimizer's or the step's state."""
+    weights = {k: v for k, v in bundle.params.items()
+               if not is_train_state(k) and not isinstance(v, str)}
+    if has_ema(bundle):
+        weights.update({k[len(EMA_PREFIX):]: v for k, v in bundle.params.items()
+                        if k.startswith(EMA_PREFIX) and k[len(EMA_PREFIX):] in weights})
+    return weights
+
+
 def load_weights(network, bundle: Bundle, net: str | None = None) -> None:
     """Loads a checkpoint's weights (not its optimizer state) into ``network``.
 
@@ -299,13 +310,8 @@ def load_weights(network, bundle: Bundle, net: str | None = None) -> None:
     Raises:
         CheckpointError: listing missing, unexpected and mis-shaped parameters.
     """
-    weights = {k: v for k, v in bundle.params.items()
-               if not is_train_state(k) and not isinstance(v, str)}
-    if has_ema(bundle):
-        weights.update({k[len(EMA_PREFIX):]: v for k, v in bundle.params.items()
-                        if k.startswith(EMA_PREFIX) and k[len(EMA_PREFIX):] in weights})
     try:
-        load_into(network, weights, source=bundle.path)
+        load_into(network, network_weights(bundle), source=bundle.path)
     except CheckpointError as exc:
         trained = bundle.meta.run.net if bundle.meta and bundle.meta.run else None
         if net and trained and trained != net:

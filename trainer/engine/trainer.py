@@ -69,6 +69,7 @@ class Trainer:
         self.run_dir = run_dir_for(self.config)
         self.stop = StopRequest()
         self.model = self.network = self.train_network = self.history = None
+        self.eval_network = None
         self.image_size: int | None = None
         self.data = None
         self.callbacks: list[Any] = []
@@ -174,7 +175,7 @@ class Trainer:
         if lr is None:
             lr = learning_rates(cfg, data.steps_per_epoch)
         cells = build_train_cells(cfg, self.network, lr)
-        self.train_network = cells.step
+        self.train_network, self.eval_network = cells.step, cells.eval_network
         steps = choose_steps_per_launch(cfg, run.all, data.steps_per_epoch)
         self.model, data.train, counter = build_model(cells, data.train, steps,
                                                       data.steps_per_epoch, (cfg.log_every,))
@@ -223,7 +224,7 @@ class Trainer:
 
         best = run.checkpoint.best_path if run.checkpoint is not None else None
         results = final_test(self.config, self.network, self.train_network, self.data.test,
-                             best, ema=bool(self.config.ema_decay))
+                             best, ema=bool(self.config.ema_decay), eval_net=self.eval_network)
         run.history.add_test(results)
 
     def _record(self, data):

@@ -113,7 +113,7 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
 
 
 def evaluate_network(network, dataset, num_classes: int, *,
-                     keep_mistakes: int = MISTAKES_SHOWN) -> Evaluation:
+                     keep_mistakes: int = MISTAKES_SHOWN, eval_net=None) -> Evaluation:
     """Runs ``network`` over ``dataset`` once and gathers the matrix, the loss and the mistakes.
 
     Args:
@@ -123,6 +123,9 @@ def evaluate_network(network, dataset, num_classes: int, *,
         num_classes: Outputs of the network.
         keep_mistakes: How many of the most confident mistakes to keep with their images.
             Defaults to `36`.
+        eval_net: An ``nn.WithEvalCell`` around ``network`` with the mean cross-entropy to run
+            instead of a new one: training passes the cell it validated with, whose graph is
+            compiled already. Defaults to `None` (a new cell).
 
     Returns:
         An :class:`Evaluation` (``checkpoint`` and ``net`` left empty).
@@ -133,9 +136,11 @@ def evaluate_network(network, dataset, num_classes: int, *,
     # The same cell as validation during training. The loss is weighted by batch size, so it
     # does not depend on how the split is batched (mindspore.train.Loss averages batch means,
     # which gives a short last batch the weight of a full one).
-    eval_net = nn.WithEvalCell(network, nn.SoftmaxCrossEntropyWithLogits(sparse=True,
-                                                                         reduction="mean"))
+    if eval_net is None:
+        eval_net = nn.WithEvalCell(network, nn.SoftmaxCrossEntropyWithLogits(sparse=True,
+                                                                             reduction="mean"))
     eval_net.set_train(False)
+    eval_net.phase = "eval"  # as Model.eval sets it: the graph validation compiled is reused
     loss_sum = 0.0
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     heap: list[tuple[float, int, Mistake]] = []  # the most confident mistakes, smallest on top
