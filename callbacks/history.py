@@ -30,8 +30,10 @@ class History(StatsCallback):
     forward pass), ``val_*`` metrics, the ``lr`` for the next step and ``epoch_time`` in seconds.
     :attr:`history` maps each name to its list of values, like Keras's ``History.history``.
     The JSON and CSV files are rewritten atomically after every epoch. The plot is redrawn on a
-    background thread after an epoch only while drawing stays under ``plot_budget`` of the run's
-    time (a redraw costs about 0.2 s, a LeNet epoch on MNIST a few seconds), and always at the end.
+    background thread after an epoch only while drawing stays under ``plot_budget`` of the time
+    training has run (the first drawing costs about a second with matplotlib's import, later ones
+    0.2-0.5 s; a LeNet epoch on MNIST takes a few seconds, so a short run draws once or twice),
+    and at the end unless the last drawing already shows every epoch.
 
     Args:
         directory: Where the files go; None keeps the history in memory only. Defaults to `None`.
@@ -57,8 +59,9 @@ class History(StatsCallback):
         self._restored = False
         self._plotter: threading.Thread | None = None
         self.plot_budget = plot_budget
-        self._draw_seconds = 0.0  # cost of the last drawing
+        self._draw_seconds = 1.0  # cost of the last drawing (before the first: an estimate)
         self._drawn_at = -float("inf")
+        self._drawn_rows: list[dict[str, Any]] | None = None  # what history.png shows
 
     @property
     def history(self) -> dict[str, list]:
@@ -84,6 +87,7 @@ class History(StatsCallback):
             self.rows = []
         self.test = {}
         self._restored = False
+        self._drawn_at = time.perf_counter()  # the budget counts from the start of training
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -105,10 +109,11 @@ class History(StatsCallback):
         self.test = dict(results)
         if self.rows:
             self.rows[-1].update(results.get("final", {}))
-        self.write(background_plot=False)
+        self.write(draw=False)  # the plot shows the epochs only: it stays as it is
 
-    def write(self, background_plot: bool = False) -> None:
-        """Writes the JSON and CSV files and (re)draws the PNG."""
+    def write(self, background_plot: bool = False, draw: bool = True) -> None:
+        """Writes the JSON and CSV files and (re)draws the PNG (``draw``; not when it shows
+        these rows already)."""
         if self.directory is None:
             return
         buffer = io.StringIO()
@@ -127,9 +132,9 @@ class History(StatsCallback):
                               f"{os_fault(exc)}. Free disk space or make the folder writable; "
                               "the run's checkpoints keep the history, so continue with "
                               "--resume auto.") from None
-        if not self.plot:
-            return
         rows = [dict(r) for r in self.rows]
+        if not self.plot or not draw or rows == self._drawn_rows:
+            return
         if background_plot:
             if time.perf_counter() - self._drawn_at < self._draw_seconds / self.plot_budget:
                 return  # drawn recently enough; the final drawing comes at train end
@@ -144,6 +149,7 @@ class History(StatsCallback):
         plot_history(rows, self.directory / "history.png")
         self._drawn_at = time.perf_counter()
         self._draw_seconds = self._drawn_at - start
+        self._drawn_rows = rows
 
     def wait(self) -> None:
         """Waits for a plot being drawn in the background."""

@@ -157,3 +157,24 @@ def test_reused_for_another_train_call_it_measures_that_call(digits_dir, kind):
         assert history.history["loss"] == [pytest.approx(means[-1], rel=1e-5)]
     assert means[1] < means[0]
     assert [float(line.rsplit(" ", 1)[1]) for line in lines] == pytest.approx(means, abs=1e-3)
+
+
+@pytest.mark.parametrize("budget, background", [(0.05, 0), (1e9, 3)])
+def test_the_plot_is_drawn_within_its_budget_and_never_twice_for_the_same_epochs(
+        tmp_path, monkeypatch, budget, background):
+    """A short run (these epochs take no time) draws once, at the end; a budget that allows
+    a drawing after every epoch leaves nothing to draw at the end. The test split's scores
+    rewrite the JSON, not the plot, which shows epochs only."""
+    drawn: list[list[int]] = []
+    monkeypatch.setattr("callbacks.history.plot_history",
+                        lambda rows, path: drawn.append([row["epoch"] for row in rows]))
+    history = History(tmp_path, stats=ScriptedStats([{"loss": 1.0}, {"loss": 0.5},
+                                                     {"loss": 0.25}]), plot_budget=budget)
+    drive_epochs(history, 3)
+    history.wait()
+    expected = [[1], [1, 2], [1, 2, 3]][-background:] if background else [[1, 2, 3]]
+    assert drawn == expected
+    history.add_test({"final": {"test_accuracy": 0.9}})
+    assert drawn == expected
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["rows"][-1]["test_accuracy"] == 0.9
