@@ -3,9 +3,8 @@
 See ``python predict.py --help`` and README.md.
 """
 
-import sys
-
+from trainer.cli.exit import exit_process
 from trainer.cli.predict import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

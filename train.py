@@ -3,9 +3,8 @@
 See ``python train.py --help`` and README.md.
 """
 
-import sys
-
 from trainer.cli import main
+from trainer.cli.exit import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
