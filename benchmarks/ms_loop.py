@@ -7,8 +7,9 @@
 Both read the digits ``train.py`` reads (the training files less the held-out tenth, validation
 on that tenth after every epoch, the test split once at the end) through the tutorial's pipeline:
 ``MnistDataset``, ``Resize`` to 32x32, ``Rescale``, ``Normalize``, ``HWC2CHW``, a shuffle and
-batches of 32 with the last incomplete one dropped. The network is the one ``--net lenet`` builds,
-with ``SoftmaxCrossEntropyWithLogits`` and ``Momentum`` (lr 0.01, momentum 0.9).
+batches of 32 with the last incomplete one dropped. The network is the one ``--net lenet`` builds
+(the same initial weights) with the tutorials' ``nn.MaxPool2d`` in place of ``MaxPool2x2``, with
+``SoftmaxCrossEntropyWithLogits`` and ``Momentum`` (lr 0.01, momentum 0.9).
 
 * ``--style jit``: the loop of MindSpore's "quick start": ``value_and_grad`` of a forward
   function, a train step compiled with ``mindspore.jit``, ``create_tuple_iterator``, the loss read
@@ -65,6 +66,7 @@ def main(argv=None) -> int:
     valid = tutorial_dataset(splits["val"], "test", args.eval_batch_size, False)
     test = tutorial_dataset(splits["test"], "test", args.eval_batch_size, False)
     net = build_network("lenet", 10).cell
+    net.max_pool2d = nn.MaxPool2d(kernel_size=2, stride=2)  # the tutorials' pooling
     loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=args.lr, momentum=0.9)
     clock = {"first": True}

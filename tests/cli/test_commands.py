@@ -81,6 +81,10 @@ def test_summary_counts_every_parameter(capsys):
     assert sum(own) == total == 61_684  # MindSpore's tutorial LeNet: convolutions without bias
     assert f"Total params: {total:,}" in out and "Trainable params: 61,684" in out
     assert "fc1 (Dense)  " in out and "[1, 120]" in out and "[1, 6, 28, 28]" in out
+    # The pooling is one layer (its inner cells are not listed), at both of its places.
+    assert re.findall(r"^max_pool2d \(MaxPool2x2\)\s+(\[.*?\])", out, re.M) == [
+        "[1, 6, 14, 14]", "[1, 16, 5, 5]"]
+    assert "max_pool2d." not in out
 
 
 def test_every_field_is_in_a_help_group():

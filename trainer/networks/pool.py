@@ -59,6 +59,8 @@ class MaxPool2x2(nn.Cell):
         (32, 6, 14, 14)
     """
 
+    summary_layer = True  # one layer in the model summary, not its two inner cells
+
     def __init__(self) -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)

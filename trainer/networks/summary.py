@@ -43,6 +43,22 @@ class Summary:
         return "\n".join([f"Network {self.net}, input {list(self.input_shape)}", *body])
 
 
+def _layers(network) -> list[tuple[str, object]]:
+    """The layers a summary lists: the leaf cells, and cells that declare themselves one layer
+    (``summary_layer = True``, as :class:`~trainer.networks.pool.MaxPool2x2` does) in place of
+    the cells inside them."""
+    layers, whole = [], []
+    for name, cell in network.cells_and_names():
+        if not name or any(name.startswith(prefix + ".") for prefix in whole):
+            continue
+        if getattr(cell, "summary_layer", False):
+            whole.append(name)
+            layers.append((name, cell))
+        elif not list(cell.cells()):
+            layers.append((name, cell))
+    return layers
+
+
 def summarize(network, image_size: int, net: str = "") -> Summary:
     """Runs one forward pass of a zero image through ``network`` and records every leaf layer's
     output shape and its own parameters.
@@ -67,8 +83,7 @@ def summarize(network, image_size: int, net: str = "") -> Summary:
 
     mode = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    handles = [cell.register_forward_hook(hook) for name, cell in network.cells_and_names()
-               if name and not list(cell.cells())]
+    handles = [cell.register_forward_hook(hook) for name, cell in _layers(network)]
     training = network.training
     try:
         network.set_train(False)
