@@ -133,7 +133,7 @@ def test_text_output(trained_lenet, pictures, capsys):
     assert [m.group(1) for m in matches] == files
 
 
-def test_idx_file_with_labels_scores_like_validation(trained_lenet, predict_cli):
+def test_idx_file_with_labels_scores_like_the_recorded_test_score(trained_lenet, predict_cli):
     test = trained_lenet.data_dir / "test"
     result = predict_cli("--ckpt", str(trained_lenet.run_dir), "--json",
                          str(test / "t10k-images-idx3-ubyte"),
@@ -143,10 +143,17 @@ def test_idx_file_with_labels_scores_like_validation(trained_lenet, predict_cli)
     count = trained_lenet.test_count
     assert report["count"] == count and len(report["predictions"]) == count
     assert report["predictions"][5]["input"].endswith("t10k-images-idx3-ubyte[5]")
-    # The same network and the same per-image operations as validation during training.
-    validated = round(trained_lenet.last("val_accuracy") * count)
-    assert abs(report["correct"] - validated) <= 1
     assert report["accuracy"] == report["correct"] / count
+    assert sum(row["top"][0]["class"] == row["label"] for row in report["predictions"]) == \
+        report["correct"]
+    # Like with like: the run directory stands for best.ckpt, whose score on these same test
+    # digits training recorded at its end. Predict batches them in other shapes, and the CPU's
+    # kernels may round those sums otherwise, so only a digit whose two most likely classes are
+    # within rounding of each other may be decided differently.
+    scored = round(trained_lenet.test("best")["test_accuracy"] * count)
+    near_ties = sum(row["top"][0]["probability"] - row["top"][1]["probability"] < 1e-4
+                    for row in report["predictions"])
+    assert abs(report["correct"] - scored) <= near_ties, (report["correct"], scored)
 
 
 # --------------------------------------------------------------------------------- mistakes
