@@ -267,6 +267,8 @@ def test_callback_from_the_command_line(tmp_path, digits_dir):
     data = json.loads(record.read_text())
     assert data["args"] == {"path": str(record), "tag": "cli"}
     check_hooks(data, run, epochs=2, steps=kept(1600) // 64)
+    # A file the callback left open at the end keeps every byte, as at a normal exit.
+    assert record.with_suffix(".log").read_text() == "written in on_train_end\n" * 1000
     saved = load_config(run.run_dir / "config.yaml")
     assert saved.callbacks == [{"class": "userpkg.hooks:HookRecorder",
                                 "args": {"path": str(record), "tag": "cli"}}]
