@@ -261,3 +261,31 @@ def test_callback_specs_from_yaml(tmp_path):
 ])
 def test_bad_callback_specs_in_yaml_are_refused(tmp_path, text, expected):
     assert expected in config_error(load_config, write_yaml(tmp_path, text))
+
+
+# ------------------------------------------------------------------- values the step sees
+@pytest.mark.parametrize("key, value, became", [
+    ("clip_grad_norm", 1e-300, "0 in float32"),
+    ("clip_grad_norm", 1e300, "infinity in float32"),
+    ("clip_grad_value", 3.5e38, "infinity in float32"),
+    ("lr", 1e-40, "a subnormal number in float32"),
+    ("weight_decay", 1e39, "infinity in float32"),
+    ("min_lr", 1e-50, "0 in float32"),
+    ("lr_gamma", 1e-45, "a subnormal number in float32"),
+])
+def test_numbers_outside_float32_are_refused(key, value, became):
+    # Valid Python floats, but the compiled step computes in float32.
+    message = config_error(TrainConfig(**{key: value}).validate)
+    assert f"Option '{key}' is {value!r}, which is {became}" in message
+    assert "1.2e-38 to 3.4e+38" in message
+
+
+@pytest.mark.parametrize("key", ["ema_decay", "label_smoothing", "plateau_factor"])
+def test_a_factor_that_rounds_to_one_in_float32_is_refused(key):
+    message = config_error(TrainConfig(**{key: 1 - 1e-9}).validate)
+    assert f"Option '{key}' is {1 - 1e-9!r}" in message and "below 1 in float32" in message
+
+
+def test_values_at_the_ends_of_float32_are_kept_as_given():
+    cfg = TrainConfig(clip_grad_norm=3e38, lr=2e-38, ema_decay=0.9999999, min_lr=0.0).validate()
+    assert (cfg.clip_grad_norm, cfg.lr, cfg.ema_decay) == (3e38, 2e-38, 0.9999999)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,16 +60,31 @@ def launch_blocker(cfg: TrainConfig) -> str | None:
 # Whole-number options without a bound of their own stay within a C int, so nothing MindSpore or
 # numpy is handed can overflow.
 _INT_MAX = 2**31 - 1
+# The normal float32 range: a value used inside the compiled step outside it becomes 0, a
+# subnormal that the CPU's kernels may flush to 0, or infinity.
+FLOAT32_TINY = 1.1754943508222875e-38
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def as_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as the compiled step sees it (``inf`` past
+    the float32 range)."""
+    if abs(value) > FLOAT32_MAX * (1 + 2**-24):  # beyond what rounds down to FLOAT32_MAX
+        return math.copysign(math.inf, value)
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
          above: float | None = None, maximum: float | None = None, cli: bool = True,
-         metavar: str | None = None, group: str = "training") -> Any:
-    """Declares one option: its default, help text, the values allowed and its help group."""
+         metavar: str | None = None, group: str = "training", float32: bool = False) -> Any:
+    """Declares one option: its default, help text, the values allowed and its help group;
+    ``float32`` for a number the compiled step uses in float32, so its bounds are checked on
+    the value it has there."""
     if maximum is None and isinstance(default, int) and not isinstance(default, bool):
         maximum = _INT_MAX
     meta = {"help": help, "choices": choices, "minimum": minimum, "above": above,
-            "maximum": maximum, "cli": cli, "metavar": metavar, "group": group}
+            "maximum": maximum, "cli": cli, "metavar": metavar, "group": group,
+            "float32": float32}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -127,10 +143,11 @@ class TrainConfig:
     batch_size: int = _opt(32, "samples per training step", minimum=1, maximum=65_536,
                            group="optimisation")
     optimizer: str = _opt("momentum", "optimizer", choices=OPTIMIZERS, group="optimisation")
-    lr: float = _opt(0.01, "base learning rate", above=0.0, group="optimisation")
+    lr: float = _opt(0.01, "base learning rate", above=0.0, group="optimisation", float32=True)
     momentum: float = _opt(0.9, "momentum (momentum optimizer) or beta1 (adam)", minimum=0.0,
-                           maximum=1.0, group="optimisation")
-    weight_decay: float = _opt(0.0, "L2 weight decay", minimum=0.0, group="optimisation")
+                           maximum=1.0, group="optimisation", float32=True)
+    weight_decay: float = _opt(0.0, "L2 weight decay", minimum=0.0, group="optimisation",
+                               float32=True)
     decay_bias: bool = _opt(True, "also decay biases (--no-decay-bias: weights only)",
                             group="optimisation")
     nesterov: bool = _opt(False, "Nesterov momentum (momentum and sgd optimizers)",
@@ -138,16 +155,16 @@ class TrainConfig:
     init: str = _opt("default", "initialiser of convolution and dense weights (default: each "
                      "layer's own)", choices=INITS, group="optimisation")
     clip_grad_norm: float = _opt(0.0, "clip the gradients' global norm to X (0: off)",
-                                 minimum=0.0, group="optimisation")
+                                 minimum=0.0, group="optimisation", float32=True)
     clip_grad_value: float = _opt(0.0, "clip every gradient value to [-X, X] (0: off)",
-                                  minimum=0.0, group="optimisation")
+                                  minimum=0.0, group="optimisation", float32=True)
     accumulate_steps: int = _opt(1, "micro-batches of --batch-size per optimizer update",
                                  minimum=1, maximum=1024, group="optimisation")
     ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights with this "
                             "decay, used for validation, the best checkpoint and export (0: off)",
-                            minimum=0.0, group="optimisation")
+                            minimum=0.0, group="optimisation", float32=True)
     label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy", minimum=0.0,
-                                  group="optimisation")
+                                  group="optimisation", float32=True)
     seed: int = _opt(0, "random seed: the same seed gives bit-identical weights", minimum=0,
                      maximum=2**32 - 1, group="optimisation")
     # The learning-rate schedule.
@@ -156,9 +173,9 @@ class TrainConfig:
     warmup_epochs: float = _opt(0.0, "linear warm-up before the schedule, in epochs", minimum=0.0,
                                 group="schedule")
     min_lr: float = _opt(0.0, "floor of the cosine and polynomial schedules", minimum=0.0,
-                         group="schedule")
+                         group="schedule", float32=True)
     lr_gamma: float = _opt(0.1, "decay factor of the step, multistep and exponential schedules",
-                           above=0.0, maximum=1.0, group="schedule")
+                           above=0.0, maximum=1.0, group="schedule", float32=True)
     lr_step_size: int = _opt(3, "epochs between decays of the step schedule", minimum=1,
                              maximum=100_000, group="schedule")
     lr_milestones: list = _opt([5, 8], "epochs at which the multistep schedule decays",
@@ -202,7 +219,7 @@ class TrainConfig:
     plateau_patience: int = _opt(0, "cut the learning rate after N epochs without improvement "
                                  "(0: off)", minimum=0, maximum=100_000, group="monitoring")
     plateau_factor: float = _opt(0.1, "factor applied to the learning rate on a plateau",
-                                 above=0.0, maximum=1.0, group="monitoring")
+                                 above=0.0, maximum=1.0, group="monitoring", float32=True)
     save_every_epochs: int = _opt(1, "save a checkpoint every N epochs (0: off)", minimum=0,
                                   group="checkpoints")
     save_every_steps: int = _opt(0, "save a checkpoint every N steps (0: off)", minimum=0,
@@ -253,9 +270,10 @@ class TrainConfig:
         _check_run_name(self.run_name)
         self.report_to = _check_report_to(self.report_to)
         _check_train_options(self)
-        if self.plateau_factor >= 1.0:
+        if as_float32(self.plateau_factor) >= 1.0:
             raise ConfigError(f"Option 'plateau_factor' is {self.plateau_factor!r}; it must be "
-                              "below 1, or a plateau would not lower the learning rate.")
+                              "below 1 in float32, the precision the learning rate is kept in, "
+                              "or a plateau would not lower the learning rate.")
         self.callbacks = [_check_callback_spec(i, spec) for i, spec in enumerate(self.callbacks)]
         if self.steps_per_launch > 1:
             single = launch_blocker(self)
@@ -323,6 +341,11 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
         what = "NaN" if value != value else value
         raise ConfigError(f"Option '{key}' is {what}; it must be a finite number "
                           f"({meta['help']}).")
+    if meta.get("float32"):
+        _check_float32(key, value, meta)
+        value_in_use = as_float32(value)
+    else:
+        value_in_use = value
     if expected is str and len(value) > 4096:
         raise ConfigError(f"Option '{key}' is a string of {len(value)} characters, "
                           f"{shown(value)}; it is limited to 4096 ({meta['help']}).")
@@ -330,16 +353,31 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
     if choices and value not in choices:
         raise ConfigError(f"Option '{key}' is {shown(value)}, which is not allowed. Choose one "
                           f"of: {', '.join(map(str, choices))}.")
-    if meta.get("minimum") is not None and value < meta["minimum"]:
+    if meta.get("minimum") is not None and value_in_use < meta["minimum"]:
         raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at least "
                           f"{meta['minimum']!r} ({meta['help']}).")
-    if meta.get("above") is not None and value <= meta["above"]:
+    if meta.get("above") is not None and value_in_use <= meta["above"]:
         raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be above "
                           f"{meta['above']!r} ({meta['help']}).")
     if meta.get("maximum") is not None and value > meta["maximum"]:
         raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at most "
                           f"{meta['maximum']!r} ({meta['help']}).")
     return value
+
+
+def _check_float32(key: str, value: float, meta: dict[str, Any]) -> None:
+    """Refuses a number that the compiled step, computing in float32, would see as 0, as a
+    subnormal or as infinity."""
+    if value == 0:
+        return
+    rounded = as_float32(value)
+    if math.isinf(rounded) or abs(rounded) < FLOAT32_TINY:
+        became = "infinity" if math.isinf(rounded) else ("0" if rounded == 0 else
+                                                           "a subnormal number")
+        raise ConfigError(f"Option '{key}' is {shown(value)}, which is {became} in float32, the "
+                          "precision training uses it in; give a value from 1.2e-38 to 3.4e+38"
+                          f"{' (or 0 for off)' if meta.get('minimum') == 0.0 else ''} "
+                          f"({meta['help']}).")
 
 
 def _check_report_to(value: str) -> str:
@@ -369,7 +407,8 @@ def _check_schedule(cfg: TrainConfig) -> None:
     Only a warm-up that rounds to the whole run for a tiny data set is left to
     ``trainer.engine.schedules.build_schedule``.
     """
-    if cfg.lr_schedule in ("cosine", "polynomial") and not cfg.min_lr < cfg.lr:
+    if cfg.lr_schedule in ("cosine", "polynomial") and not as_float32(cfg.min_lr) < as_float32(
+            cfg.lr):
         raise ConfigError(
             f"Option 'min_lr' is {cfg.min_lr!r}, but the {cfg.lr_schedule} schedule decays from "
             f"--lr {cfg.lr!r} down to it, so it must be below --lr. Lower --min-lr or raise --lr."
@@ -393,8 +432,10 @@ def _check_train_options(cfg: TrainConfig) -> None:
         raise ConfigError(f"Option 'val_split' is {cfg.val_split!r}; give a fraction below 1 "
                           "(0.1) or a whole count of digits (5000).")
     for key in ("ema_decay", "label_smoothing"):
-        if getattr(cfg, key) >= 1.0:
-            raise ConfigError(f"Option '{key}' is {getattr(cfg, key)!r}; it must be below 1.")
+        if as_float32(getattr(cfg, key)) >= 1.0:
+            raise ConfigError(f"Option '{key}' is {getattr(cfg, key)!r}; it must be below 1 in "
+                              "float32, the precision training uses it in (a value within 6e-8 "
+                              "of 1 rounds to 1 there).")
     if cfg.nesterov and (cfg.optimizer not in ("momentum", "sgd") or cfg.momentum == 0):
         raise ConfigError(f"Option 'nesterov' is on, but --optimizer {cfg.optimizer} with "
                           f"--momentum {cfg.momentum} has no momentum to look ahead with; use "

@@ -38,6 +38,23 @@ def learning_rates(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
     return np.concatenate([per_step[:-1][::cfg.accumulate_steps], per_step[-1:]])
 
 
+def check_run_length(cfg: TrainConfig, steps_per_epoch: int) -> None:
+    """Refuses a run whose training steps are fewer than one optimizer update needs.
+
+    Raises:
+        ConfigError: ``--accumulate-steps`` is larger than the run's training steps.
+    """
+    from trainer.errors import ConfigError
+
+    total = cfg.epochs * steps_per_epoch
+    if cfg.accumulate_steps > total:
+        raise ConfigError(
+            f"Option 'accumulate_steps' is {cfg.accumulate_steps}, but the run has only {total} "
+            f"training step(s) ({cfg.epochs} epoch(s) of {steps_per_epoch}), so the optimizer "
+            f"would never update the weights. Use --accumulate-steps {total} or less, or raise "
+            "--epochs.")
+
+
 def schedule_length(cfg: TrainConfig, steps_per_epoch: int) -> int:
     """Entries of :func:`learning_rates`: one per optimizer update of the run, plus one."""
     return -(-cfg.epochs * steps_per_epoch // cfg.accumulate_steps) + 1

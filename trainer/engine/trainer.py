@@ -144,7 +144,12 @@ class Trainer:
         from trainer.checkpoint.resume import check_resume, find_resume
         from trainer.data import build_run_data
         from trainer.engine.launch import build_model, choose_steps_per_launch
-        from trainer.engine.optim import build_train_cells, learning_rates, schedule_length
+        from trainer.engine.optim import (
+            build_train_cells,
+            check_run_length,
+            learning_rates,
+            schedule_length,
+        )
         from trainer.engine.wiring import build_callbacks
         from trainer.networks import build_network
         from trainer.networks.init import apply_init
@@ -158,6 +163,7 @@ class Trainer:
             self._log_summary(built)
         data = self.data = build_run_data(cfg, splits, built.image_size, shards=cluster.size,
                                           shard_id=cluster.rank)
+        check_run_length(cfg, data.steps_per_epoch)
         self._stop_if_requested()
         run = build_callbacks(cfg, self.run_dir, stop=self.stop, user=user,
                               record=lambda: self._record(data), main=cluster.main,
@@ -227,11 +233,17 @@ class Trainer:
                              best, ema=bool(self.config.ema_decay), eval_net=self.eval_network)
         run.history.add_test(results)
 
+    def resolved_config(self) -> TrainConfig:
+        """The configuration with the values this run uses where an option was left to its
+        default: the data folder and the run directory's name."""
+        return dataclasses.replace(self.config, data_dir=str(self.config.resolved_data_dir()),
+                                   run_name=self.run_dir.name)
+
     def _record(self, data):
         from trainer.checkpoint.meta import RunRecord
 
         cfg = self.config
-        return RunRecord(config=cfg.to_dict(), fingerprint=cfg.fingerprint(),
+        return RunRecord(config=self.resolved_config().to_dict(), fingerprint=cfg.fingerprint(),
                          fingerprint_fields=cfg.fingerprint_fields(),
                          train_count=data.train_count, epochs_planned=cfg.epochs,
                          workers=distributed.world_size())
@@ -283,7 +295,7 @@ class Trainer:
 
     def _write_config(self) -> None:
         try:
-            save_config(self.config, self.run_dir / "config.yaml")
+            save_config(self.resolved_config(), self.run_dir / "config.yaml")
         except OSError as exc:
             raise OutputError(f"Cannot write {self.run_dir / 'config.yaml'}: {os_fault(exc)}. "
                               "Free disk space or choose an --output-dir you may write to; "
