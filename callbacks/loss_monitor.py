@@ -89,5 +89,13 @@ class LossMonitor(StatsCallback):
         train_ms = (self._last_step_end - self._epoch_start) * 1000
         steps = max(self._steps_in_epoch, 1)
         mean = self.stats.train_summary(cb_params)["loss"]
-        self._print(f"Epoch time: {train_ms:.3f} ms, per step time: {train_ms / steps:.3f} ms, "
-                    f"avg loss: {mean:.3f}")
+        line = (f"Epoch time: {train_ms:.3f} ms, per step time: {train_ms / steps:.3f} ms, "
+                f"avg loss: {mean:.3f}")
+        done = self.stats.step_in_epoch(cb_params)
+        if done < cb_params.batch_num:  # stopped early: not to be read as a whole epoch's line
+            total = self.stats.total_epochs(cb_params)
+            width = len(str(total)) + 1
+            line = (f"Epoch:[{cb_params.cur_epoch_num - 1:{width}d}/{total:{width}d}] stopped "
+                    f"after step {done} of {cb_params.batch_num}; over its steps: "
+                    + line[0].lower() + line[1:])
+        self._print(line)

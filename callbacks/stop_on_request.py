@@ -26,19 +26,28 @@ class StopOnRequest(Callback):
             `None` (required with ``sync_every``).
         other: The reason recorded when another worker asked. Defaults to
             `"a signal to another worker"`.
+        stats: Shared :class:`~callbacks.stats.EpochStats`; with it, ``stop.steps_done`` is set
+            after the run's last training step, so a stop asked for later is not announced as
+            saving a checkpoint. Defaults to `None`.
     """
 
     launch_aware = True
 
     def __init__(self, stop, sync_every: int = 0,
                  sync: Callable[[bool], bool] | None = None,
-                 other: str = "a signal to another worker") -> None:
+                 other: str = "a signal to another worker", stats=None) -> None:
         super().__init__()
         if sync_every and sync is None:
             raise ValueError("StopOnRequest: 'sync' is required with 'sync_every'")
         self.stop, self.sync_every, self.sync, self.other = stop, sync_every, sync, other
+        self.stats = stats
 
     def on_train_step_end(self, run_context) -> None:
+        if self.stats is not None and hasattr(self.stop, "steps_done"):
+            cb_params = run_context.original_args()
+            last = self.stats.total_epochs(cb_params) * cb_params.batch_num
+            if self.stats.global_step(cb_params) >= last:
+                self.stop.steps_done = True
         if not self.sync_every:
             if self.stop:
                 run_context.request_stop()

@@ -6,6 +6,9 @@ import reprlib
 import textwrap
 
 EXIT_USAGE = 2
+# The status of a run stopped because the user asked (Ctrl-C, SIGTERM): not a mistake, so its
+# paragraph is labelled ``stopped:`` rather than ``error:``.
+EXIT_INTERRUPTED = 130
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 80
@@ -34,10 +37,16 @@ class UserError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
 
+    @property
+    def label(self) -> str:
+        """``stopped`` for a stop the user asked for, ``error`` for everything else."""
+        return "stopped" if self.exit_code == EXIT_INTERRUPTED else "error"
+
     def paragraph(self, width: int = 100) -> str:
-        """The message wrapped to ``width`` columns, prefixed with ``error:``."""
+        """The message wrapped to ``width`` columns, prefixed with ``error:`` (or ``stopped:``
+        for an interruption the user asked for)."""
         text = " ".join(str(self).split())
-        return textwrap.fill("error: " + text, width=width, break_long_words=False,
+        return textwrap.fill(f"{self.label}: {text}", width=width, break_long_words=False,
                              break_on_hyphens=False)
 
 

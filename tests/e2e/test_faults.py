@@ -50,10 +50,16 @@ class Result:
     peak_mb: float
 
     @property
+    def label(self) -> str:
+        """How the paragraph starts: ``stopped:`` for a stop the user asked for (status
+        130), ``error:`` for a mistake or a fault."""
+        return "stopped: " if self.status == 130 else "error: "
+
+    @property
     def message(self) -> str:
-        """The error paragraph on one line (from its first ``error:``)."""
+        """The paragraph on one line (from its first ``error:`` or ``stopped:``)."""
         text = self.stderr
-        start = text.find("error: ")
+        start = text.find(self.label)
         return " ".join(text[start:].split()) if start >= 0 else ""
 
 
@@ -556,10 +562,19 @@ def _self_signal(hook: str, signals: str, *extra: str, **where: int):
 def _complete(work: Work, result: Result) -> None:
     history = json.loads((work.root / "runs" / "r" / "history.json").read_text())["rows"]
     assert [row["epoch"] for row in history] == [1]
+    # Said as it is when the signal arrives: no step is left to stop, nothing more to save.
+    assert "SIGTERM received after the last training step" in result.stdout + result.stderr
+    assert "saving a checkpoint" not in result.stdout + result.stderr
+
+
+def _partial_epoch_said(work: Work, result: Result) -> None:
+    # The stopped epoch's summary says it is partial; no line reads like a whole epoch's.
+    assert "Epoch:[ 0/ 3] stopped after step " in result.stdout, result.stdout
+    assert "\nEpoch time:" not in result.stdout, result.stdout
 
 
 def _one_line_and_clean(work: Work, result: Result) -> None:
-    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] \
+    assert [line for line in result.stderr.splitlines() if line.startswith(result.label)] \
         == result.stderr.strip().splitlines()[-1:], result.stderr
     assert not (work.root / "rank_0").exists(), "MindSpore's graph dump reached the folder"
 
@@ -574,12 +589,12 @@ SIGNALS = [
     Case("ctrl-c-reported-as-ctrl-c", _self_signal("on_train_step_end", "SIGINT",
                                                    "--epochs", "3", "--log-every", "4"),
          status=130, first="interrupted by Ctrl-C (SIGINT)", bounds=TRAINING,
-         env={"PYTHONPATH": str(TESTS)}),
+         check=_partial_epoch_said, env={"PYTHONPATH": str(TESTS)}),
     Case("stale-cache-staging-after-sigkill", _stale_staging, status=0, first="Training mlp",
          bounds=TRAINING, check=_staging_removed),
     Case("second-ctrl-c-while-compiling", _self_signal("on_train_begin", "SIGINT,SIGINT",
                                                        gap=0.2),
-         status=130, first="stopped at once by a second Ctrl-C", bounds=TRAINING,
+         status=130, first="stopped: at once by a second Ctrl-C", bounds=TRAINING,
          check=_one_line_and_clean, env={"PYTHONPATH": str(TESTS)}),
 ]
 
@@ -591,7 +606,20 @@ WRONG = [
     Case("weight-decay-inf", _args("--weight-decay", "inf"), first="must be a finite number"),
     Case("seed-beyond-64-bits", _args("--seed", str(2**64 + 1)), first="at most 4294967295"),
     Case("epochs-1e12", _args("--epochs", "1e12"), first="invalid int value"),
+    # Valid Python floats that float32, the step's precision, turns into 0 or infinity.
+    Case("clip-grad-norm-1e-300", _args("--clip-grad-norm", "1e-300"),
+         first="is 1e-300, which is 0 in float32"),
+    Case("clip-grad-norm-1e300", _args("--clip-grad-norm", "1e300"),
+         first="is 1e+300, which is infinity in float32"),
+    # 1,600 generated digits less a tenth held out: 14 steps of 100 in the one epoch.
+    Case("accumulate-beyond-the-run", _args("--accumulate-steps", "15"), bounds=WITH_MINDSPORE,
+         first="'accumulate_steps' is 15, but the run has only 14 training step(s)",
+         check=lambda work, result: _nothing_trained(work)),
 ]
+
+def _nothing_trained(work: Work) -> None:
+    assert not list(work.root.glob("runs/*/checkpoints/*.ckpt")), "a run was trained"
+
 
 CASES = [*CODE, *RUNS, *SIZES, *DISK, *FIELDS, *SIGNALS, *WRONG]
 
@@ -626,8 +654,9 @@ def _check_case(case: Case, work: Work, finished: Path | None, tmp_path: Path, r
     if case.status == 0:
         assert case.first in result.stdout, shown
     else:
-        first_line = result.stderr[result.stderr.find("error: "):].splitlines()[0]
-        assert first_line.startswith("error: "), shown
+        first_line = result.stderr[result.stderr.find(result.label):].splitlines()[0]
+        assert first_line.startswith(result.label), shown
+        assert "error: " not in result.stderr or result.status != 130, shown
         assert case.first in result.message, shown
     assert result.seconds < seconds, f"took {result.seconds:.1f} s"
     assert result.peak_mb < megabytes, f"peak {result.peak_mb:.0f} MB"

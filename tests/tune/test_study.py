@@ -198,7 +198,7 @@ callbacks: [{class: "tests.cbkit:Slow", args: {seconds: 0.01}}]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()
     text = log.read_text()
-    assert "error: Tuning interrupted by Ctrl-C (SIGINT)" in text and "Traceback" not in text
+    assert "stopped: Tuning interrupted by Ctrl-C (SIGINT)" in text and "Traceback" not in text
     study = load(folder)
     assert states(study) == ["FAIL", "WAITING"]
     assert study.trials[0].user_attrs["outcome"].startswith("interrupted by Ctrl-C (SIGINT)")

@@ -29,10 +29,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from trainer.errors import EXIT_INTERRUPTED
+
 logger = logging.getLogger("mstrain")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_INTERRUPTED = 130
 
 class StopRequest:
     """Asks a run to stop after the current step: the trainer's public stop flag.
@@ -49,6 +50,9 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        #: Set once the run's last training step is done: a stop asked for after it has no step
+        #: left to stop, and the run ends as it would have.
+        self.steps_done = False
 
     def request(self, reason: str) -> None:
         """Asks for a stop; the first reason given is kept."""
@@ -58,6 +62,7 @@ class StopRequest:
     def clear(self) -> None:
         """Forgets a request (a new run)."""
         self.reason = None
+        self.steps_done = False
 
     def __bool__(self) -> bool:
         return self.reason is not None
@@ -147,6 +152,10 @@ def _received(name: str, *, from_watcher: bool) -> None:
         logger.warning("%s received while preparing the run: stopping (press it again to stop at "
                        "once).", what)
         _interrupt(from_watcher)
+    elif getattr(stop, "steps_done", False):
+        logger.warning("%s received after the last training step: the run's checkpoints are "
+                       "complete; finishing its last validation and test (press it again to stop "
+                       "at once).", what)
     else:
         logger.warning("%s received: finishing the current step and saving a checkpoint (press it "
                        "again to stop at once).", what)
@@ -165,7 +174,7 @@ def _exit_now(what: str) -> None:
     """Ends the process at once: a second signal must not wait for anything."""
     try:
         sys.stdout.flush()
-        sys.stderr.write(f"error: stopped at once by a second {what}; the newest complete "
+        sys.stderr.write(f"stopped: at once by a second {what}; the newest complete "
                          "checkpoint of the run is kept (resume with --resume auto).\n")
         sys.stderr.flush()
     finally:

@@ -89,7 +89,7 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any
     history = History(run_dir if main else None, plot=cfg.plot and main, stats=stats)
     nan_guard = TerminateOnNaN(cfg.log_every, stats=stats)
     cbs: list[Any] = [StopOnRequest(stop, sync_every=STOP_SYNC_STEPS if workers > 1 else 0,
-                                    sync=sync), nan_guard]
+                                    sync=sync, stats=stats), nan_guard]
     if main:
         cbs.append(LossMonitor(cfg.log_every, stats=stats))
     if cfg.progress and main:
