@@ -4,9 +4,21 @@ install them when they are missing or broken."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
 
 from trainer.errors import ConfigError
+
+
+def extra_hint(extra: str) -> str:
+    """The command that installs the optional packages of ``extra`` for this installation:
+    from the checkout the tool runs from (how the README installs it), else by name."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "setup.cfg").is_file():
+        where = "." if root == Path.cwd().resolve() else str(root)
+        return f'pip install -e "{where}[{extra}]"'
+    return f'pip install "mstrain[{extra}]"'
+
 
 INSTALL_HINT = ('pip install "mindvision==0.1.0" "opencv-python-headless<4.11" '
                 '"opencv-contrib-python-headless<4.11" (or reinstall this project with '
@@ -44,7 +56,6 @@ def import_mindvision(module: str, needed_for: str) -> ModuleType:
         "and --net lenet, which do not need mindvision.") from None
 
 
-TRACKING_HINT = 'pip install -e ".[tracking]"'
 # What each tracker needs installed: the module to look for, and the package that brings it.
 TRACKING_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
@@ -52,10 +63,9 @@ TRACKING_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 def _missing_tracking(tracker: str, needed_for: str, cause: str) -> ConfigError:
     return ConfigError(
         f"{needed_for} needs the package {TRACKING_PACKAGES[tracker]}, which is not installed "
-        f"({cause}). Install the tracking extra from the checkout with {TRACKING_HINT} (or pip "
-        'install "mstrain[tracking]"), which brings tensorboard and mlflow in releases that '
-        "work with numpy<2; or leave --report-to out (the run directory keeps history.json, "
-        "history.csv and history.png either way).")
+        f"({cause}). Install the tracking extra with {extra_hint('tracking')}, which brings "
+        "tensorboard and mlflow in releases that work with numpy<2; or leave --report-to out "
+        "(the run directory keeps history.json, history.csv and history.png either way).")
 
 
 def check_tracking(trackers: list[str] | tuple[str, ...], needed_for: str = "--report-to") -> None:
@@ -108,8 +118,9 @@ def import_tensorboard(needed_for: str) -> ModuleType:
             summary_pb2=summary_pb2, hparams=hparams, hparams_metadata=metadata,
             hparams_api=api_pb2, plugin_data_pb2=plugin_data_pb2)
     raise ConfigError(f"{needed_for} needs tensorboard, which is installed but cannot be "
-                      f"imported ({cause.splitlines()[0]}). Reinstall it with {TRACKING_HINT}, "
-                      "which pins releases that work with numpy<2 and this Python.")
+                      f"imported ({cause.splitlines()[0]}). Reinstall it with "
+                      f"{extra_hint('tracking')}, which pins releases that work with numpy<2 "
+                      "and this Python.")
 
 
 def _namespace(**pieces) -> ModuleType:

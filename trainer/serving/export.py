@@ -12,7 +12,7 @@ otherwise); only when its outputs match the network's (``numpy.allclose`` with r
 * ONNX (``mindspore.onnx.export``, input ``image``, output ``logits``) needs a fixed batch in
   MindSpore 2.7 (its dynamic axes leave the output declared with batch 1), so it is exported with
   batch 1 unless ``--export-batch N`` says otherwise. It is run with onnxruntime when that is
-  installed (``pip install "mstrain[onnx]"``); without it only the file's structure is checked:
+  installed (the ``onnx`` extra); without it only the file's structure is checked:
   the input and output shapes, and that every weight of the network is stored unchanged.
   The outputs are then not compared, and the message says so.
 """
@@ -32,6 +32,7 @@ import numpy as np
 
 from trainer.config import EXPORT_FORMATS, TrainConfig
 from trainer.errors import ConfigError, OutputError, UserError, os_fault
+from trainer.extras import extra_hint
 from trainer.fileio import atomic_path
 
 logger = logging.getLogger("mstrain")
@@ -130,7 +131,7 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
                f"{difference:.2g})")
     else:
         how = (f"structure checked ({structure}); the outputs were NOT compared because "
-               "onnxruntime is not installed (pip install \"mstrain[onnx]\" to compare them)")
+               f"onnxruntime is not installed ({extra_hint('onnx')} to compare them)")
     logger.info("Exported %s (%s) to %s: input %s; %s.", bundle.path, name, target, shape,
                 how)
     report_serving(cfg, bundle, output_folder(bundle.path), {}, [(target, "model")],

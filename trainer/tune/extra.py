@@ -7,8 +7,7 @@ import warnings
 from types import ModuleType
 
 from trainer.errors import ConfigError
-
-INSTALL_HINT = 'pip install -e ".[tune]"'
+from trainer.extras import extra_hint
 
 
 def import_optuna(needed_for: str = "mstrain tune") -> ModuleType:
@@ -24,10 +23,9 @@ def import_optuna(needed_for: str = "mstrain tune") -> ModuleType:
         if (exc.name or "").split(".")[0] in ("optuna", "sqlalchemy", "alembic"):
             raise ConfigError(
                 f"{needed_for} needs the package optuna, which is not installed ({exc}). "
-                f"Install the tune extra from the checkout with {INSTALL_HINT} (or pip install "
-                '"mstrain[tune]"), which brings optuna with its database storage; the plots '
-                "use matplotlib, which the tool already has. Training alone (mstrain train) "
-                "does not need it.") from None
+                f"Install the tune extra with {extra_hint('tune')}, which brings optuna with "
+                "its database storage; the plots use matplotlib, which the tool already has. "
+                "Training alone (mstrain train) does not need it.") from None
         cause = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a broken install can fail in any way while importing
         cause = f"{type(exc).__name__}: {exc}"
@@ -35,5 +33,5 @@ def import_optuna(needed_for: str = "mstrain tune") -> ModuleType:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna
     raise ConfigError(f"{needed_for} needs optuna, which is installed but cannot be imported "
-                      f"({cause.splitlines()[0]}). Reinstall it with {INSTALL_HINT}, which pins "
-                      "a release that works with numpy<2 and this Python.")
+                      f"({cause.splitlines()[0]}). Reinstall it with {extra_hint('tune')}, "
+                      "which pins a release that works with numpy<2 and this Python.")
