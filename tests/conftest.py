@@ -72,6 +72,60 @@ def run_train(args: list[str], cwd: Path | None = None, timeout: float = 300,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def train_here(args: list[str], cwd: Path, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess:
+    """Runs ``train.py ARGS`` in this process: the same ``trainer.cli.main`` a user's command
+    runs, in ``cwd`` with ``env`` added to the environment and ``PYTHONPATH`` entries importable,
+    without a new interpreter and MindSpore's import (seconds a run). For what a process adds
+    (its exit, signals from outside, its memory), tests use :func:`run_train`.
+
+    Returns what :func:`run_train` returns: the status, and stdout and stderr as text (an
+    exception that escapes is printed as the process would print it, with status 1).
+    """
+    import contextlib
+    import io
+    import traceback
+
+    # Imported first, so the command takes signals with Python handlers for the run only, never
+    # by blocking them in this process for good (its child processes would inherit the mask).
+    import mindspore  # noqa: F401
+
+    from trainer.cli import main
+
+    extra = {"MSTRAIN_CACHE": str(cwd / ".cache"), **(env or {})}
+    paths = [p for p in extra.pop("PYTHONPATH", "").split(os.pathsep) if p]
+    saved_env = {k: os.environ.get(k) for k in extra}
+    saved_path, saved_modules, here = list(sys.path), set(sys.modules), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(extra)
+        sys.path[:0] = [*paths, str(cwd)]  # as for a script run there: its folder is importable
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(list(args))
+            except SystemExit as exc:  # --help, argparse
+                status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:  # what the interpreter would print before exiting with 1
+                traceback.print_exc()
+                status = 1
+    finally:
+        os.chdir(here)
+        sys.path[:] = saved_path
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        # A user's module written for this run must not answer for another run's.
+        for name in set(sys.modules) - saved_modules:
+            origin = getattr(sys.modules[name], "__file__", None) or ""
+            if any(origin.startswith(str(folder)) for folder in [cwd, *map(Path, paths)]):
+                del sys.modules[name]
+    return subprocess.CompletedProcess(["train.py", *args], status, out.getvalue(),
+                                       err.getvalue())
+
+
 @pytest.fixture
 def train_cli(tmp_path):
     """``train_cli(*args)`` runs train.py in ``tmp_path`` with outputs under ``tmp_path/runs``."""

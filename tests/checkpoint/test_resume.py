@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_train
+from tests.conftest import ROOT, train_here
 from trainer.checkpoint import CheckpointStore, load_bundle
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +71,9 @@ def _newest_step(checkpoints: Path) -> int:
 
 
 def _run(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_train(list(args), cwd=work, env={"PYTHONPATH": str(work)})
+    """train.py in this process (the signals come from the run's own callbacks, which its
+    handlers take as from outside); the SIGKILL test and tests/e2e run real processes."""
+    return train_here(list(args), cwd=work, env={"PYTHONPATH": str(work)})
 
 
 @pytest.fixture(scope="module")
@@ -240,13 +242,13 @@ def test_truncated_bundle_is_refused_and_auto_falls_back(work, digits_dir, tmp_p
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])
 
-    direct = run_train([*_common(digits_dir), "--epochs", "4", "--run-name", "copy",
-                        "--resume", str(newest)], cwd=tmp_path)
+    direct = train_here([*_common(digits_dir), "--epochs", "4", "--run-name", "copy",
+                         "--resume", str(newest)], cwd=tmp_path)
     assert direct.returncode == 2
     assert str(newest) in direct.stderr and "Traceback" not in direct.stderr
 
-    auto = run_train([*_common(digits_dir), "--epochs", "4", "--run-name", "copy",
-                      "--resume", "auto"], cwd=tmp_path)
+    auto = train_here([*_common(digits_dir), "--epochs", "4", "--run-name", "copy",
+                       "--resume", "auto"], cwd=tmp_path)
     assert auto.returncode == 0, auto.stderr
     assert "damaged" in auto.stdout.lower() or "damaged" in auto.stderr.lower()
     assert "Falling back" in auto.stdout + auto.stderr
@@ -296,15 +298,15 @@ def test_training_longer_and_nothing_left(work, digits_dir, tmp_path):
     import shutil
 
     shutil.copytree(work / "runs" / "straight", tmp_path / "runs" / "longer")
-    done = run_train([*_common(digits_dir), "--epochs", "3", "--run-name", "longer",
-                      "--resume", "auto"], cwd=tmp_path)
+    done = train_here([*_common(digits_dir), "--epochs", "3", "--run-name", "longer",
+                       "--resume", "auto"], cwd=tmp_path)
     # A job scheduler re-running the same command finds the run complete: exit 0, nothing written.
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "longer").rglob("*")}
     assert done.returncode == 0, done.stderr
     assert "is complete" in done.stdout and "--epochs" in done.stdout
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "longer").rglob("*")} == before
-    more = run_train([*_common(digits_dir), "--epochs", "4", "--run-name", "longer",
-                      "--resume", "auto"], cwd=tmp_path)
+    more = train_here([*_common(digits_dir), "--epochs", "4", "--run-name", "longer",
+                       "--resume", "auto"], cwd=tmp_path)
     assert more.returncode == 0, more.stderr
     history = _history(tmp_path / "runs" / "longer")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
@@ -315,8 +317,8 @@ def test_training_longer_and_nothing_left(work, digits_dir, tmp_path):
 
 
 def test_resume_auto_without_checkpoints_explains(tmp_path, digits_dir):
-    result = run_train([*_common(digits_dir), "--epochs", "1", "--run-name", "nothing",
-                        "--resume", "auto"], cwd=tmp_path)
+    result = train_here([*_common(digits_dir), "--epochs", "1", "--run-name", "nothing",
+                         "--resume", "auto"], cwd=tmp_path)
     assert result.returncode == 2
     assert "no valid checkpoint" in result.stderr and "--run-name" in result.stderr
 
