@@ -39,6 +39,10 @@ CHECKPOINT_META_MAX_BYTES = 64 << 20
 #: A small JSON file the tool reads back (``latest.json``, a cache's ``meta.json``).
 POINTER_MAX_BYTES = 64 << 10
 
+#: Combinations of a ``--sampler grid`` search space (the product of every option's values):
+#: Optuna's grid sampler lists them all in memory, and a study holds at most 100,000 trials.
+TUNE_GRID_MAX_POINTS = 100_000
+
 
 def describe(count: int) -> str:
     """``1 << 20`` as ``1 MiB``, other numbers with thousands separators."""

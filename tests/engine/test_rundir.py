@@ -7,7 +7,14 @@ import sys
 
 import pytest
 
-from trainer.engine.rundir import LOCK, RunDir, holds_run
+from trainer.engine.rundir import (
+    LOCK,
+    STUDY_LOCK,
+    RunDir,
+    check_study_dir,
+    holds_run,
+    study_trials,
+)
 from trainer.errors import ConfigError, OutputError
 
 
@@ -78,3 +85,88 @@ def test_a_file_in_the_way_is_named(tmp_path):
     (tmp_path / "runs").write_text("a file")
     with pytest.raises(OutputError, match="output directory .*runs is a file"):
         RunDir.claim(tmp_path / "runs" / "r")
+
+
+# ------------------------------------------------------------------------------ runs and studies
+def _study(path):
+    """A folder as mstrain tune leaves it: its lock file, its database, a trial run."""
+    path.mkdir(parents=True)
+    (path / STUDY_LOCK).touch()
+    (path / "study.db").write_bytes(b"SQLite format 3\0")
+    _finished_run(path / "trial-0000")
+    (path / "trial-0000" / LOCK).touch()
+    return {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def _claimed_run(path):
+    """A run directory as train.py leaves it: its lock file beside its files."""
+    before = _finished_run(path)
+    (path / LOCK).touch()
+    return before
+
+
+def _files(path):
+    return {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def test_a_study_s_folder_is_not_a_run_directory(tmp_path):
+    before = _study(tmp_path / "s")
+    with pytest.raises(ConfigError, match=r"s is a study's folder \(it holds \.ask\.lock, "
+                                          r"study\.db\), not a run directory"):
+        RunDir.claim(tmp_path / "s", overwrite=True)
+    assert _files(tmp_path / "s") == before
+
+
+@pytest.mark.parametrize("inside", ["trial-0007", "sub/run", "trial-0000/x"])
+def test_a_run_inside_a_study_or_another_run_is_refused(tmp_path, inside):
+    before = _study(tmp_path / "s")
+    kind = "run directory" if inside.startswith("trial-0000/") else "study's folder"
+    with pytest.raises(ConfigError, match=f"is inside the {kind}"):
+        RunDir.claim(tmp_path / "s" / inside)
+    assert _files(tmp_path / "s") == before and not (tmp_path / "s" / inside).exists()
+
+
+def test_only_the_process_running_a_study_claims_its_trial_runs(tmp_path):
+    study = tmp_path / "s"
+    _study(study)
+    with study_trials(tmp_path / "." / "s"):
+        RunDir.claim(study / "trial-0001").release()  # a new trial
+        RunDir.claim(study / "trial-0000", resume=True).release()  # a retried one
+        with pytest.raises(ConfigError, match="is inside the study's folder"):
+            RunDir.claim(study / "notes")
+    with pytest.raises(ConfigError, match="is inside the study's folder"):
+        RunDir.claim(study / "trial-0001")
+
+
+def test_a_run_directory_holding_a_run_or_a_study_below_is_refused(tmp_path):
+    _claimed_run(tmp_path / "runs" / "exp1")
+    with pytest.raises(ConfigError, match=r"Run directory .*runs holds the run directory "
+                                          r".*exp1 \(it holds config\.yaml"):
+        RunDir.claim(tmp_path / "runs")
+    _study(tmp_path / "more" / "s")
+    with pytest.raises(ConfigError, match="holds the study's folder"):
+        RunDir.claim(tmp_path / "more")
+    assert not (tmp_path / "runs" / LOCK).exists() and not (tmp_path / "more" / LOCK).exists()
+
+
+def test_common_file_names_above_are_not_taken_for_a_run_or_a_study(tmp_path):
+    # A project folder with its own config.yaml, history.json or study.db holds neither.
+    _finished_run(tmp_path)
+    (tmp_path / "study.db").write_bytes(b"")
+    RunDir.claim(tmp_path / "runs" / "exp1").release()
+    check_study_dir(tmp_path / "runs" / "s")
+
+
+def test_a_study_inside_a_run_or_holding_a_foreign_run_is_refused(tmp_path):
+    _claimed_run(tmp_path / "exp1")
+    for inside in ("checkpoints", "a/b"):
+        with pytest.raises(ConfigError, match=r"would be inside the run directory .*exp1"):
+            check_study_dir(tmp_path / "exp1" / inside)
+    _study(tmp_path / "s")
+    check_study_dir(tmp_path / "s")  # its own trial runs are fine
+    _claimed_run(tmp_path / "s" / "mine")
+    with pytest.raises(ConfigError, match=r"holds the run directory .*mine .*not one of the "
+                                          r"study's trial runs"):
+        check_study_dir(tmp_path / "s")
+    with pytest.raises(ConfigError, match="is a run directory"):
+        check_study_dir(tmp_path / "exp1")

@@ -6,13 +6,24 @@ it never stays stuck) and refuses a directory another live process holds. A dire
 a finished or interrupted run is refused unless the run resumes (``--resume``) or the user asks to
 start over (``--overwrite``), which moves the old run aside to ``NAME.replaced-DATE-TIME`` and
 never deletes it.
+
+Runs and studies (``mstrain tune``) never hold each other: a run directory is not a study's
+folder, not inside a run or a study, and holds no run or study in a subfolder; a study's folder
+is not a run, not inside either, and holds no runs but its own trials (``trial-NNNN``), which
+only the process running the study's trials may claim (:func:`study_trials`). Folders above or
+below are recognised by the lock file each kind keeps (``.lock``, ``.ask.lock``), since names such
+as ``config.yaml`` or ``study.db`` are common elsewhere.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.errors import ConfigError, OutputError, os_fault
@@ -20,6 +31,17 @@ from trainer.errors import ConfigError, OutputError, os_fault
 LOCK = ".lock"
 # What shows that a folder holds a run; a folder with none of them may be claimed as it is.
 _RUN_FILES = ("config.yaml", "history.json", "history.csv", "checkpoints")
+#: The lock file of a study's folder, taken by its workers and made when the study is opened.
+STUDY_LOCK = ".ask.lock"
+# What shows that a folder holds a study: its lock file and its default SQLite database.
+_STUDY_FILES = (STUDY_LOCK, "study.db")
+# The run directories a study makes for its trials.
+TRIAL_RUN = re.compile(r"trial-\d{4,}")
+# Entries of a folder looked at for runs or studies inside it (a study's folder holds one
+# folder per trial, at most 100,000 of them).
+_SCAN_MAX_ENTRIES = 200_000
+# The study folders whose trial runs this process makes (see study_trials).
+_TRIAL_FOLDERS: set[Path] = set()
 
 
 class RunDir:
@@ -50,6 +72,7 @@ class RunDir:
             ConfigError: it holds a run and neither ``resume`` nor ``overwrite`` was asked for.
         """
         path = Path(path)
+        check_run_dir(path)
         claimed = cls._lock(path)
         held = holds_run(path)
         if held and not resume:
@@ -145,6 +168,145 @@ def holds_run(path: Path) -> str:
         elif entry.exists():
             found.append(name)
     return ", ".join(found)
+
+
+def holds_study(path: Path) -> str:
+    """What in ``path`` shows a study (for messages), or ``""`` when it holds none."""
+    if not os.path.isdir(path):
+        return ""
+    return ", ".join(name for name in _STUDY_FILES if os.path.exists(path / name))
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A folder that holds a run or a study, and what shows it."""
+
+    folder: Path
+    kind: str  # "run" or "study"
+    evidence: str
+
+    def describe(self) -> str:
+        what = "run directory" if self.kind == "run" else "study's folder"
+        return f"the {what} {self.folder} (it holds {self.evidence})"
+
+
+def _held(folder: Path) -> Holder | None:
+    """The run or study ``folder`` holds, when its lock file shows one."""
+    if os.path.isfile(folder / STUDY_LOCK):
+        return Holder(folder, "study", STUDY_LOCK)
+    if os.path.isfile(folder / LOCK):
+        try:
+            held = holds_run(folder)
+        except OSError:
+            held = ""
+        if held:
+            return Holder(folder, "run", held)
+    return None
+
+
+def absolute(path: str | os.PathLike) -> Path:
+    """``path`` made absolute, with links resolved where they exist."""
+    path = Path(os.path.abspath(os.path.expanduser(path)))
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a loop of links: the plain absolute path
+        return path
+
+
+def holder_above(path: str | os.PathLike) -> Holder | None:
+    """The nearest folder above ``path`` that holds a run or a study, if any."""
+    for folder in absolute(path).parents:
+        held = _held(folder)
+        if held is not None:
+            return held
+    return None
+
+
+def holder_below(path: str | os.PathLike,
+                 skip: Callable[[str], bool] = lambda name: False) -> Holder | None:
+    """A folder directly inside ``path`` (other than those ``skip`` names) that holds a run or a
+    study, if any."""
+    try:
+        with os.scandir(path) as entries:
+            for n, entry in enumerate(entries):
+                if n >= _SCAN_MAX_ENTRIES:
+                    break
+                if skip(entry.name) or not entry.is_dir(follow_symlinks=False):
+                    continue
+                held = _held(Path(path) / entry.name)
+                if held is not None:
+                    return held
+    except OSError:  # no folder yet, or one that cannot be listed: nothing seen inside it
+        pass
+    return None
+
+
+def check_run_dir(path: str | os.PathLike) -> None:
+    """Refuses a run directory that is a study's folder, is inside a run or a study (other than
+    a trial run of a study this process runs), or holds one in a subfolder. Nothing is written.
+
+    Raises:
+        ConfigError: naming the folder and what it holds.
+    """
+    path = Path(path)
+    held = holds_study(path)
+    if held:
+        raise ConfigError(f"{path} is a study's folder (it holds {held}), not a run directory: a "
+                          "run there would mix its checkpoints, history and plot with the "
+                          "study's database, trial runs and results. Choose another --run-name "
+                          "(or --output-dir).")
+    above = holder_above(path)
+    if above is not None:
+        if (above.kind == "study" and above.folder in _TRIAL_FOLDERS
+                and absolute(path).parent == above.folder and TRIAL_RUN.fullmatch(path.name)):
+            return  # a trial run of the study this process runs
+        whose = ("the trial runs mstrain tune makes for it" if above.kind == "study"
+                 else "that run's own files")
+        raise ConfigError(f"Run directory {path} is inside {above.describe()}, which holds only "
+                          f"{whose}; a run there would be mixed into it. Choose an --output-dir "
+                          f"outside {above.folder}.")
+    below = holder_below(path)
+    if below is not None:
+        raise ConfigError(f"Run directory {path} holds {below.describe()} in a subfolder; a run "
+                          "there would mix its files with it (and --overwrite would move it "
+                          "aside with the run). Choose another --run-name (or --output-dir).")
+
+
+def check_study_dir(path: str | os.PathLike) -> None:
+    """Refuses a study's folder that is a run directory, is inside a run or a study, or holds a
+    run or a study in a subfolder other than its own trial runs. Nothing is written.
+
+    Raises:
+        ConfigError: naming the folder and what it holds.
+    """
+    path = Path(path)
+    held = holds_run(path)
+    if held:
+        raise ConfigError(f"{path} is a run directory ({held}), so the study's database and "
+                          "trial runs would be mixed into it. Give another --study-name or "
+                          "--output-dir.")
+    above = holder_above(path)
+    if above is not None:
+        raise ConfigError(f"The study's folder {path} would be inside {above.describe()}, mixing "
+                          "the study's database, trial runs and results into it. Give an "
+                          f"--output-dir outside {above.folder} (or another --study-name).")
+    below = holder_below(path, skip=TRIAL_RUN.fullmatch)
+    if below is not None:
+        raise ConfigError(f"The study's folder {path} holds {below.describe()}, which is not "
+                          "one of the study's trial runs; the study's files would be mixed "
+                          "with it. Give another --study-name (or --output-dir).")
+
+
+@contextmanager
+def study_trials(folder: str | os.PathLike) -> Iterator[None]:
+    """Lets this process claim run directories ``folder/trial-NNNN`` inside the study's
+    folder ``folder`` while the context is open (the study's own trial runs)."""
+    key = absolute(folder)
+    _TRIAL_FOLDERS.add(key)
+    try:
+        yield
+    finally:
+        _TRIAL_FOLDERS.discard(key)
 
 
 def _only_lock(path: Path) -> bool:

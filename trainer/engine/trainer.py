@@ -50,6 +50,7 @@ class Trainer:
         stop: The run's :class:`~trainer.engine.stop.StopRequest`: a callback that calls
             ``trainer.stop.request("why")`` stops the run after the current step, with a
             checkpoint, as a signal does.
+        show_summary: Whether :meth:`fit` logs the network's summary first. Defaults to `True`.
 
     Raises:
         ConfigError: a value is not allowed.
@@ -68,6 +69,7 @@ class Trainer:
         self.config = dataclasses.replace(base, **overrides).validate()
         self.run_dir = run_dir_for(self.config)
         self.stop = StopRequest()
+        self.show_summary = True
         self.model = self.network = self.train_network = self.history = None
         self.eval_network = None
         self.image_size: int | None = None
@@ -159,7 +161,7 @@ class Trainer:
         built = build_network(cfg.net, cfg.num_classes)
         self.network, self.image_size = built.cell, built.image_size
         apply_init(self.network, cfg.init)
-        if cluster.main:
+        if cluster.main and self.show_summary:
             self._log_summary(built)
         data = self.data = build_run_data(cfg, splits, built.image_size, shards=cluster.size,
                                           shard_id=cluster.rank)

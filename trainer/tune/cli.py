@@ -106,6 +106,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "mstrain tune") -> int:
     os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings are noise for users
     try:
         recipe, ns = parse(args, prog)
+        from trainer.engine.rundir import check_study_dir
+
+        check_study_dir(recipe.study_dir)  # never a run's, nor inside one: before any import
         worker = getattr(ns, "worker", None)
         trains = worker or recipe.settings.workers == 1
         if trains:
@@ -116,6 +119,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "mstrain tune") -> int:
         from trainer.tune.extra import import_optuna
 
         import_optuna()  # a missing extra is refused before anything starts
+        from trainer.tune.study import check_sqlite, default_storage
+
+        check_sqlite(recipe.settings.storage or default_storage(recipe.study_dir))  # writable
         if worker:
             return _worker(recipe, worker, getattr(ns, "parent_pid", None))
         if not trains:
@@ -139,27 +145,29 @@ class _Session:
         from trainer.tune.extra import import_optuna
         from trainer.tune.study import (
             default_storage,
+            mark_study,
             open_storage,
             open_study,
             planned_trials,
             retry_callback,
+            unmark_study,
         )
 
         setup_logging()
         self.optuna = optuna = import_optuna()
         _optuna_logging(optuna)
         self.recipe = recipe
-        from trainer.engine.rundir import holds_run
-
-        held = holds_run(recipe.study_dir)  # a study's folder holds trials, never a run's files
-        if held:
-            raise ConfigError(f"{recipe.study_dir} is a run directory ({held}), so the study's "
-                              "database and trial runs would be mixed into it. Give another "
-                              "--study-name or --output-dir.")
+        # The folder and the database were checked by main(), before anything was imported.
         self.url = recipe.settings.storage or default_storage(recipe.study_dir)
+        created = mark_study(recipe.study_dir)
         self.retry = retry_callback(optuna)
-        storage = open_storage(optuna, self.url, self.retry)
-        self.study = open_study(optuna, recipe, storage, self.url, worker)
+        try:
+            storage = open_storage(optuna, self.url, self.retry)
+            self.study = open_study(optuna, recipe, storage, self.url, worker)
+        except UserError:
+            if created:
+                unmark_study(recipe.study_dir)
+            raise
         self.planned = planned_trials(recipe)
 
     def deadline(self) -> float | None:

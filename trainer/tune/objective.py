@@ -21,6 +21,7 @@ import logging
 import math
 from typing import Any
 
+from trainer.config import TrainConfig
 from trainer.errors import ConfigError, UserError
 from trainer.tune.liveness import identity
 from trainer.tune.recipe import TuneRecipe
@@ -93,7 +94,6 @@ class Objective:
     # ------------------------------------------------------------------ the run
     def _run(self, trial) -> float:
         from callbacks.optuna_pruning import OptunaPruning
-        from trainer.engine.trainer import Trainer
 
         origin = self._origin(trial)
         run_name = run_name_for(trial.number if origin is None else origin)
@@ -113,7 +113,7 @@ class Objective:
         logger.info("Trial %d%s: %s; run directory %s", trial.number, again, drawn, run_dir)
         pruning = OptunaPruning(trial, monitor=cfg.monitor,
                                 hint="'monitor' among the fixed keys of the tuning recipe")
-        trainer = Trainer(cfg)
+        trainer = _trial_trainer(cfg)
         # A retried trial continues its own run from the newest checkpoint, when there is one.
         resume = "auto" if origin is not None and (run_dir / "checkpoints" /
                                                    "latest.json").is_file() else None
@@ -127,7 +127,7 @@ class Objective:
                     raise
                 logger.warning("Cannot continue %s (%s); training the trial afresh.", run_dir,
                                _first_sentence(exc))
-                trainer = Trainer(cfg)
+                trainer = _trial_trainer(cfg)
                 trainer.fit(callbacks=[pruning], overwrite=True)
         except UserError as exc:
             self._ended_early(trial, trainer, pruning, exc)
@@ -192,6 +192,16 @@ class Objective:
                 return self.optuna.storages.RetryHeartbeatStaleTrialCallback \
                     .retried_trial_number(frozen)
         return None
+
+
+def _trial_trainer(cfg: TrainConfig):
+    """A trial's Trainer: the network's 20-line summary is left out of every trial's output
+    (``mstrain summary --net NET`` shows it)."""
+    from trainer.engine.trainer import Trainer
+
+    trainer = Trainer(cfg)
+    trainer.show_summary = False
+    return trainer
 
 
 def _short(value: Any) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 from trainer.config import CONFIG_FIELDS, FINGERPRINT_FIELDS, TrainConfig
 from trainer.errors import ConfigError, shown
+from trainer.fileio import slug
 from trainer.tune.space import SearchSpace
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -97,11 +98,10 @@ class TuneSettings:
                 raise ConfigError(f"Tune setting '{f.name}' is {shown(value)}, but it must be at "
                                   f"most {meta['maximum']!r} ({meta['help']}).")
             setattr(self, f.name, value)
-        name = self.study_name
-        if name and (name in (".", "..") or any(c in name for c in "/\\\0") or len(name) > 200):
-            raise ConfigError(f"Tune setting 'study_name' is {shown(name)}; it names the folder "
-                              "of the study inside --output-dir, so it must be a plain folder "
-                              "name (no '/', not '.' or '..', at most 200 characters).")
+        if self.study_name and not safe_folder_name(self.study_name):
+            raise ConfigError(f"Tune setting 'study_name' is {shown(self.study_name)}; it names "
+                              "the folder of the study inside --output-dir, so it must be a "
+                              f"plain folder name ({FOLDER_NAME_RULE}).")
         if self.storage and "://" not in self.storage:
             raise ConfigError(f"Tune setting 'storage' is {shown(self.storage)}, which is not a "
                               "database URL. Give one such as sqlite:///runs/study.db, "
@@ -112,6 +112,35 @@ class TuneSettings:
 
 _KINDS = {int: "a whole number", float: "a number", str: "a string"}
 TUNE_FIELDS = {f.name: f for f in fields(TuneSettings)}
+FOLDER_NAME_RULE = "no '/', '\\' or NUL, not '.' or '..', at most 200 characters"
+
+
+def safe_folder_name(name: str) -> bool:
+    """Whether ``name`` is one folder inside another: never a path out of it, and a name every
+    file system and database URL takes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a file name
+        return False
+    return (bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+            and len(name) <= 200)
+
+
+def study_name_of(path: Path) -> str:
+    """The study name a recipe file gives by its name, checked to be one safe folder name.
+
+    Raises:
+        ConfigError: the file's name does not make one (``...yaml`` gives ``..``).
+    """
+    name = path.stem
+    if not safe_folder_name(name):
+        example = slug(name)[:60] if slug(name) != "run" else "my-study"
+        raise ConfigError(f"The study is named after the recipe file {str(path)!r}, whose name "
+                          f"gives {shown(name)}: not a plain folder name ({FOLDER_NAME_RULE}), "
+                          "so it cannot name the study's folder inside --output-dir. Name the "
+                          f"study with --study-name (e.g. --study-name {example}) or "
+                          "'study_name' under 'tune' in the recipe, or rename the file.")
+    return name
 
 
 @dataclass
@@ -129,7 +158,7 @@ class TuneRecipe:
 
     @property
     def study_name(self) -> str:
-        return self.settings.study_name or self.path.stem
+        return self.settings.study_name or study_name_of(self.path)
 
     @property
     def study_dir(self) -> Path:
@@ -229,6 +258,8 @@ def load_tune_recipe(path: str | os.PathLike, overrides: Mapping[str, Any] | Non
                           "mappings of searched options to values, the trials to run first.")
     points = [space.check_point(p, f"'tune.enqueue[{i}]' in {where}")
               for i, p in enumerate(enqueue)]
+    if not study.study_name:
+        study_name_of(path)  # a file name that makes no safe folder is refused here
     if study.sampler == "grid":
         space.grid()  # refuses a space without a finite grid before anything runs
     base = TrainConfig(**{**fixed, **space.first_point()}).validate()

@@ -23,6 +23,7 @@ from typing import Any
 
 from trainer.config import CONFIG_FIELDS, TrainConfig, default_of
 from trainer.errors import ConfigError, shown
+from trainer.limits import TUNE_GRID_MAX_POINTS
 
 # Options a trial may not draw, and why: they say where a trial runs, what the study optimises,
 # or hold lists, which are not one value.
@@ -97,6 +98,23 @@ class Param:
             return abs(offset - round(offset)) < 1e-9
         return True
 
+    def grid_count(self) -> int:
+        """How many values :meth:`grid` lists, counted without listing them.
+
+        Raises:
+            ConfigError: as :meth:`grid`.
+        """
+        if self.kind == "categorical":
+            return len(self.choices)
+        if self.kind == "float" and not self.step:
+            self.grid()  # refused there, with an example step
+        count = int(math.floor((self.high - self.low) / (self.step or 1) + 1e-9)) + 1
+        if count > MAX_GRID_POINTS:
+            raise ConfigError(f"--sampler grid: '{self.name}' has {count:,} values, more than "
+                              f"the grid's limit of {MAX_GRID_POINTS:,}; give it a larger step "
+                              "or use --sampler tpe or random.")
+        return count
+
     def grid(self) -> list:
         """Every value of a finite option, for the grid sampler.
 
@@ -113,12 +131,8 @@ class Param:
                 f"it a 'step' (e.g. {{low: {self.low}, high: {self.high}, step: "
                 f"{_nice_step(self.low, self.high)}}}) or 'choices', or use --sampler tpe or "
                 "random.")
+        count = self.grid_count()
         step = self.step or 1
-        count = int(math.floor((self.high - self.low) / step + 1e-9)) + 1
-        if count > MAX_GRID_POINTS:
-            raise ConfigError(f"--sampler grid: '{self.name}' has {count:,} values, more than "
-                              f"the grid's limit of {MAX_GRID_POINTS:,}; give it a larger step "
-                              "or use --sampler tpe or random.")
         values = [self.low + i * step for i in range(count)]
         if self.kind == "int":
             return [int(v) for v in values]
@@ -157,11 +171,32 @@ class SearchSpace:
         return {p.name: _first(p) for p in self.params}
 
     def grid(self) -> dict[str, list]:
-        """The grid sampler's search space (see :meth:`Param.grid`)."""
+        """The grid sampler's search space (see :meth:`Param.grid`), once its size is checked.
+
+        Raises:
+            ConfigError: an option without a finite set of values, or more combinations than
+                :data:`trainer.limits.TUNE_GRID_MAX_POINTS`.
+        """
+        self.grid_size()
         return {p.name: p.grid() for p in self.params}
 
     def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.grid().values())
+        """The number of combinations in the grid, counted without listing any.
+
+        Raises:
+            ConfigError: as :meth:`grid`.
+        """
+        counts = [(p.name, p.grid_count()) for p in self.params]
+        size = math.prod(count for _, count in counts)
+        if size > TUNE_GRID_MAX_POINTS:
+            sizes = " x ".join(f"{count:,} ({name})" for name, count in counts[:6])
+            sizes += " x ..." if len(counts) > 6 else ""
+            raise ConfigError(f"--sampler grid: the grid has {sizes} = {size:,} combinations, "
+                              f"more than the limit of {TUNE_GRID_MAX_POINTS:,} (the sampler "
+                              "lists every combination in memory, and a study holds at most "
+                              f"{TUNE_GRID_MAX_POINTS:,} trials). Give the ranges larger steps "
+                              "or fewer choices, or use --sampler tpe or random.")
+        return size
 
     def check_point(self, values: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Checks a set of values given for the space (a trial to enqueue).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import ConfigError, shown
+from trainer.errors import ConfigError, OutputError, os_fault, shown
 from trainer.tune.recipe import TuneRecipe
 
 logger = logging.getLogger("mstrain")
@@ -32,8 +32,86 @@ STUDY_ATTR = "mstrain"
 
 
 def default_storage(study_dir: Path) -> str:
-    """The SQLite database in the study's folder, as an absolute URL."""
-    return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    """The SQLite database in the study's folder, as an absolute URL (a '?', '#' or '%' in the
+    path is escaped, so the URL names this file and no other)."""
+    from sqlalchemy.engine import URL
+
+    database = str((study_dir / "study.db").resolve())
+    return URL.create("sqlite", database=database).render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite://`` URL, or None (another database, or in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+    except Exception:  # a URL SQLAlchemy cannot parse is refused by open_storage
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def check_sqlite(url: str) -> None:
+    """Refuses a SQLite database inside a run directory, or one that cannot be written (a
+    read-only file or folder: SQLite writes a journal beside the file), before anything is
+    written.
+
+    Raises:
+        ConfigError: the database would be inside a run directory.
+        OutputError: the file or its folder cannot be written.
+    """
+    import os
+
+    from trainer.engine.rundir import holder_above
+
+    path = sqlite_file(url)
+    if path is None:
+        return
+    above = holder_above(path)
+    if above is not None and above.kind == "run":
+        raise ConfigError(f"The study's database {path} would be inside {above.describe()}, "
+                          "mixing it into that run. Give a --storage outside it.")
+    folder = path.parent
+    for target, what in ((path, "file"), (folder, "folder")):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise OutputError(f"The study's database {path} cannot be written: the {what} "
+                              f"{target} is read-only, and a study records every trial there. "
+                              "Make it writable (or copy the study's folder somewhere writable "
+                              "and give that --output-dir or --storage); nothing was changed.")
+
+
+def mark_study(folder: Path) -> bool:
+    """Creates the study's folder and its lock file, which mark it as a study's (see
+    :mod:`trainer.engine.rundir`); returns whether the folder was created.
+
+    Raises:
+        OutputError: the folder cannot be created.
+    """
+    from trainer.engine.rundir import STUDY_LOCK
+
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        open(folder / STUDY_LOCK, "a").close()
+    except OSError as exc:
+        raise OutputError(f"Cannot create the study's folder {folder}: {os_fault(exc)}. Choose "
+                          "an --output-dir you may write to (with free space).") from None
+    return created
+
+
+def unmark_study(folder: Path) -> None:
+    """Removes a study's folder that :func:`mark_study` created, when nothing else is in it."""
+    from trainer.engine.rundir import STUDY_LOCK
+
+    try:
+        (folder / STUDY_LOCK).unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        pass  # something else is in it: it stays
 
 
 def shown_url(url: str) -> str:
@@ -99,9 +177,9 @@ def open_storage(optuna, url: str, retry) -> Any:
 
 
 def _sqlite_folder(url: str) -> None:
-    path = url.split(":///", 1)[-1]
-    if path and path != ":memory:":
-        folder = Path(path).parent
+    path = sqlite_file(url)
+    if path is not None:
+        folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -152,15 +230,23 @@ def open_study(optuna, recipe: TuneRecipe, storage, url: str, worker: int = 0):
         ConfigError: the study exists with other fixed options, epochs, metric or space.
     """
     direction = "maximize" if recipe.base.monitor_mode == "max" else "minimize"
-    study = optuna.create_study(study_name=recipe.study_name, storage=storage,
-                                pruner=make_pruner(optuna, recipe), direction=direction,
-                                load_if_exists=True)
-    study.sampler = make_sampler(optuna, recipe, worker, len(study.get_trials(deepcopy=False)))
     wanted = recipe.fingerprint()
-    recorded = study.user_attrs.get(STUDY_ATTR)
-    if recorded is None:
-        study.set_user_attr(STUDY_ATTR, wanted)
-    elif recorded != wanted:
+    try:
+        study = optuna.create_study(study_name=recipe.study_name, storage=storage,
+                                    pruner=make_pruner(optuna, recipe), direction=direction,
+                                    load_if_exists=True)
+        recorded = study.user_attrs.get(STUDY_ATTR)
+        if recorded is None:
+            study.set_user_attr(STUDY_ATTR, wanted)
+    except Exception as exc:  # Optuna, SQLAlchemy and the drivers raise many kinds
+        cause = exc.__cause__ or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise OutputError(f"Cannot write the study {recipe.study_name!r} into its storage "
+                          f"{shown_url(url)}: {first}. Check that the database (and the folder "
+                          "of a SQLite file) may be written, then run the same command again."
+                          ) from None
+    study.sampler = make_sampler(optuna, recipe, worker, len(study.get_trials(deepcopy=False)))
+    if recorded is not None and recorded != wanted:
         raise ConfigError(f"Study {recipe.study_name!r} in {shown_url(url)} was started "
                           f"with another recipe ({_difference(recorded, wanted)}), so its trials "
                           "would not compare with new ones. Give another --study-name to start "

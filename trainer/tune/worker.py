@@ -15,6 +15,7 @@ import logging
 import time
 from pathlib import Path
 
+from trainer.engine.rundir import STUDY_LOCK, study_trials
 from trainer.fileio import hold_lock
 from trainer.tune.liveness import fail_dead_trials
 from trainer.tune.objective import HANDLED, Objective
@@ -24,7 +25,7 @@ from trainer.tune.study import progress
 logger = logging.getLogger("mstrain")
 
 POLL_SECONDS = 2.0
-ASK_LOCK = ".ask.lock"
+ASK_LOCK = STUDY_LOCK
 
 
 class AskLock:
@@ -53,6 +54,12 @@ def run_trials(optuna, recipe: TuneRecipe, study, retry, planned: int,
             disk); it was queued again.
         KeyboardInterrupt: a signal between two trials.
     """
+    with study_trials(recipe.study_dir):  # the trials claim their runs inside the folder
+        return _run_trials(optuna, recipe, study, retry, planned, deadline)
+
+
+def _run_trials(optuna, recipe: TuneRecipe, study, retry, planned: int,
+                deadline: float | None) -> tuple[str, str | None]:
     objective = Objective(optuna, recipe, retry)
     said_waiting = False
     while True:
