@@ -264,7 +264,7 @@ def run_reporting_errors(command: Callable[[], int | None]) -> int:
         print(exc.paragraph(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; nothing more was written.", file=sys.stderr)
+        print("stopped: interrupted; nothing more was written.", file=sys.stderr)
         return 130
 
 

@@ -26,14 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trainer.config import CONFIG_FIELDS, default_of
-from trainer.errors import ConfigError, UserError
+from trainer.errors import EXIT_INTERRUPTED, ConfigError, UserError
 from trainer.tune.recipe import TUNE_FIELDS, TuneRecipe, load_tune_recipe
 
 logger = logging.getLogger("mstrain")
 
 # Options of a run that the command line passes to every trial.
 RUN_FLAGS = ("data_source", "data_dir", "epochs", "output_dir")
-EXIT_INTERRUPTED = 130
 
 EPILOG = """examples:
   mstrain tune --config configs/tune_lenet.yaml
@@ -131,7 +130,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mstrain tune") -> int:
         print(exc.paragraph(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; the study is kept in its storage. Run the same command to "
+        print("stopped: interrupted; the study is kept in its storage. Run the same command to "
               "continue it.", file=sys.stderr)
         return EXIT_INTERRUPTED
 
