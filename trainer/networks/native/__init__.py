@@ -81,10 +81,19 @@ def reset() -> None:
     _outcome = None
 
 
+# The layer shapes the fused kernels were measured faster for than MindSpore's operators
+# (benchmarks/native_step.py, docs/speed.md): LeNet-5's two convolutions, 1->6 channels at 32x32
+# and 6->16 at 14x14, 5x5. Larger layers were not measured, so they keep MindSpore's operators.
+MAX_OUT_CHANNELS = 16
+MAX_TERMS = 150  # in_channels * kernel height * kernel width: the length of each output's sum
+MAX_SIZE = 32
+
+
 def faster_here(in_channels: int, out_channels: int, kernel_size: int, size: int) -> bool:
-    """Whether the native convolution (with its ReLU and pooling) measured faster than
-    MindSpore's operators for a layer of this shape (see docs/speed.md for the measurements)."""
-    return True
+    """Whether a layer of this shape is within the shapes the native convolution (with its
+    ReLU and pooling) measured faster than MindSpore's operators."""
+    return (out_channels <= MAX_OUT_CHANNELS and in_channels * kernel_size ** 2 <= MAX_TERMS
+            and size <= MAX_SIZE)
 
 
 def native_conv_relu_pool(kernels: str, conv, size: int):
