@@ -95,7 +95,6 @@ def test_the_pytorch_peer_imports_nothing_of_mindspore_or_the_project(digits_dir
     made unimportable."""
     from benchmarks.splits import run_splits
 
-    os.environ.setdefault("MSTRAIN_CACHE", str(tmp_path / "cache"))
     splits = run_splits(digits_dir)
     for name in ("mindspore", "trainer", "benchmarks"):
         (tmp_path / "poison" / name).mkdir(parents=True)
