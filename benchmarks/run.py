@@ -78,9 +78,18 @@ def wall_section(args, tmp: Path) -> list[tuple]:
         peers["ms-jit"] = [PY, str(BENCH / "ms_loop.py"), "--style", "jit", "--data-dir",
                            str(args.data_dir), "--epochs", n]
     if have_torch:
+        # The peer imports nothing of MindSpore or the project: the split folders train.py
+        # reads are found here, once, and handed over.
+        from benchmarks.splits import run_splits
+
+        splits = run_splits(args.data_dir)
         peers["torch"] = [PY, str(BENCH / "torch_lenet.py"), "--data-dir", str(args.data_dir),
-                          "--epochs", n]
+                          "--epochs", n, "--splits",
+                          *(str(splits[k]) for k in ("train", "val", "test"))]
+    if args.no_ms_peers:
+        peers = {k: v for k, v in peers.items() if k == "torch"}
     variants = {"quiet": [*readme, "--log-every", "0"], "probe": [*readme, *probe],
+                "mindspore-kernels": [*readme, "--kernels", "mindspore"],
                 "single": [*readme, "--steps-per-launch", "1"],
                 "streaming": [*readme, "--no-data-cache"]}
     commands = {"train.py": (readme, True),
@@ -95,8 +104,7 @@ def wall_section(args, tmp: Path) -> list[tuple]:
     results: dict[str, list] = {name: [] for name in commands}
     for i in range(args.rounds):
         for name, (cmd, terminal) in commands.items():
-            named = [*cmd, "--run-name", f"{name}-{i}"] if name in ("train.py", "quiet", "probe",
-                                                                    "single", "streaming",
+            named = [*cmd, "--run-name", f"{name}-{i}"] if name in ("train.py", *VARIANTS,
                                                                     "other") else cmd
             results[name].append(run(named, env=env, terminal=terminal))
     results["first"] = [cold]
@@ -107,6 +115,7 @@ def wall_section(args, tmp: Path) -> list[tuple]:
               "first": "  the same, first run on this data (fills the decoded-data cache)",
               "quiet": "  variant: --log-every 0 (no loss lines)",
               "probe": "  variant: --callback benchmarks.probes:Clock (reads the first step)",
+              "mindspore-kernels": "  variant: --kernels mindspore (MindSpore's operators)",
               "single": "  variant: --steps-per-launch 1 (one graph launch per step)",
               "streaming": "  variant: --no-data-cache (decode every digit every epoch)",
               "ms-model": "MindSpore, a bare Model.train + Model.eval per epoch, tutorial "
@@ -118,8 +127,8 @@ def wall_section(args, tmp: Path) -> list[tuple]:
     if not base:
         rows.append(("wall", labels["torch"], "skipped (--skip-torch, or torch is not "
                      "installed: pip install torch==2.13.0)", ""))
-    for name in ("torch", "train.py", "first", "quiet", "probe", "single", "streaming",
-                 "ms-model", "ms-jit", "other"):
+    for name in ("torch", "train.py", "first", "quiet", "probe", "mindspore-kernels", "single",
+                 "streaming", "ms-model", "ms-jit", "other"):
         runs = results.get(name)
         if not runs:
             continue
@@ -129,7 +138,7 @@ def wall_section(args, tmp: Path) -> list[tuple]:
             ratio = "1.00" if name == "torch" else f"{wall / base:.2f}"
             if name == "train.py":
                 ratio += f" (goal <= {0.6 if args.epochs >= 10 else 0.7})"
-        if name in ("quiet", "probe", "single", "streaming", "first"):
+        if name in (*VARIANTS, "first"):
             ratio += f"{'; ' if ratio else ''}{wall / ours:.2f} of the command"
         spread = ", ".join(f"{r.wall:.1f}" for r in runs)
         rows.append(("wall", labels[name], f"{wall:.1f} s ({spread})", ratio))
@@ -174,7 +183,7 @@ def startup_section(args, tmp: Path) -> list[tuple]:
              "goal < 0.5 s")]
 
 
-VARIANTS = ("quiet", "probe", "single", "streaming")
+VARIANTS = ("quiet", "probe", "mindspore-kernels", "single", "streaming")
 SECTIONS = {"step": step_section, "wall": wall_section, "pipeline": pipeline_section,
             "startup": startup_section}
 
@@ -186,6 +195,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the whole-run race")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--skip-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-ms-peers", action="store_true", help="leave out the MindSpore "
+                        "scripts written by hand (benchmarks/ms_loop.py)")
     parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS),
                         help="variants of the README's command to time beside it (default: "
                         "all)")

@@ -9,33 +9,87 @@ epoch, a validation pass over the held-out digits after every epoch and one pass
 split at the end. It prints the same kind of probe lines as ``benchmarks.probes.Clock`` so the
 benchmark reads both alike.
 
+It imports nothing of MindSpore or of this project (MindSpore's import alone costs seconds):
+``benchmarks/run.py`` prepares the split folders ``train.py`` reads and passes them with
+``--splits``; run by hand without it, the script asks ``benchmarks.splits`` (which imports the
+project) for them first, before its clock starts counting.
+
     pip install torch==2.13.0   # the CPU wheel on these machines
     python benchmarks/torch_lenet.py --data-dir ../shared/data/mnist-subset --epochs 3
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import struct
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-from benchmarks.probes import launch_time  # noqa: E402
-from benchmarks.splits import peer_parser  # noqa: E402
+# The raw IDX files of each split folder (as trainer.data.idx.SPLIT_FILES names them).
+SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MAX_ITEMS = 10_000_000  # a bound on what a header may declare before memory is spent
+
+
+def launch_time() -> float:
+    """When the command started (as ``benchmarks.probes.launch_time``, without MindSpore)."""
+    if os.environ.get("MSTRAIN_BENCH_T0"):
+        return float(os.environ["MSTRAIN_BENCH_T0"])
+    with open("/proc/self/stat", encoding="ascii") as stat:
+        start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/stat", encoding="ascii") as proc:
+        boot = next(int(line.split()[1]) for line in proc if line.startswith("btime"))
+    return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An uncompressed IDX file of unsigned bytes (1 or 3 dimensions), checked."""
+    with open(path, "rb") as handle:
+        zero, kind, ndim = struct.unpack(">HBB", handle.read(4))
+        if zero != 0 or kind != 0x08 or ndim not in (1, 3):
+            raise SystemExit(f"{path}: not an IDX file of unsigned bytes")
+        dims = struct.unpack(f">{ndim}I", handle.read(4 * ndim))
+        if dims[0] > MAX_ITEMS or any(d > 64 for d in dims[1:]):
+            raise SystemExit(f"{path}: declares {dims}, beyond this script's bounds")
+        data = np.frombuffer(handle.read(), dtype=np.uint8)
+    if data.size != int(np.prod(dims)):
+        raise SystemExit(f"{path}: {data.size} bytes of payload for dimensions {dims}")
+    return data.reshape(dims).copy()
+
+
+def peer_parser(description: str) -> argparse.ArgumentParser:
+    """The flags of ``benchmarks.splits.peer_parser``, and ``--splits``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--eval-batch-size", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--splits", type=Path, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                        help="the split folders train.py reads (benchmarks.splits.run_splits)")
+    return parser
 
 
 def main(argv=None) -> int:
     parser = peer_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
+    if args.splits is None:  # by hand: the project finds them, before the clock starts
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from benchmarks.splits import run_splits
+
+        found = run_splits(args.data_dir)
+        args.splits = [found["train"], found["val"], found["test"]]
+        os.environ["MSTRAIN_BENCH_T0"] = repr(time.time())
     t0 = launch_time()
 
     import torch
     from torch import nn
     from torch.nn import functional as F
-
-    from benchmarks.splits import run_splits
-    from trainer.data.idx import SPLIT_FILES, read_idx
 
     torch.manual_seed(args.seed)
 
@@ -46,10 +100,9 @@ def main(argv=None) -> int:
         x = (x - 0.1307) / 0.3081
         return x.contiguous(), torch.from_numpy(read_idx(labels_path)).long()
 
-    splits = run_splits(args.data_dir)
-    train_x, train_y = load(splits["train"], "train")
-    val_x, val_y = load(splits["val"], "test")
-    test_x, test_y = load(splits["test"], "test")
+    train_x, train_y = load(args.splits[0], "train")
+    val_x, val_y = load(args.splits[1], "test")
+    test_x, test_y = load(args.splits[2], "test")
 
     class LeNet5(nn.Module):
         def __init__(self) -> None:

@@ -8,6 +8,8 @@ OPTIMIZERS = ("momentum", "sgd", "adam", "adamw", "rmsprop", "adagrad")
 INITS = ("default", "normal", "xavier", "he", "uniform")
 DEVICES = ("CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
+# Who computes the training step's convolutions and pooling on CPU (trainer/networks/native).
+KERNELS = ("native", "mindspore")
 MONITOR_MODES = ("min", "max")
 # What a run logs every epoch that --monitor may watch (val_* are measured on the validation data).
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")

@@ -22,6 +22,7 @@ from trainer.config.choices import (
     DATA_SOURCES,
     DEVICES,
     INITS,
+    KERNELS,
     LR_SCHEDULES,
     MODES,
     MONITOR_MODES,
@@ -186,6 +187,12 @@ class TrainConfig:
     device: str = _opt("CPU", "device target", choices=DEVICES, group="run")
     mode: str = _opt("graph", "graph compiles each step (fast); pynative runs op by op",
                      choices=MODES, group="run")
+    kernels: str = _opt("native", "who computes the training step's convolutions and pooling "
+                        "on CPU: native (C++ kernels compiled on this machine at first use into "
+                        "the cache; MindSpore's operators, with one line saying why, where there "
+                        "is no compiler or the CPU lacks AVX2) or mindspore; inference always "
+                        "uses MindSpore's operators, and checkpoints are the same either way",
+                        choices=KERNELS, group="run")
     steps_per_launch: int = _opt(0, "training steps per graph launch; callbacks then see one "
                                  "step end per launch, with cur_step_num advanced by all its "
                                  "steps. 0 (auto): 16 in graph mode on the cached feed, unless a "

@@ -158,7 +158,7 @@ class Trainer:
         from trainer.tracking import finish_trackers
 
         cfg = self.config
-        built = build_network(cfg.net, cfg.num_classes)
+        built = build_network(cfg.net, cfg.num_classes, kernels=cfg.kernels)
         self.network, self.image_size = built.cell, built.image_size
         apply_init(self.network, cfg.init)
         if cluster.main and self.show_summary:
@@ -317,8 +317,9 @@ class Trainer:
                  f"validating on the test split's {data.valid_count} digits (--val-split 0)")
         logger.info("Run directory: %s", self.run_dir)
         logger.info("Training %s on %d samples (%d steps/epoch, %s), %s; %d epoch(s), %s, lr %s "
-                    "(%s), mode %s, %s.", cfg.net, data.train_count, data.steps_per_epoch,
+                    "(%s), mode %s, %s%s.", cfg.net, data.train_count, data.steps_per_epoch,
                     batch, where, cfg.epochs, cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.mode,
+                    "native kernels, " if getattr(self.network, "native", False) else "",
                     f"up to {steps} steps per launch" if steps > 1 else "one step per launch")
         options = [f"{flag} {value}" for flag, value in (
             ("--clip-grad-norm", cfg.clip_grad_norm), ("--clip-grad-value", cfg.clip_grad_value),

@@ -23,6 +23,8 @@ REGISTRY: dict[str, str] = {
     "mlp": "trainer.networks.mlp:MLP",
     "mindvision-lenet": "trainer.networks.mindvision:lenet",
 }
+# The built-in networks whose training step can run the native CPU kernels (--kernels).
+NATIVE_KERNELS = ("lenet",)
 
 
 @dataclass
@@ -53,12 +55,15 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
     return network_factory(spec)
 
 
-def build_network(spec: str, num_classes: int = 10) -> BuiltNetwork:
+def build_network(spec: str, num_classes: int = 10, kernels: str = "mindspore") -> BuiltNetwork:
     """Builds the network named by ``spec``.
 
     Args:
         spec: A registry name or ``pkg.module:factory``.
         num_classes: Number of output classes. Defaults to `10`.
+        kernels: ``native`` or ``mindspore``: who computes the training step's convolutions
+            and pooling, for the built-in networks that have native kernels (LeNet-5); others
+            ignore it. Defaults to `"mindspore"`.
 
     Raises:
         ConfigError: the network cannot be found, is not a network, or its factory fails or
@@ -73,7 +78,8 @@ def build_network(spec: str, num_classes: int = 10) -> BuiltNetwork:
 
     factory = resolve_factory(spec)
     try:
-        cell = factory(num_classes=num_classes)
+        extra = {"kernels": kernels} if spec in NATIVE_KERNELS else {}
+        cell = factory(num_classes=num_classes, **extra)
     except ConfigError:  # already a complete message (e.g. mindvision is not installed)
         raise
     except Exception as exc:  # a user's factory may fail in any way; say whose fault it is

@@ -1,0 +1,307 @@
+"""The native CPU kernels against MindSpore's own operators: nn.Conv2d (with ReLU and
+nn.MaxPool2d) and nn.MaxPool2d, forward and gradients, graph and PyNative; LeNet-5 learning with
+them, resuming exactly, exporting without them, and the fallback when there is no compiler.
+
+The library is built once per test session into the session's cache (conftest sets
+``MSTRAIN_CACHE``). Convolutions on random data are compared within a float32 rounding bound
+derived from each sum's length and the sum of its terms' magnitudes; chains with a ReLU or a
+pooling (where a value within rounding of a tie or of zero could route a gradient elsewhere) are
+compared bit for bit on small integers and binary fractions, whose sums are exact in float32
+in any order, so the comparison holds on any CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+ms = pytest.importorskip("mindspore")
+
+from mindspore import nn, ops  # noqa: E402
+
+from tests.conftest import run_train  # noqa: E402
+from trainer.networks import native  # noqa: E402
+from trainer.networks.native.ops import NativeConv2d, NativeMaxPool2x2  # noqa: E402
+
+EPS = 2.0 ** -24  # float32's unit roundoff
+
+
+@pytest.fixture(scope="module")
+def library() -> str:
+    try:
+        return str(native.library().path)
+    except native.Unavailable as exc:
+        pytest.skip(f"native kernels unavailable here: {exc}")
+
+
+@pytest.fixture(params=["graph", "pynative"])
+def mode(request):
+    ms.set_context(mode=ms.GRAPH_MODE if request.param == "graph" else ms.PYNATIVE_MODE)
+    yield request.param
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+class _Reference(nn.Cell):
+    """MindSpore's chain: ops.conv2d (the weights as inputs, for their gradients), then ReLU
+    and MaxPool2d as asked."""
+
+    def __init__(self, pad: str, has_bias: bool, relu: bool, pool: bool) -> None:
+        super().__init__()
+        self.relu, self.pool = nn.ReLU(), nn.MaxPool2d(2, 2)
+        self.pad, self.has_bias, self.use_relu, self.use_pool = pad, has_bias, relu, pool
+
+    def construct(self, x, weight, bias):
+        y = ops.conv2d(x, weight, bias if self.has_bias else None, pad_mode=self.pad)
+        if self.use_relu:
+            y = self.relu(y)
+        if self.use_pool:
+            y = self.pool(y)
+        return y
+
+
+class _Native(nn.Cell):
+    def __init__(self, cell, has_bias: bool) -> None:
+        super().__init__()
+        self.cell, self.has_bias = cell, has_bias
+
+    def construct(self, x, weight, bias):
+        if self.has_bias:
+            return self.cell(x, weight, bias)
+        return self.cell(x, weight)
+
+
+def _values_and_grads(net, x, weight, bias, dout):
+    """The output, and the gradients of sum(out * dout) for x, the weight and the bias."""
+
+    def scored(x, weight, bias):
+        return (net(x, weight, bias) * dout).sum()
+
+    grads = ms.grad(scored, grad_position=(0, 1, 2))(x, weight, bias)
+    return [net(x, weight, bias).asnumpy(), *(g.asnumpy() for g in grads)]
+
+
+def _run_both(library, case, x, w, b, dout):
+    _, _, _, _, _, _, pad, relu, pool, has_bias = case
+    ref = _Reference(pad, has_bias, relu, pool)
+    mine = _Native(NativeConv2d(library, pad_mode=pad, relu=relu, pool=pool, has_bias=has_bias),
+                   has_bias)
+    args = (ms.Tensor(x), ms.Tensor(w), ms.Tensor(b), ms.Tensor(dout))
+    return _values_and_grads(ref, *args), _values_and_grads(mine, *args)
+
+
+def _magnitudes(x, w, dout, pad):
+    """Each sum's terms' magnitudes, summed (float64): of the output, dw and dx."""
+    x, w, dout = (np.abs(a).astype(np.float64) for a in (x, w, dout))
+    k = w.shape[2]
+    top = (k - 1) // 2 if pad == "same" else 0
+    bottom = k - 1 - top if pad == "same" else 0
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (top, bottom)))
+    ho, wo = dout.shape[2:]
+    y, dw, dxp = np.zeros(dout.shape), np.zeros(w.shape), np.zeros(xp.shape)
+    for a in range(k):
+        for b in range(k):
+            patch = xp[:, :, a:a + ho, b:b + wo]
+            y += np.einsum("nihw,oi->nohw", patch, w[:, :, a, b])
+            dw[:, :, a, b] = np.einsum("nihw,nohw->oi", patch, dout)
+            dxp[:, :, a:a + ho, b:b + wo] += np.einsum("nohw,oi->nihw", dout, w[:, :, a, b])
+    return y, dw, dxp[:, :, top:top + x.shape[2], top:top + x.shape[3]]
+
+
+def _gamma(terms: int) -> float:
+    """The classic bound on a float32 sum's relative rounding error, for ``terms`` terms."""
+    return terms * EPS / (1 - terms * EPS)
+
+
+# (batch, in channels, out channels, kernel, height, width, padding, relu, pool, bias)
+RANDOM_CASES = [
+    (1, 1, 6, 5, 32, 32, "valid", False, False, False),   # LeNet's conv1, batch 1
+    (3, 6, 16, 5, 14, 14, "valid", False, False, True),   # LeNet's conv2
+    (2, 3, 5, 3, 9, 7, "same", False, False, True),       # odd sizes, "same" padding
+    (2, 4, 9, 4, 11, 8, "same", False, False, False),     # an even kernel: uneven padding
+    (1, 2, 3, 1, 5, 6, "valid", False, False, True),      # 1x1
+]
+
+
+@pytest.mark.parametrize("case", RANDOM_CASES, ids=lambda c: "x".join(map(str, c[:6])) + c[6])
+def test_convolution_within_float32_rounding(library, mode, case):
+    n, cin, cout, k, h, wd, pad = case[:7]
+    rng = np.random.default_rng(sum(case[:6]))
+    x = rng.standard_normal((n, cin, h, wd)).astype(np.float32)
+    w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+    b = rng.standard_normal((cout,)).astype(np.float32)
+    ho, wo = (h, wd) if pad == "same" else (h - k + 1, wd - k + 1)
+    dout = rng.standard_normal((n, cout, ho, wo)).astype(np.float32)
+    (y0, dx0, dw0, db0), (y1, dx1, dw1, db1) = _run_both(library, case, x, w, b, dout)
+    assert y1.shape == y0.shape and dx1.shape == dx0.shape and dw1.shape == dw0.shape
+    # Each side rounds a sum of m terms within gamma(m) times the sum of its terms' magnitudes.
+    abs_y, abs_dw, abs_dx = _magnitudes(x, w, dout, pad)
+    assert np.all(np.abs(y1 - y0) <= 2 * _gamma(cin * k * k + 1)
+                  * (abs_y + np.abs(b)[:, None, None]) + 1e-30)
+    assert np.all(np.abs(dw1 - dw0) <= 2 * _gamma(n * ho * wo) * abs_dw + 1e-30)
+    assert np.all(np.abs(dx1 - dx0) <= 2 * _gamma(cout * k * k) * abs_dx + 1e-30)
+    if case[9]:
+        abs_db = np.abs(dout).sum(axis=(0, 2, 3))
+        assert np.all(np.abs(db1 - db0) <= 2 * _gamma(n * ho * wo) * abs_db + 1e-30)
+
+
+# Chains through a ReLU and a pooling, on exact data: many ties and zeros, bit-exact results.
+EXACT_CASES = [
+    (32, 1, 6, 5, 32, 32, "valid", True, True, False),    # LeNet's conv1 at batch 32
+    (1, 6, 16, 5, 14, 14, "valid", True, True, False),    # LeNet's conv2, batch 1
+    (2, 3, 4, 3, 11, 9, "valid", True, True, True),       # odd conv output: last row dropped
+    (2, 2, 5, 3, 7, 10, "same", True, True, True),
+    (3, 2, 3, 3, 8, 6, "same", True, False, True),        # ReLU without pooling
+]
+
+
+@pytest.mark.parametrize("case", EXACT_CASES, ids=lambda c: "x".join(map(str, c[:6])) + c[6]
+                         + ("-pool" if c[8] else "-relu"))
+def test_relu_and_pooling_chains_bit_exact(library, mode, case):
+    n, cin, cout, k, h, wd, pad, relu, pool, has_bias = case
+    rng = np.random.default_rng(sum(case[:6]))
+    x = rng.integers(-3, 4, (n, cin, h, wd)).astype(np.float32)
+    x[:, :, : h // 3] = 1.0  # a uniform band: tied windows with positive maxima
+    w = (rng.integers(-4, 5, (cout, cin, k, k)) / 4).astype(np.float32)
+    b = (rng.integers(-4, 5, (cout,)) / 2).astype(np.float32)
+    ho, wo = (h, wd) if pad == "same" else (h - k + 1, wd - k + 1)
+    out = (n, cout, ho // 2, wo // 2) if pool else (n, cout, ho, wo)
+    dout = rng.integers(-5, 6, out).astype(np.float32)
+    reference, mine = _run_both(library, case, x, w, b, dout)
+    for name, a, b_ in zip(("output", "dx", "dw", "db"), reference, mine):
+        if name == "db" and not has_bias:
+            continue
+        np.testing.assert_array_equal(b_, a, err_msg=name)
+    assert np.count_nonzero(reference[0] == 0) > 0  # the ReLU closed some windows
+
+
+def _tied(shape, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[:, :, :4] = 0.5
+    even = shape[3] - shape[3] % 2
+    x[:, :, 4:6, 0:even:2] = x[:, :, 4:6, 1:even:2]
+    return x
+
+
+class _Pooled(nn.Cell):
+    def __init__(self, pool: nn.Cell) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def construct(self, x, dout):
+        return (self.pool(x) * dout).sum()
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 28, 28), (1, 16, 10, 10), (3, 2, 9, 7)])
+def test_maxpool_bit_exact_with_ties(library, mode, shape):
+    x = ms.Tensor(_tied(shape))
+    out_shape = (shape[0], shape[1], shape[2] // 2, shape[3] // 2)
+    dout = ms.Tensor(np.random.default_rng(1).standard_normal(out_shape).astype(np.float32))
+    results = []
+    for pool in (nn.MaxPool2d(kernel_size=2, stride=2), NativeMaxPool2x2(library)):
+        grad = ms.grad(_Pooled(pool), grad_position=0)(x, dout)
+        results.append((pool(x).asnumpy(), grad.asnumpy()))
+    (ref_out, ref_grad), (out, grad) = results
+    assert out.shape == out_shape
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(grad, ref_grad)
+
+
+def _lenet_step(kernels: str, seed: int = 0):
+    from trainer.engine.step import LaunchSteps, TrainStep
+    from trainer.networks import LeNet5
+
+    ms.set_seed(seed)
+    net = LeNet5(kernels=kernels)
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    launch = LaunchSteps(TrainStep(net, loss, nn.Momentum(net.trainable_params(), 0.01, 0.9)))
+    launch.set_train()
+    return launch, net
+
+
+def test_lenet_uses_the_kernels_in_training_only_with_the_same_parameters(library):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    _, plain = _lenet_step("mindspore")
+    _, fast = _lenet_step("native")
+    assert fast.native and not plain.native
+    assert ([p.name for p in fast.get_parameters()] == [p.name for p in plain.get_parameters()])
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32))
+    fast.set_train(False)
+    plain.set_train(False)
+    np.testing.assert_array_equal(fast(x).asnumpy(), plain(x).asnumpy())  # same init, same ops
+
+
+def test_lenet_step_with_native_kernels_runs_the_same_training(library):
+    """Same start, same batches: the weights stay within rounding of MindSpore's operators'."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(0)
+    data = ms.Tensor(rng.standard_normal((4, 8, 1, 32, 32)).astype(np.float32))
+    labels = ms.Tensor(rng.integers(0, 10, (4, 8)).astype(np.int32))
+    nets = []
+    for kernels in ("mindspore", "native"):
+        launch, net = _lenet_step(kernels)
+        launch(data, labels).asnumpy()
+        nets.append([p.asnumpy() for p in net.trainable_params()])
+    for a, b in zip(*nets):
+        scale = np.abs(a).max()
+        assert np.abs(a - b).max() <= 1e-4 * scale  # 4 steps of lr 0.01: far below any change
+        assert not np.array_equal(a, np.zeros_like(a))
+
+
+# The recipe both whole runs below train: 2 epochs of Adam on the generated digits.
+RECIPE = ["--no-plot", "--no-progress", "--log-every", "0", "--optimizer", "adam", "--lr",
+          "0.005", "--epochs", "2"]
+LEARNED = 0.6  # test accuracy after RECIPE, with either kernels (measured: 0.85-0.95)
+
+
+def test_a_run_with_native_kernels_learns_resumes_exactly_and_exports(library, digits_dir,
+                                                                     tmp_path):
+    """train.py in-process: 2 epochs straight, and 1 + a resume, with native kernels, give the
+    same weights bit for bit; the run learns; its checkpoint resumes with MindSpore's
+    operators; the exported MINDIR (standard operators only) matches the checkpoint."""
+    import json
+
+    from trainer.checkpoint import read_checkpoint
+    from trainer.cli import main
+    from trainer.serving.export import export_checkpoint
+
+    common = [*RECIPE, "--data-dir", str(digits_dir), "--output-dir", str(tmp_path)]
+    assert main([*common, "--run-name", "straight"]) == 0
+    assert main([*common, "--epochs", "1", "--run-name", "resumed"]) == 0
+    assert main([*common, "--run-name", "resumed", "--resume", "auto"]) == 0
+    latest = {}
+    for name in ("straight", "resumed"):
+        folder = tmp_path / name / "checkpoints"
+        latest[name] = read_checkpoint(folder / json.loads((folder / "latest.json").read_text())
+                                       ["file"])
+    assert latest["straight"].meta.global_step == latest["resumed"].meta.global_step
+    for key, value in latest["straight"].params.items():
+        np.testing.assert_array_equal(np.asarray(latest["resumed"].params[key]),
+                                      np.asarray(value), err_msg=key)
+    assert latest["straight"].meta.run.config["kernels"] == "native"
+    history = json.loads((tmp_path / "straight" / "history.json").read_text())
+    assert history["test"]["final"]["test_accuracy"] >= LEARNED
+    # Kernels are outside the fingerprint: the checkpoint resumes with MindSpore's operators.
+    assert main([*common, "--epochs", "3", "--run-name", "straight", "--resume", "auto",
+                 "--kernels", "mindspore"]) == 0
+    exported = export_checkpoint(tmp_path / "straight", "mindir")
+    assert b"Custom" not in exported.path.read_bytes()
+
+
+def test_without_a_compiler_one_line_and_mindspore_operators(digits_dir, tmp_path):
+    """The user's path: CXX names a missing program, so train.py says why in one line and
+    trains (and learns) with MindSpore's operators."""
+    result = run_train([*RECIPE, "--data-dir", str(digits_dir), "--output-dir", "runs",
+                        "--run-name", "plain"], cwd=tmp_path,
+                       env={"CXX": str(tmp_path / "no-such-compiler")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "Native kernels unavailable" in line]
+    assert len(lines) == 1 and "no C++ compiler found" in lines[0], lines
+    assert "MindSpore's operators" in lines[0]
+    assert "Traceback" not in output
+    assert "native kernels," not in output  # the start line names them only when used
+    import json
+
+    history = json.loads((tmp_path / "runs" / "plain" / "history.json").read_text())
+    assert history["test"]["final"]["test_accuracy"] >= LEARNED

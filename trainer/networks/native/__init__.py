@@ -1,0 +1,123 @@
+"""Native CPU kernels for a small CNN's training step: direct convolutions and 2x2 max pooling.
+
+MindSpore 2.7.2 runs LeNet's convolutions through oneDNN's ``gemm:jit`` on plain NCHW tensors and
+its pooling's backward pass at six times the forward's cost; these kernels (``kernels.cc``,
+compiled on the machine that runs them, see :mod:`.build`) do the same arithmetic directly,
+single-threaded, fused with the ReLU and the pooling, as ``ops.Custom`` operators inside the
+compiled step (:mod:`.ops`). They serve training only: inference graphs (validation, testing,
+prediction, export) keep MindSpore's operators, so exported files run anywhere.
+
+``--kernels native`` (the default) uses them where they are available: on CPU, with a C++
+compiler, on a CPU with AVX-512 or AVX2 and FMA. Anywhere else the run uses MindSpore's
+operators and says why in one line. Checkpoints are the same either way.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trainer.networks.native.build import Built, Unavailable, build
+
+__all__ = ["KERNELS", "Unavailable", "library", "use_native"]
+
+logger = logging.getLogger("mstrain")
+
+KERNELS = ("native", "mindspore")
+
+# The outcome of the first request in this process: the library, or why there is none.
+_outcome: tuple[Built | None, str] | None = None
+
+
+def library() -> Built:
+    """The kernels' library for this machine (built into the cache on first use).
+
+    Raises:
+        Unavailable: with the reason, in a few words.
+    """
+    global _outcome
+    if _outcome is None:
+        try:
+            built = build()
+            _outcome = (built, "")
+            if built.seconds:
+                logger.info("Built the native kernels (%s) in %.1f s into %s.", built.isa,
+                            built.seconds, built.path.parent)
+        except Unavailable as exc:
+            _outcome = (None, str(exc))
+    built, reason = _outcome
+    if built is None:
+        raise Unavailable(reason)
+    return built
+
+
+def use_native(kernels: str, device: str | None = None) -> str | None:
+    """The library's path when ``kernels`` is ``native`` and the kernels can run here, else None,
+    having said once in the log why MindSpore's operators are used instead.
+
+    Args:
+        kernels: ``native`` or ``mindspore``.
+        device: The device target. Defaults to `None` (MindSpore's current one).
+    """
+    if kernels != "native":
+        return None
+    if device is None:
+        import mindspore as ms
+
+        device = ms.get_context("device_target")
+    if device != "CPU":
+        return None  # accelerators have their own kernels
+    first = _outcome is None
+    try:
+        return str(library().path)
+    except Unavailable as exc:
+        if first:
+            logger.info("Native kernels unavailable (%s); using MindSpore's operators.", exc)
+        return None
+
+
+def reset() -> None:
+    """Forgets this process's outcome, so the next request builds or loads again (tests)."""
+    global _outcome
+    _outcome = None
+
+
+# The layer shapes the fused kernels were measured faster for than MindSpore's operators
+# (benchmarks/native_step.py, docs/speed.md): LeNet-5's two convolutions, 1->6 channels at 32x32
+# and 6->16 at 14x14, 5x5. Larger layers were not measured, so they keep MindSpore's operators.
+MAX_OUT_CHANNELS = 16
+MAX_TERMS = 150  # in_channels * kernel height * kernel width: the length of each output's sum
+MAX_SIZE = 32
+
+
+def faster_here(in_channels: int, out_channels: int, kernel_size: int, size: int) -> bool:
+    """Whether a layer of this shape is within the shapes the native convolution (with its
+    ReLU and pooling) measured faster than MindSpore's operators."""
+    return (out_channels <= MAX_OUT_CHANNELS and in_channels * kernel_size ** 2 <= MAX_TERMS
+            and size <= MAX_SIZE)
+
+
+def native_conv_relu_pool(kernels: str, conv, size: int):
+    """A :class:`~.ops.NativeConv2d` doing ``conv``'s work with a ReLU and a 2x2 max pooling,
+    or None when ``kernels`` is not ``native``, the kernels are unavailable here, the layer is
+    one they do not cover (stride, dilation, groups, padding) or one they are not faster for.
+
+    Args:
+        kernels: ``native`` or ``mindspore``.
+        conv: The ``nn.Conv2d`` whose weight (and bias) the network passes at each call.
+        size: The height and width of the layer's input.
+    """
+    if kernels != "native":
+        return None
+    k = conv.kernel_size
+    if (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.group != 1
+            or conv.pad_mode not in ("valid", "same") or conv.data_format != "NCHW"
+            or k[0] != k[1]
+            or not faster_here(conv.in_channels, conv.out_channels, k[0], size)):
+        return None
+    path = use_native(kernels)
+    if path is None:
+        return None
+    from trainer.networks.native.ops import NativeConv2d
+
+    return NativeConv2d(path, pad_mode=conv.pad_mode, relu=True, pool=True,
+                        has_bias=conv.has_bias)

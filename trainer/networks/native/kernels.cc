@@ -1,0 +1,582 @@
+// Direct 2-D convolution (float32, NCHW, stride 1, "valid" or "same" padding, any kernel size)
+// forward, backward-input and backward-filter, optionally fused with a bias, a ReLU and a 2x2
+// max pooling, and a 2x2 max pooling of its own; single-threaded (the framework's own threads
+// hold the cores). Entry points follow MindSpore's ops.Custom "aot" calling convention:
+//   int name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+//            void *stream, void *extra)
+// with the inputs first and the outputs after them; the return value 0 means success.
+//
+// The vector width is chosen when the file is compiled: AVX-512 (16 floats), AVX2 with FMA
+// (8 floats) or plain C++ (1 float). Every sum runs in the same order on every call, so results
+// are deterministic on one machine.
+//
+// The convolutions work on a "wide" output grid: output row oh is stored with the padded input's
+// row stride Wp, so output position p = oh * Wp + ow reads the input at p + kh * Wp + kw, one
+// contiguous vector for many outputs, with no edge cases; the columns ow >= Wo are computed and
+// discarded.
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// GCC's vector extensions rather than intrinsics: the compiler maps them to the instructions the
+// flags enable, and the file needs no C++ library headers, which keeps its compilation short
+// (it runs on the user's machine at first use). Products and sums fuse into FMA instructions
+// because the build passes -ffp-contract=fast.
+namespace {
+#if defined(__AVX512F__)
+constexpr int VL = 16;
+constexpr int CB_FWD = 8, V_FWD = 2, CB_BWF = 4;
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int VL = 8;
+constexpr int CB_FWD = 4, V_FWD = 2, CB_BWF = 2;
+#else
+constexpr int VL = 4;
+constexpr int CB_FWD = 4, V_FWD = 2, CB_BWF = 2;
+#endif
+typedef float vec __attribute__((vector_size(VL * sizeof(float))));
+inline vec vzero() { return vec{} ; }
+inline vec vload(const float *p) {
+  vec v;
+  __builtin_memcpy(&v, p, sizeof(vec));
+  return v;
+}
+inline void vstore(float *p, vec v) { __builtin_memcpy(p, &v, sizeof(vec)); }
+inline vec vset1(float x) { return vec{} + x; }
+inline vec vfma(vec a, vec b, vec c) { return a * b + c; }
+inline float vsum(vec v) {  // in a fixed order, lane by lane
+  float s = 0.0f;
+  _Pragma("GCC unroll 16")
+  for (int k = 0; k < VL; ++k) s += v[k];
+  return s;
+}
+template <typename T> inline T min_of(T a, T b) { return a < b ? a : b; }
+template <typename T> inline T max_of(T a, T b) { return a < b ? b : a; }
+inline void fill(float *p, int64_t n, float v) { for (int64_t k = 0; k < n; ++k) p[k] = v; }
+}  // namespace
+
+namespace {
+
+constexpr int KB_BWF = 5;  // kernel columns per block of the backward-filter pass
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Scratch buffers, grown as needed and kept between calls (one set per thread).
+struct Scratch {
+  float *data = nullptr;
+  int64_t size = 0;
+  ~Scratch() { free(data); }
+};
+thread_local Scratch scratch_a, scratch_b, scratch_c;
+
+float *grow(Scratch *buf, int64_t n) {
+  if (buf->size < n) {
+    free(buf->data);
+    buf->data = static_cast<float *>(malloc(sizeof(float) * n));
+    buf->size = buf->data ? n : 0;
+  }
+  return buf->data;
+}
+
+// A convolution's geometry: input C x H x W, weights Co x C x KH x KW, output Co x Ho x Wo,
+// the input padded by ph (top), pw (left) into Hp x Wp = (Ho + KH - 1) x (Wo + KW - 1).
+struct Geometry {
+  int64_t n, c, h, w, co, kh, kw, ho, wo, ph, pw, hp, wp;
+  int64_t p;    // wide output positions: ho * wp
+  int64_t pr;   // p rounded up to whole vectors
+  int64_t cs;   // channel stride of the padded input, with the slack the blocks read
+};
+
+Geometry geometry(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int64_t kh,
+                  int64_t kw, bool same) {
+  Geometry g{};
+  g.n = n; g.c = c; g.h = h; g.w = w; g.co = co; g.kh = kh; g.kw = kw;
+  g.ho = same ? h : h - kh + 1;
+  g.wo = same ? w : w - kw + 1;
+  g.ph = same ? (kh - 1) / 2 : 0;
+  g.pw = same ? (kw - 1) / 2 : 0;
+  g.hp = g.ho + kh - 1;
+  g.wp = g.wo + kw - 1;
+  g.p = g.ho * g.wp;
+  g.pr = round_up(g.p, VL);
+  g.cs = round_up(max_of(g.hp * g.wp, g.pr + (kh - 1) * g.wp + kw - 1), VL);
+  return g;
+}
+
+// Copies one sample's C x H x W input into the zero-padded layout (channel stride cs).
+void pad_input(const float *x, const Geometry &g, float *xp) {
+  for (int64_t ci = 0; ci < g.c; ++ci) {
+    float *dst = xp + ci * g.cs;
+    fill(dst, g.cs, 0.0f);
+    const float *src = x + ci * g.h * g.w;
+    for (int64_t r = 0; r < g.h; ++r) {
+      memcpy(dst + (r + g.ph) * g.wp + g.pw, src + r * g.w, sizeof(float) * g.w);
+    }
+  }
+}
+
+// out[o][p] = sum over i, a, b of wt[o][i][a][b] * in[i][p + a * row + b], for p < pr, as a
+// block of CB output channels by V vectors of positions.
+template <int CB, int V>
+void conv_block(const float *in, int64_t cin, int64_t cs, int64_t row, int64_t ka, int64_t kb,
+                const float *wt, int64_t p0, float *out, int64_t ostride) {
+  vec acc[CB][V];
+  _Pragma("GCC unroll 16")
+  for (int o = 0; o < CB; ++o)
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < V; ++v) acc[o][v] = vzero();
+  const int64_t wstride = cin * ka * kb;
+  for (int64_t i = 0; i < cin; ++i) {
+    for (int64_t a = 0; a < ka; ++a) {
+      for (int64_t b = 0; b < kb; ++b) {
+        const float *src = in + i * cs + a * row + b + p0;
+        vec xv[V];
+        _Pragma("GCC unroll 16")
+        for (int v = 0; v < V; ++v) xv[v] = vload(src + v * VL);
+        const float *wp = wt + (i * ka + a) * kb + b;
+        _Pragma("GCC unroll 16")
+        for (int o = 0; o < CB; ++o) {
+          const vec wv = vset1(wp[o * wstride]);
+          _Pragma("GCC unroll 16")
+          for (int v = 0; v < V; ++v) acc[o][v] = vfma(wv, xv[v], acc[o][v]);
+        }
+      }
+    }
+  }
+  _Pragma("GCC unroll 16")
+  for (int o = 0; o < CB; ++o)
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < V; ++v) vstore(out + o * ostride + p0 + v * VL, acc[o][v]);
+}
+
+template <int CB>
+void conv_channels(const float *in, int64_t cin, int64_t cs, int64_t row, int64_t ka,
+                   int64_t kb, const float *wt, int64_t pr, float *out, int64_t ostride) {
+  int64_t p0 = 0;
+  for (; p0 + VL * V_FWD <= pr; p0 += VL * V_FWD)
+    conv_block<CB, V_FWD>(in, cin, cs, row, ka, kb, wt, p0, out, ostride);
+  for (; p0 < pr; p0 += VL) conv_block<CB, 1>(in, cin, cs, row, ka, kb, wt, p0, out, ostride);
+}
+
+// The wide correlation of one sample: out (cout x pr, row stride `row`) from in (cin channels
+// of stride cs) and weights wt [cout][cin][ka][kb].
+void correlate(const float *in, int64_t cin, int64_t cs, int64_t row, int64_t ka, int64_t kb,
+               const float *wt, int64_t cout, int64_t pr, float *out) {
+  const int64_t wstride = cin * ka * kb;
+  for (int64_t o = 0; o < cout;) {
+    const int64_t left = min_of<int64_t>(cout - o, CB_FWD);
+    const float *w = wt + o * wstride;
+    float *dst = out + o * pr;
+    switch (left) {
+#define MSTRAIN_CASE(CB) \
+      case CB: conv_channels<(CB <= CB_FWD ? CB : 1)>(in, cin, cs, row, ka, kb, w, pr, dst, pr); \
+        break;
+      MSTRAIN_CASE(8) MSTRAIN_CASE(7) MSTRAIN_CASE(6) MSTRAIN_CASE(5)
+      MSTRAIN_CASE(4) MSTRAIN_CASE(3) MSTRAIN_CASE(2)
+#undef MSTRAIN_CASE
+      default: conv_channels<1>(in, cin, cs, row, ka, kb, w, pr, dst, pr);
+    }
+    o += left;
+  }
+}
+
+// What the backward passes receive instead of the convolution's output gradient.
+enum class Source { kPlain, kRelu, kPool };
+
+// The 2x2 maximum of each window, the first of equal values winning (row-major order), as
+// MindSpore's MaxPool and MaxPoolGrad pick. With `relu`, windows whose maximum is not above 0
+// get index 4: their gradient is cut by the ReLU.
+inline void pool_window(float a, float b, float c, float d, bool relu, float *value,
+                        uint8_t *index) {
+  float m = a;
+  uint8_t k = 0;
+  if (b > m) { m = b; k = 1; }
+  if (c > m) { m = c; k = 2; }
+  if (d > m) { m = d; k = 3; }
+  if (relu && !(m > 0.0f)) { m = 0.0f; k = 4; }
+  *value = m;
+  *index = k;
+}
+
+// The epilogue of the forward pass for one sample: the wide output plus bias, then ReLU and
+// pooling as asked, into the compact outputs.
+void finish_forward(const float *wide, const Geometry &g, const float *bias, Source kind,
+                    bool relu, float *y, uint8_t *index) {
+  if (kind == Source::kPool) {
+    const int64_t hq = g.ho / 2, wq = g.wo / 2;
+    for (int64_t o = 0; o < g.co; ++o) {
+      const float bo = bias ? bias[o] : 0.0f;
+      const float *src = wide + o * g.pr;
+      float *dst = y + o * hq * wq;
+      uint8_t *idx = index + o * hq * wq;
+      for (int64_t i = 0; i < hq; ++i) {
+        const float *r0 = src + 2 * i * g.wp, *r1 = r0 + g.wp;
+        for (int64_t j = 0; j < wq; ++j) {
+          float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+          if (bias) { a += bo; b += bo; c += bo; d += bo; }
+          if (relu) {  // the pooling sees the ReLU's outputs, ties of zeros included
+            a = max_of(a, 0.0f); b = max_of(b, 0.0f);
+            c = max_of(c, 0.0f); d = max_of(d, 0.0f);
+          }
+          pool_window(a, b, c, d, relu, dst + i * wq + j, idx + i * wq + j);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t o = 0; o < g.co; ++o) {
+    const float bo = bias ? bias[o] : 0.0f;
+    for (int64_t r = 0; r < g.ho; ++r) {
+      const float *src = wide + o * g.pr + r * g.wp;
+      float *dst = y + (o * g.ho + r) * g.wo;
+      for (int64_t q = 0; q < g.wo; ++q) {
+        float v = src[q];
+        if (bias) v += bo;
+        if (relu) v = v > 0.0f ? v : 0.0f;
+        dst[q] = v;
+      }
+    }
+  }
+}
+
+// The gradient at the convolution's output (before bias) for one sample, in the layout `dst`
+// asks for: rows of stride `row` starting at (top, left), zero elsewhere (dst is cleared
+// first over `size` floats).
+void gradient_at_output(const float *dy, const float *aux, const uint8_t *index, Source kind,
+                        const Geometry &g, float *dst, int64_t chan_stride, int64_t row,
+                        int64_t top, int64_t left, double *bias_sum) {
+  const int64_t hq = g.ho / 2, wq = g.wo / 2;
+  for (int64_t o = 0; o < g.co; ++o) {
+    float *out = dst + o * chan_stride;
+    fill(out, chan_stride, 0.0f);
+    float sum = 0.0f;
+    if (kind == Source::kPool) {
+      const float *d = dy + o * hq * wq;
+      const uint8_t *idx = index + o * hq * wq;
+      for (int64_t i = 0; i < hq; ++i) {
+        for (int64_t j = 0; j < wq; ++j) {
+          const uint8_t k = idx[i * wq + j];
+          if (k > 3) continue;
+          const float v = d[i * wq + j];
+          out[(top + 2 * i + (k >> 1)) * row + left + 2 * j + (k & 1)] = v;
+          sum += v;
+        }
+      }
+    } else {
+      for (int64_t r = 0; r < g.ho; ++r) {
+        const float *d = dy + (o * g.ho + r) * g.wo;
+        const float *y = kind == Source::kRelu ? aux + (o * g.ho + r) * g.wo : nullptr;
+        float *drow = out + (top + r) * row + left;
+        for (int64_t q = 0; q < g.wo; ++q) {
+          const float v = (y && !(y[q] > 0.0f)) ? 0.0f : d[q];
+          drow[q] = v;
+          sum += v;
+        }
+      }
+    }
+    if (bias_sum) bias_sum[o] += sum;
+  }
+}
+
+// dw[o][i][a][b] = sum over samples and positions of g[s][o][p] * xp[s][i][p + a * wp + b],
+// over CB output channels and KB kernel columns at a time, reduced across the vector's lanes
+// once at the end.
+template <int CB, int KB>
+void filter_block(const float *gw, int64_t gstride, int64_t gsample, const float *xp,
+                  int64_t xsample, const Geometry &g, int64_t i, int64_t a, int64_t b0,
+                  int64_t o0, int64_t npos, float *dw) {
+  vec acc[CB][KB];
+  _Pragma("GCC unroll 16")
+  for (int o = 0; o < CB; ++o)
+    _Pragma("GCC unroll 16")
+    for (int k = 0; k < KB; ++k) acc[o][k] = vzero();
+  for (int64_t s = 0; s < g.n; ++s) {
+    const float *xs = xp + s * xsample + i * g.cs + a * g.wp + b0;
+    const float *gs = gw + s * gsample + o0 * gstride;
+    for (int64_t p = 0; p < npos; p += VL) {
+      vec xv[KB];
+      _Pragma("GCC unroll 16")
+      for (int k = 0; k < KB; ++k) xv[k] = vload(xs + p + k);
+      _Pragma("GCC unroll 16")
+      for (int o = 0; o < CB; ++o) {
+        const vec gv = vload(gs + o * gstride + p);
+        _Pragma("GCC unroll 16")
+        for (int k = 0; k < KB; ++k) acc[o][k] = vfma(gv, xv[k], acc[o][k]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 16")
+  for (int o = 0; o < CB; ++o)
+    _Pragma("GCC unroll 16")
+    for (int k = 0; k < KB; ++k)
+      dw[(((o0 + o) * g.c + i) * g.kh + a) * g.kw + b0 + k] = vsum(acc[o][k]);
+}
+
+template <int CB>
+void filter_row(const float *gw, int64_t gstride, int64_t gsample, const float *xp,
+                int64_t xsample, const Geometry &g, int64_t i, int64_t a, int64_t o0,
+                int64_t npos, float *dw) {
+  int64_t b = 0;
+  for (; b + KB_BWF <= g.kw; b += KB_BWF)
+    filter_block<CB, KB_BWF>(gw, gstride, gsample, xp, xsample, g, i, a, b, o0, npos, dw);
+  for (; b < g.kw; ++b)
+    filter_block<CB, 1>(gw, gstride, gsample, xp, xsample, g, i, a, b, o0, npos, dw);
+}
+
+void filter_all(const float *gw, int64_t gstride, int64_t gsample, const float *xp,
+                int64_t xsample, const Geometry &g, int64_t npos, float *dw) {
+  for (int64_t i = 0; i < g.c; ++i) {
+    for (int64_t a = 0; a < g.kh; ++a) {
+      int64_t o = 0;
+      for (; o + CB_BWF <= g.co; o += CB_BWF)
+        filter_row<CB_BWF>(gw, gstride, gsample, xp, xsample, g, i, a, o, npos, dw);
+      for (; o < g.co; ++o)
+        filter_row<1>(gw, gstride, gsample, xp, xsample, g, i, a, o, npos, dw);
+    }
+  }
+}
+
+bool is_f32(const char *t) { return t && strcmp(t, "float32") == 0; }
+bool is_u8(const char *t) { return t && strcmp(t, "uint8") == 0; }
+
+// Checks and reads the geometry from the input x [N, C, H, W] and the weights [Co, C, KH, KW].
+bool read_geometry(int *ndims, int64_t **shapes, int xi, int wi, bool same, Geometry *g) {
+  if (ndims[xi] != 4 || ndims[wi] != 4) return false;
+  const int64_t *xs = shapes[xi], *ws = shapes[wi];
+  if (xs[1] != ws[1] || ws[2] < 1 || ws[3] < 1) return false;
+  if (!same && (xs[2] < ws[2] || xs[3] < ws[3])) return false;
+  *g = geometry(xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], same);
+  return true;
+}
+
+int64_t count(int nd, const int64_t *shape) {
+  int64_t n = 1;
+  for (int k = 0; k < nd; ++k) n *= shape[k];
+  return n;
+}
+
+int forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+            Source kind, bool relu, bool same) {
+  const int outputs = kind == Source::kPool ? 2 : 1;
+  const bool has_bias = nparam == 3 + outputs;
+  if (nparam != 2 + outputs && !has_bias) return 1;
+  for (int k = 0; k < 2 + (has_bias ? 1 : 0) + 1; ++k)
+    if (!is_f32(dtypes[k])) return 2;
+  Geometry g;
+  if (!read_geometry(ndims, shapes, 0, 1, same, &g)) return 3;
+  const int yi = has_bias ? 3 : 2;
+  const int64_t per_out = kind == Source::kPool ? g.co * (g.ho / 2) * (g.wo / 2)
+                                                : g.co * g.ho * g.wo;
+  if (count(ndims[yi], shapes[yi]) != g.n * per_out) return 4;
+  if (kind == Source::kPool &&
+      (!is_u8(dtypes[yi + 1]) || count(ndims[yi + 1], shapes[yi + 1]) != g.n * per_out))
+    return 5;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *b = has_bias ? static_cast<const float *>(params[2]) : nullptr;
+  float *y = static_cast<float *>(params[yi]);
+  uint8_t *index = kind == Source::kPool ? static_cast<uint8_t *>(params[yi + 1]) : nullptr;
+  float *xp = grow(&scratch_a, g.c * g.cs);
+  float *wide = grow(&scratch_b, g.co * g.pr);
+  if (!xp || !wide) return 6;
+  for (int64_t s = 0; s < g.n; ++s) {
+    pad_input(x + s * g.c * g.h * g.w, g, xp);
+    correlate(xp, g.c, g.cs, g.wp, g.kh, g.kw, w, g.co, g.pr, wide);
+    finish_forward(wide, g, b, kind, relu, y + s * per_out,
+                   index ? index + s * per_out : nullptr);
+  }
+  return 0;
+}
+
+// Inputs: x, the gradient source (dy; dy and y; or dy and the pooling index), w (for its
+// shape only); outputs dw and,
+// when there are bias gradients to give, db.
+int backward_filter(int nparam, void **params, int *ndims, int64_t **shapes,
+                    const char **dtypes, Source kind, bool same) {
+  const int sources = kind == Source::kPlain ? 1 : 2;
+  const int dwi = 2 + sources;  // after x, the sources and w (read for its shape only)
+  const bool has_bias = nparam == dwi + 2;
+  if (nparam != dwi + 1 && !has_bias) return 1;
+  if (!is_f32(dtypes[0]) || !is_f32(dtypes[1]) || !is_f32(dtypes[dwi])) return 2;
+  if (kind == Source::kPool ? !is_u8(dtypes[2]) : (sources == 2 && !is_f32(dtypes[2]))) return 2;
+  Geometry g;
+  if (!read_geometry(ndims, shapes, 0, dwi, same, &g)) return 3;
+  const int64_t per_out = kind == Source::kPool ? g.co * (g.ho / 2) * (g.wo / 2)
+                                                : g.co * g.ho * g.wo;
+  for (int k = 1; k <= sources; ++k)
+    if (count(ndims[k], shapes[k]) != g.n * per_out) return 4;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  const float *aux = kind == Source::kRelu ? static_cast<const float *>(params[2]) : nullptr;
+  const uint8_t *index = kind == Source::kPool ? static_cast<const uint8_t *>(params[2])
+                                                : nullptr;
+  float *dw = static_cast<float *>(params[dwi]);
+  float *db = has_bias ? static_cast<float *>(params[dwi + 1]) : nullptr;
+  // The gradient in the wide layout (row stride wp), zero past each row's wo columns and past
+  // the last row, so the vectors may run over them.
+  const int64_t npos = round_up(g.p, VL);
+  const int64_t gstride = npos;
+  // Every sample's padded input and gradient first, so that each weight's sum stays in a
+  // register across the whole batch.
+  const int64_t xsample = g.c * g.cs, gsample = g.co * gstride;
+  float *xp = grow(&scratch_a, g.n * xsample);
+  float *gw = grow(&scratch_b, g.n * gsample);
+  if (!xp || !gw) return 6;
+  double *bias_sum = has_bias ? static_cast<double *>(calloc(g.co, sizeof(double))) : nullptr;
+  if (has_bias && !bias_sum) return 6;
+  for (int64_t s = 0; s < g.n; ++s) {
+    pad_input(x + s * g.c * g.h * g.w, g, xp + s * xsample);
+    gradient_at_output(dy + s * per_out, aux ? aux + s * per_out : nullptr,
+                       index ? index + s * per_out : nullptr, kind, g, gw + s * gsample,
+                       gstride, g.wp, 0, 0, bias_sum);
+  }
+  filter_all(gw, gstride, gsample, xp, xsample, g, npos, dw);
+  for (int64_t o = 0; has_bias && o < g.co; ++o) db[o] = static_cast<float>(bias_sum[o]);
+  free(bias_sum);
+  return 0;
+}
+
+// Inputs: the gradient source, w, x (read for its shape only, which an odd size or "same"
+// padding leaves ambiguous); output dx: the full correlation of the output gradient with
+// the flipped weights, each output channel becoming an input channel.
+int backward_input(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                   Source kind, bool same) {
+  const int sources = kind == Source::kPlain ? 1 : 2;
+  const int wi = sources, dxi = sources + 2;  // input sources + 1: x, for its shape only
+  if (nparam != sources + 3) return 1;
+  if (!is_f32(dtypes[0]) || !is_f32(dtypes[wi]) || !is_f32(dtypes[dxi])) return 2;
+  if (kind == Source::kPool ? !is_u8(dtypes[1]) : (sources == 2 && !is_f32(dtypes[1]))) return 2;
+  Geometry g;
+  if (!read_geometry(ndims, shapes, dxi, wi, same, &g)) return 3;
+  const int64_t per_out = kind == Source::kPool ? g.co * (g.ho / 2) * (g.wo / 2)
+                                                : g.co * g.ho * g.wo;
+  for (int k = 0; k < sources; ++k)
+    if (count(ndims[k], shapes[k]) != g.n * per_out) return 4;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *aux = kind == Source::kRelu ? static_cast<const float *>(params[1]) : nullptr;
+  const uint8_t *index = kind == Source::kPool ? static_cast<const uint8_t *>(params[1])
+                                                : nullptr;
+  const float *w = static_cast<const float *>(params[wi]);
+  float *dx = static_cast<float *>(params[dxi]);
+  // The output gradient padded to (H + KH - 1) x (W + KW - 1): a "valid" correlation of it
+  // with the flipped weights is the input's gradient.
+  const int64_t top = g.kh - 1 - g.ph, left = g.kw - 1 - g.pw;
+  // Rows of stride wp hold the KW - 1 zero columns the correlation needs between two rows.
+  const int64_t row = g.wp, rows = g.h + g.kh - 1;
+  const int64_t pr = round_up(g.h * row, VL * V_FWD);
+  const int64_t gs = round_up(max_of(rows * row, pr + (g.kh - 1) * row + g.kw - 1), VL);
+  float *gp = grow(&scratch_a, g.co * gs);
+  float *wide = grow(&scratch_b, g.c * pr);
+  float *wt = grow(&scratch_c, g.co * g.c * g.kh * g.kw);
+  if (!gp || !wide || !wt) return 6;
+  for (int64_t o = 0; o < g.co; ++o)
+    for (int64_t i = 0; i < g.c; ++i)
+      for (int64_t a = 0; a < g.kh; ++a)
+        for (int64_t b = 0; b < g.kw; ++b)
+          wt[((i * g.co + o) * g.kh + a) * g.kw + b] =
+              w[((o * g.c + i) * g.kh + (g.kh - 1 - a)) * g.kw + (g.kw - 1 - b)];
+  for (int64_t s = 0; s < g.n; ++s) {
+    gradient_at_output(dy + s * per_out, aux ? aux + s * per_out : nullptr,
+                       index ? index + s * per_out : nullptr, kind, g, gp, gs, row, top, left,
+                       nullptr);
+    correlate(gp, g.co, gs, row, g.kh, g.kw, wt, g.c, pr, wide);
+    float *out = dx + s * g.c * g.h * g.w;
+    for (int64_t i = 0; i < g.c; ++i)
+      for (int64_t r = 0; r < g.h; ++r)
+        memcpy(out + (i * g.h + r) * g.w, wide + i * pr + r * row, sizeof(float) * g.w);
+  }
+  return 0;
+}
+
+}  // namespace
+
+#define MS_AOT_ARGS \
+  int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *
+
+#define CONV_ENTRIES(NAME, KIND, RELU)                                                       \
+  extern "C" int NAME##_fwd_valid(MS_AOT_ARGS) {                                             \
+    return forward(nparam, params, ndims, shapes, dtypes, KIND, RELU, false);                \
+  }                                                                                          \
+  extern "C" int NAME##_fwd_same(MS_AOT_ARGS) {                                              \
+    return forward(nparam, params, ndims, shapes, dtypes, KIND, RELU, true);                 \
+  }                                                                                          \
+  extern "C" int NAME##_bwd_filter_valid(MS_AOT_ARGS) {                                      \
+    return backward_filter(nparam, params, ndims, shapes, dtypes, KIND, false);              \
+  }                                                                                          \
+  extern "C" int NAME##_bwd_filter_same(MS_AOT_ARGS) {                                       \
+    return backward_filter(nparam, params, ndims, shapes, dtypes, KIND, true);               \
+  }                                                                                          \
+  extern "C" int NAME##_bwd_input_valid(MS_AOT_ARGS) {                                       \
+    return backward_input(nparam, params, ndims, shapes, dtypes, KIND, false);               \
+  }                                                                                          \
+  extern "C" int NAME##_bwd_input_same(MS_AOT_ARGS) {                                        \
+    return backward_input(nparam, params, ndims, shapes, dtypes, KIND, true);                \
+  }
+
+// conv: the convolution (plus bias); conv_relu: with a ReLU; conv_relu_pool: with a ReLU and a
+// 2x2 max pooling (outputs the pooled values and each window's index, 4 where the ReLU closed it).
+CONV_ENTRIES(conv, Source::kPlain, false)
+CONV_ENTRIES(conv_relu, Source::kRelu, true)
+CONV_ENTRIES(conv_relu_pool, Source::kPool, true)
+
+// 2x2 max pooling of x [N, C, H, W] into y [N, C, H/2, W/2] and each window's index 0-3 (the
+// last row or column of an odd size is dropped, as MindSpore's MaxPool does).
+extern "C" int maxpool2x2_fwd(MS_AOT_ARGS) {
+  if (nparam != 3 || ndims[0] != 4 || !is_f32(dtypes[0]) || !is_f32(dtypes[1]) ||
+      !is_u8(dtypes[2]))
+    return 1;
+  const int64_t nc = shapes[0][0] * shapes[0][1], h = shapes[0][2], w = shapes[0][3];
+  const int64_t hq = h / 2, wq = w / 2;
+  if (count(ndims[1], shapes[1]) != nc * hq * wq || count(ndims[2], shapes[2]) != nc * hq * wq)
+    return 4;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  uint8_t *index = static_cast<uint8_t *>(params[2]);
+  for (int64_t c = 0; c < nc; ++c) {
+    for (int64_t i = 0; i < hq; ++i) {
+      const float *r0 = x + (c * h + 2 * i) * w, *r1 = r0 + w;
+      for (int64_t j = 0; j < wq; ++j) {
+        const int64_t k = (c * hq + i) * wq + j;
+        pool_window(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], false, y + k, index + k);
+      }
+    }
+  }
+  return 0;
+}
+
+// Inputs dy [N, C, H/2, W/2], the index and x (for its shape only); output dx [N, C, H, W]:
+// each window's gradient at the position of its maximum, zero elsewhere.
+extern "C" int maxpool2x2_bwd(MS_AOT_ARGS) {
+  if (nparam != 4 || ndims[3] != 4 || !is_f32(dtypes[0]) || !is_u8(dtypes[1]) ||
+      !is_f32(dtypes[3]))
+    return 1;
+  const int64_t nc = shapes[3][0] * shapes[3][1], h = shapes[3][2], w = shapes[3][3];
+  const int64_t hq = h / 2, wq = w / 2;
+  if (count(ndims[0], shapes[0]) != nc * hq * wq || count(ndims[1], shapes[1]) != nc * hq * wq)
+    return 4;
+  const float *dy = static_cast<const float *>(params[0]);
+  const uint8_t *index = static_cast<const uint8_t *>(params[1]);
+  float *dx = static_cast<float *>(params[3]);
+  fill(dx, nc * h * w, 0.0f);
+  for (int64_t c = 0; c < nc; ++c) {
+    for (int64_t i = 0; i < hq; ++i) {
+      for (int64_t j = 0; j < wq; ++j) {
+        const int64_t k = (c * hq + i) * wq + j;
+        if (index[k] > 3) continue;
+        dx[(c * h + 2 * i + (index[k] >> 1)) * w + 2 * j + (index[k] & 1)] = dy[k];
+      }
+    }
+  }
+  return 0;
+}
+
+// The instruction set this file was compiled for, for the loader to report.
+extern "C" const char *mstrain_kernels_isa() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+  return "avx2";
+#else
+  return "generic";
+#endif
+}
