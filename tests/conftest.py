@@ -20,6 +20,9 @@ os.environ.setdefault("GLOG_v", "3")
 _OWN_CACHE = None
 if "MSTRAIN_CACHE" not in os.environ:
     _OWN_CACHE = os.environ["MSTRAIN_CACHE"] = tempfile.mkdtemp(prefix="mstrain-test-cache-")
+# The runs keep their data in caches of their own, but share one build of the native kernels
+# (tests/networks/test_native_kernels.py builds into caches of its own).
+os.environ.setdefault("MSTRAIN_KERNELS_DIR", os.path.join(os.environ["MSTRAIN_CACHE"], "kernels"))
 
 
 # The files that take longest (minutes of train.py subprocesses), started first so that the two

@@ -136,6 +136,17 @@ def _check(folder: Path) -> Path | None:
         return None
 
 
+def kernels_folder(root: Path | None = None) -> Path:
+    """Where built libraries are kept: ``$MSTRAIN_KERNELS_DIR`` when set (one build shared by
+    runs that keep their data in caches of their own), else ``kernels/`` in the cache."""
+    from trainer.fileio import cache_root
+
+    named = os.environ.get("MSTRAIN_KERNELS_DIR")
+    if named and root is None:
+        return Path(named).expanduser()
+    return (root or cache_root()) / "kernels"
+
+
 def build(root: Path | None = None) -> Built:
     """The kernels' library for this machine, from the cache or compiled into it now.
 
@@ -146,7 +157,7 @@ def build(root: Path | None = None) -> Built:
         Unavailable: no compiler, an unsupported CPU, a failed build, or a cache that cannot be
             written.
     """
-    from trainer.fileio import cache_root, hold_lock, remove_stale_staging
+    from trainer.fileio import hold_lock, remove_stale_staging
 
     isa, isa_flags = choose_isa(cpu_features())
     compiler = find_compiler()
@@ -154,7 +165,7 @@ def build(root: Path | None = None) -> Built:
     source = SOURCE.read_bytes()
     flags = (*BASE_FLAGS, *isa_flags)
     key = cache_key(compiler, version, flags, source, cpu_features())
-    base = (root or cache_root()) / "kernels"
+    base = kernels_folder(root)
     final = base / key
     found = _check(final)
     if found is not None:
