@@ -18,7 +18,7 @@ from typing import Any
 
 from callbacks.base import state_value
 from callbacks.stats import EpochStats
-from callbacks.tracking import TrackingLogger
+from callbacks.tracking import TrackingLogger, redact
 
 logger = logging.getLogger("mstrain")
 
@@ -56,7 +56,8 @@ class MLflowLogger(TrackingLogger):
     own (``callbacks/mlflow_child.py``: importing it and opening a store take seconds of Python,
     which would otherwise hold the training process's interpreter lock), fed from a background
     thread through a bounded queue; a server that is down or slow makes it warn once and stop
-    sending, and training goes on (the run's own files keep the record).
+    sending, and training goes on (the run's own files keep the record). Messages and tags show
+    a URI with its credentials hidden (:func:`~callbacks.tracking.redact`).
 
     Continuity: the run id and the points not yet confirmed by the server are part of the
     callback's state, saved in every checkpoint bundle. A resumed run reopens the same MLflow
@@ -183,9 +184,10 @@ class MLflowLogger(TrackingLogger):
 
     # --------------------------------------------------------------- sending
     def _warn(self, why: str) -> None:
+        why = redact(why)  # the store's own messages repeat the URI they were given
         if why not in self.warnings:
             self.warnings.append(why)
-            where = self.tracking_uri or "MLflow's default store"
+            where = redact(self.tracking_uri) if self.tracking_uri else "MLflow's default store"
             logger.warning("MLflow (%s): %s. Training goes on; the run directory keeps the "
                            "record.", where, why)
 
@@ -206,8 +208,9 @@ class MLflowLogger(TrackingLogger):
                                 env=env, start_new_session=True)
 
     def _child_config(self) -> dict[str, Any]:
+        tags = {key: redact(str(value)) for key, value in self.tags.items()}
         return {"uri": self.tracking_uri, "experiment": self.experiment,
-                "run_name": self.run_name, "tags": {**self.tags, "mstrain.run_uid": self.run_uid},
+                "run_name": self.run_name, "tags": {**tags, "mstrain.run_uid": self.run_uid},
                 "artifact_location": self.artifact_location, "run_id": self.run_id,
                 "run_uid": self.run_uid, "resumed": self._resumed, "attach": self._attach}
 

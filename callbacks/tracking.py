@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,34 @@ logger = logging.getLogger("mstrain")
 # The metrics a hyperparameter table shows next to each run's values (TensorBoard's HPARAMS).
 SUMMARY_METRICS = ("val/accuracy", "val/loss", "test/accuracy", "test/loss")
 FINISHED, STOPPED, FAILED = "FINISHED", "KILLED", "FAILED"
+
+HIDDEN = "***"
+# The user-information part of a URI (``scheme://user:password@``), up to the last "@" before
+# the host's end, as HTTP clients split it; and a query parameter whose name says it holds a
+# secret (its value is hidden up to the next "&", "#" or blank: too much rather than too little).
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s]*)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;](?:[^=&#\s]*?)(?:pass|pwd|secret|token|key|sig|credential|auth)"
+    r"[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URI in it hidden: the password of
+    ``scheme://user:password@host`` (a user name alone is hidden whole, since it may be a token)
+    and the values of query parameters such as ``password=``, ``token=`` or ``api_key=``.
+
+    Every message, tag and file the trackers write shows a tracking URI through this.
+
+    Example:
+        >>> redact("http://me:s3cret@host:5000/?token=abc&x=1")
+        'http://me:***@host:5000/?token=***&x=1'
+    """
+    def userinfo(match: re.Match) -> str:
+        user, colon, _ = match["info"].partition(":")
+        shown = f"{user}:{HIDDEN}" if colon and user else HIDDEN
+        return f"{match['scheme']}{shown}@"
+
+    return _SECRET_PARAM.sub(lambda m: m["name"] + HIDDEN, _USERINFO.sub(userinfo, text))
 
 
 def metric_name(column: str) -> str:
@@ -62,13 +91,14 @@ def finite_metrics(values: Mapping[str, Any]) -> dict[str, float]:
 
 
 def flat_params(config: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
-    """A configuration as scalar hyperparameters: lists and mappings become their text."""
+    """A configuration as scalar hyperparameters: lists and mappings become their text, and
+    text shows no credentials (:func:`redact`)."""
     out: dict[str, bool | int | float | str] = {}
     for key, value in config.items():
-        if isinstance(value, (bool, int, float, str)):
+        if isinstance(value, (bool, int, float)):
             out[key] = value
         else:
-            out[key] = str(value)
+            out[key] = redact(str(value))
     return out
 
 
