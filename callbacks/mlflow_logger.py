@@ -19,6 +19,7 @@ from typing import Any
 from callbacks.base import state_value
 from callbacks.stats import EpochStats
 from callbacks.tracking import TrackingLogger, redact
+from trainer.limits import TRACKING_ANSWER_MAX_BYTES, TRACKING_REPLY_MAX_BYTES, describe
 
 logger = logging.getLogger("mstrain")
 
@@ -33,6 +34,11 @@ _ARTIFACT_FOLDERS = {"checkpoint": "checkpoints", "model": "export"}
 CHILD = Path(__file__).with_name("mlflow_child.py")
 
 Point = tuple  # (key, value, timestamp in ms, step)
+
+
+def _run_id(value: Any) -> bool:
+    """Whether ``value`` looks like an MLflow run id (what a checkpoint bundle accepts back)."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isalnum()
 
 
 def _points(state: Any) -> list[Point]:
@@ -55,9 +61,10 @@ class MLflowLogger(TrackingLogger):
     passed to :meth:`~callbacks.tracking.TrackingLogger.finish`. MLflow runs in a process of its
     own (``callbacks/mlflow_child.py``: importing it and opening a store take seconds of Python,
     which would otherwise hold the training process's interpreter lock), fed from a background
-    thread through a bounded queue; a server that is down or slow makes it warn once and stop
-    sending, and training goes on (the run's own files keep the record). Messages and tags show
-    a URI with its credentials hidden (:func:`~callbacks.tracking.redact`).
+    thread through a bounded queue; a server that is down, slow or answers more than
+    ``TRACKING_REPLY_MAX_BYTES`` (``trainer/limits.py``) makes it warn once and stop sending, and
+    training goes on (the run's own files keep the record). Messages and tags show a URI with
+    its credentials hidden (:func:`~callbacks.tracking.redact`).
 
     Continuity: the run id and the points not yet confirmed by the server are part of the
     callback's state, saved in every checkpoint bundle. A resumed run reopens the same MLflow
@@ -170,7 +177,7 @@ class MLflowLogger(TrackingLogger):
         """Refuses a saved state of the wrong shape (``ValueError``)."""
         for key in ("run_id", "run_uid"):
             value = state_value(state, key, "str")
-            if value is not None and not (0 < len(value) <= 64 and value.isalnum()):
+            if value is not None and not _run_id(value):
                 raise ValueError(f"'{key}' is {value!r:.60}, not a run id")
         _points(state)
 
@@ -212,7 +219,8 @@ class MLflowLogger(TrackingLogger):
         return {"uri": self.tracking_uri, "experiment": self.experiment,
                 "run_name": self.run_name, "tags": {**tags, "mstrain.run_uid": self.run_uid},
                 "artifact_location": self.artifact_location, "run_id": self.run_id,
-                "run_uid": self.run_uid, "resumed": self._resumed, "attach": self._attach}
+                "run_uid": self.run_uid, "resumed": self._resumed, "attach": self._attach,
+                "reply_max_bytes": TRACKING_REPLY_MAX_BYTES}
 
     def _request(self, op: tuple) -> tuple[dict[str, Any], list[int]]:
         """The JSON request for a queued operation, and the point numbers it carries."""
@@ -248,7 +256,12 @@ class MLflowLogger(TrackingLogger):
                             configured = True
                         request, seqs = self._request(op)
                         reply = _ask(child, request)
-                        self.run_id = reply.get("run_id") or self.run_id
+                        run_id = reply.get("run_id")
+                        if run_id is not None and not _run_id(run_id):
+                            # It goes into every bundle, which would then be refused on resume.
+                            raise RuntimeError(f"the store named the run {run_id!r:.80}, which "
+                                               "is not a run id")
+                        self.run_id = run_id or self.run_id
                         with self._lock:
                             for seq in seqs:
                                 self._unsent.pop(seq, None)
@@ -272,7 +285,7 @@ def _ask(child: subprocess.Popen, request: dict[str, Any]) -> dict[str, Any]:
     try:
         child.stdin.write(json.dumps(request) + "\n")
         child.stdin.flush()
-        line = child.stdout.readline()
+        line = child.stdout.readline(TRACKING_ANSWER_MAX_BYTES + 1)
     except (OSError, ValueError) as exc:  # a closed pipe: the process has ended
         line, cause = "", exc
     else:
@@ -280,6 +293,9 @@ def _ask(child: subprocess.Popen, request: dict[str, Any]) -> dict[str, Any]:
     if not line:
         why = f"; {cause}" if cause else ""
         raise RuntimeError(f"the MLflow process ended (status {child.poll()}{why})")
+    if not line.endswith("\n") and len(line) > TRACKING_ANSWER_MAX_BYTES:
+        raise RuntimeError(f"the MLflow process answered more than "
+                           f"{describe(TRACKING_ANSWER_MAX_BYTES)} in one line")
     try:
         reply = json.loads(line)
     except ValueError:

@@ -46,6 +46,13 @@ def describe(count: int) -> str:
         if count >= size and count % size == 0:
             return f"{count // size} {unit}"
     return f"{count:,}"
+
+
 #: A run's TensorBoard event files rewound on resume, all together: read whole into memory. A
 #: LeNet run logging every step for the 5,000,000-step limit writes about 400 MB.
 TENSORBOARD_REWIND_MAX_BYTES = 1 << 30
+#: One reply the MLflow process reads from a tracking server (its replies to a training run are
+#: a few KB); a longer reply, or one that declares a longer length, ends the reporting.
+TRACKING_REPLY_MAX_BYTES = 16 << 20
+#: One answer line the training process reads from its MLflow process (a run id, or an error).
+TRACKING_ANSWER_MAX_BYTES = 64 << 10
