@@ -1,11 +1,13 @@
 """Trackers bounded and honest: a tracking server's reply is read within a limit by the MLflow
-process (measured over the whole process tree), and a tracking URI's credentials are never
-shown."""
+process (measured over the whole process tree), a TensorBoard rewind reads a sparse gigabyte in
+constant memory, and a tracking URI's credentials are never shown."""
 
 from __future__ import annotations
 
 import logging
+import os
 import socketserver
+import struct
 import subprocess
 import sys
 import threading
@@ -15,11 +17,14 @@ from pathlib import Path
 import pytest
 
 from callbacks.mlflow_logger import MLflowLogger, _ask
+from callbacks.tensorboard_logger import read_records
 from callbacks.tracking import flat_params, redact
 from tests.conftest import ROOT
 from tests.e2e.test_faults import TRAINING, run_measured
+from trainer.limits import TENSORBOARD_RECORD_MAX_BYTES
 
 TREE_PEAK = Path(__file__).with_name("tree_peak.py")
+SPARSE = 1000 << 20  # the issue's sparse event file: 1,000 MiB, 4 KB on disk
 PASSWORD = "pa55-w0rd"
 
 
@@ -157,3 +162,23 @@ def test_hyperparameters_a_tracker_records_show_no_credentials():
     uri = f"http://trainer:{PASSWORD}@host:5000"
     assert flat_params({"store": uri, "lr": 0.1, "milestones": [5, 8]}) == {
         "store": "http://trainer:***@host:5000", "lr": 0.1, "milestones": "[5, 8]"}
+
+
+# ------------------------------------------------------------------ TensorBoard rewind
+def _sparse_event_file(folder: Path, name: str = "events.out.tfevents.9999999999.sparse") -> Path:
+    """A 1,000 MiB event file, 4 KB on disk: a valid record header that claims the rest."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    path = folder / name
+    header = struct.pack("<Q", SPARSE - 16)
+    path.write_bytes(header + struct.pack("<I", masked_crc32c(header)))
+    os.truncate(path, SPARSE)
+    return path
+
+
+def test_read_records_stops_before_reading_a_record_longer_than_the_limit(tmp_path):
+    path = _sparse_event_file(tmp_path)
+    started = time.perf_counter()
+    assert list(read_records(path)) == []
+    assert time.perf_counter() - started < 1
+    assert TENSORBOARD_RECORD_MAX_BYTES < SPARSE
