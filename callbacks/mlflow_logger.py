@@ -93,19 +93,24 @@ class MLflowLogger(TrackingLogger):
             status; a new run when none is found. Defaults to `False`.
         end_timeout: Seconds :meth:`finalize` waits for the queue to drain. Defaults to `20`.
         queue_size: Points kept while the server is slow or down. Defaults to `10000`.
+        history: The run's :class:`~callbacks.history.History`, for a tracker that joins a
+            resumed run (see :class:`~callbacks.tracking.TrackingLogger`). Defaults to `None`.
 
     Example:
         >>> ml = MLflowLogger("sqlite:///runs/mlflow.db", run_name="demo", hparams={"lr": 0.01})
         >>> model.fit(3, train, valid, callbacks=[ml])  # doctest: +SKIP
     """
 
+    label = "MLflow"
+
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None,
                  run_name: str | None = None, tags: Mapping[str, str] | None = None,
                  log_every: int = 100, hparams: Mapping[str, Any] | None = None,
                  stats: EpochStats | None = None, artifact_location: str | None = None,
                  run_id: str | None = None, run_uid: str | None = None, attach: bool = False,
-                 end_timeout: float = 20.0, queue_size: int = 10_000) -> None:
-        super().__init__(log_every, hparams, stats)
+                 end_timeout: float = 20.0, queue_size: int = 10_000,
+                 history: Any = None) -> None:
+        super().__init__(log_every, hparams, stats, history)
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         self.experiment = (experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
                            or DEFAULT_EXPERIMENT)
@@ -184,6 +189,7 @@ class MLflowLogger(TrackingLogger):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the run id and the unconfirmed points (sent when the run resumes)."""
         self.check_state(state)
+        super().load_state_dict(state)
         self.run_id = state.get("run_id") or self.run_id
         self.run_uid = state.get("run_uid") or self.run_uid
         self._resumed = True

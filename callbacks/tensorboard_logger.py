@@ -202,21 +202,26 @@ class TensorBoardLogger(TrackingLogger):
         hparams: Hyperparameters for the HPARAMS view. Defaults to `None`.
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
         flush_secs: Longest time an event waits in memory. Defaults to `10`.
+        history: The run's :class:`~callbacks.history.History`, for a tracker that joins a
+            resumed run (see :class:`~callbacks.tracking.TrackingLogger`). Defaults to `None`.
 
     Example:
         >>> tb = TensorBoardLogger("runs/demo/tensorboard", hparams={"lr": 0.01})
         >>> model.fit(3, train, valid, callbacks=[tb])  # doctest: +SKIP
     """
 
+    label = "TensorBoard"
+
     def __init__(self, log_dir: str | os.PathLike, log_every: int = 100,
                  hparams: Mapping[str, Any] | None = None, stats: EpochStats | None = None,
-                 flush_secs: float = 10) -> None:
-        super().__init__(log_every, hparams, stats)
+                 flush_secs: float = 10, history: Any = None) -> None:
+        super().__init__(log_every, hparams, stats, history)
         self.tb = import_tensorboard("TensorBoardLogger")
         self.log_dir = Path(log_dir)
         self.flush_secs = flush_secs
         self._writer = None
         self._broken = False
+        self._kept: dict[str, int] = {}  # the last step of every tag the folder holds
 
     # ----------------------------------------------------------------- writer
     def _write(self, summary, step: int) -> None:
@@ -308,10 +313,14 @@ class TensorBoardLogger(TrackingLogger):
                 self.last_step)
         self.close()
 
+    def recorded(self, tag: str, step: int) -> bool:
+        # A value at or below its tag's last step would be dropped by the next rewind.
+        return step <= self._kept.get(tag, -1)
+
     def rewind(self, step: int) -> None:
         self.close()
         try:
-            dropped = rewind_events(self.log_dir, step)
+            dropped, self._kept = _rewind(self.log_dir, step)
         except _TooLarge as exc:
             logger.warning("TensorBoard: %s is not rewound to step %d: %s; points recorded after "
                            "that step before the run stopped may appear twice.", self.log_dir,

@@ -1,11 +1,14 @@
 """Trackers bounded and honest: a tracking server's reply is read within a limit by the MLflow
 process (measured over the whole process tree), a TensorBoard rewind reads a sparse gigabyte in
-constant memory, and a tracking URI's credentials are never shown."""
+constant memory, a tracker added on resume records the earlier epochs, and a tracking URI's
+credentials are never shown."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import socketserver
 import struct
 import subprocess
@@ -14,15 +17,21 @@ import threading
 import time
 from pathlib import Path
 
+import mindspore  # noqa: F401  (before tensorboard: it picks the protobuf backend it needs)
 import pytest
+from mlflow import MlflowClient
 
 from callbacks.mlflow_logger import MLflowLogger, _ask
-from callbacks.tensorboard_logger import read_records
+from callbacks.tensorboard_logger import TensorBoardLogger, event_files, read_records
 from callbacks.tracking import flat_params, redact
 from tests.conftest import ROOT
 from tests.e2e.test_faults import TRAINING, run_measured
+from tests.tracking.test_loggers import read_events
 from trainer.limits import TENSORBOARD_RECORD_MAX_BYTES
 
+pytest_plugins = ["tests.trained"]
+
+STEPS = 45  # the digits_dir fixture: 1,600 digits less the 10% held out, in batches of 32
 TREE_PEAK = Path(__file__).with_name("tree_peak.py")
 SPARSE = 1000 << 20  # the issue's sparse event file: 1,000 MiB, 4 KB on disk
 PASSWORD = "pa55-w0rd"
@@ -182,3 +191,107 @@ def test_read_records_stops_before_reading_a_record_longer_than_the_limit(tmp_pa
     assert list(read_records(path)) == []
     assert time.perf_counter() - started < 1
     assert TENSORBOARD_RECORD_MAX_BYTES < SPARSE
+
+
+class _Rows:
+    def __init__(self, rows):
+        self.rows = rows
+
+
+def test_tensorboard_joining_a_run_backfills_once_skipping_what_the_folder_holds(tmp_path):
+    rows = [{"epoch": e, "loss": 1.0 / e, "val_accuracy": 0.5 + e / 10, "epoch_time": 2.0}
+            for e in (1, 2, 3)]
+    earlier = TensorBoardLogger(tmp_path)  # a folder holding part of epoch 1's row
+    earlier.log_metrics({"train/loss": 1.0, "epoch": 1.0}, 10)
+    earlier.close()
+    joined = []
+    for _ in range(2):  # a crash before the first checkpoint: the next resume joins again
+        tb = TensorBoardLogger(tmp_path, hparams={"lr": 0.1}, history=_Rows(rows))
+        tb.rewind(25)
+        joined.append(tb.backfill(25, steps_per_epoch=10))  # epoch 3 ends at 30, after 25
+        tb.close()
+    assert joined == [[1, 2], []]
+    TensorBoardLogger(tmp_path).rewind(25)
+    acc = read_events(tmp_path)
+    assert [(p.step, p.value) for p in acc.Scalars("epoch")] == [(10, 1.0), (20, 2.0)]
+    assert [(p.step, p.value) for p in acc.Scalars("train/loss")] == [(10, 1.0), (20, 0.5)]
+    assert [p.step for p in acc.Scalars("val/accuracy")] == [10, 20]
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(acc.Tags()["tensors"])
+    assert len(event_files(tmp_path)) == 1
+
+
+@pytest.fixture(scope="module")
+def resumed_with_trackers(tmp_path_factory, trained_lenet):
+    """A copy of a 3-epoch run made without trackers, a sparse 1,000 MiB event file put in its
+    TensorBoard folder, then ``--resume auto`` to 4 epochs with ``--report-to
+    tensorboard,mlflow`` (both join the run there), measured."""
+    work = tmp_path_factory.mktemp("joined")
+    shutil.copytree(trained_lenet.run_dir, work / "runs" / "joined")
+    folder = work / "runs" / "joined" / "tensorboard"
+    folder.mkdir()
+    _sparse_event_file(folder)
+    resumed = run_measured(
+        [sys.executable, str(ROOT / "train.py"), "--net", "lenet", "--data-dir",
+         str(trained_lenet.data_dir), "--epochs", "4", "--optimizer", "adam", "--lr", "0.005",
+         "--no-plot", "--no-progress", "--log-every", "0", "--output-dir", "runs",
+         "--run-name", "joined", "--resume", "auto", "--report-to", "tensorboard,mlflow"],
+        work, timeout=TRAINING[0] * 3)
+    return work, resumed
+
+
+EPOCH_STEPS = [STEPS * e for e in range(1, 5)]
+
+
+def _joined_line(name: str) -> str:
+    return (f"{name}: joined the run at step {3 * STEPS}; recorded the hyperparameters and "
+            "epochs 1-3 from the run's history (step/loss, step/lr and train/samples_per_second "
+            f"before step {3 * STEPS} were not kept, so the record lacks them).")
+
+
+def test_a_sparse_gigabyte_event_file_is_rewound_in_bounded_time_and_memory(
+        resumed_with_trackers):
+    work, resumed = resumed_with_trackers
+    output = resumed.stdout + resumed.stderr
+    assert resumed.status == 0 and "Traceback" not in output, output[-3000:]
+    damaged = [line for line in output.splitlines() if "is damaged after a point" in line]
+    assert damaged == [
+        "TensorBoard: events.out.tfevents.9999999999.sparse is damaged after a point (a record "
+        "claims 1,048,575,984 bytes, more than the 16 MiB a record may hold); the events before "
+        "it are kept."], output[-3000:]
+    seconds, megabytes = TRAINING
+    assert resumed.seconds < seconds, f"took {resumed.seconds:.1f} s"
+    assert resumed.peak_mb < megabytes, f"peak {resumed.peak_mb:.0f} MB"
+    folder = work / "runs" / "joined" / "tensorboard"
+    # The damaged file was the first: the rewound records (none) replaced it, 1,000 MiB no more.
+    assert (folder / "events.out.tfevents.9999999999.sparse").stat().st_size == 0
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 1 << 20
+
+
+def test_tensorboard_added_on_resume_holds_the_hyperparameters_and_every_epoch(
+        resumed_with_trackers):
+    work, resumed = resumed_with_trackers
+    output = resumed.stdout + resumed.stderr
+    assert _joined_line("TensorBoard") in output.splitlines(), output[-3000:]
+    acc = read_events(work / "runs" / "joined" / "tensorboard")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(acc.Tags()["tensors"])
+    history = json.loads((work / "runs" / "joined" / "history.json").read_text())["history"]
+    for key, column in (("epoch", "epoch"), ("train/loss", "loss"),
+                        ("val/accuracy", "val_accuracy")):
+        points = acc.Scalars(key)
+        assert [p.step for p in points] == EPOCH_STEPS, key
+        assert [p.value for p in points] == pytest.approx(history[column], rel=1e-6), key
+
+
+def test_mlflow_added_on_resume_holds_the_parameters_and_every_epoch(resumed_with_trackers):
+    work, resumed = resumed_with_trackers
+    output = resumed.stdout + resumed.stderr
+    assert _joined_line("MLflow") in output.splitlines(), output[-3000:]
+    client = MlflowClient(f"sqlite:///{work / 'runs' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mstrain").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    assert run.data.params["epochs"] == "4" and run.data.params["optimizer"] == "adam"
+    history = json.loads((work / "runs" / "joined" / "history.json").read_text())["history"]
+    for key, column in (("epoch", "epoch"), ("val/accuracy", "val_accuracy")):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        assert points == [pytest.approx((s, v)) for s, v in zip(EPOCH_STEPS, history[column])]
