@@ -10,6 +10,10 @@ at ``{"op": "end"}`` or when stdin closes (the training process has gone).
 Requests: ``config`` (the store and the run to record), ``open`` (create the run, or reopen the
 saved one and learn what the server has), ``params``, ``metrics`` (points ``[name, value, time
 in ms, step]``), ``artifact`` and ``end``.
+
+Every reply it reads from a tracking server is bounded (``reply_max_bytes`` of the config, from
+``trainer/limits.py``): a reply that declares or streams more ends the reporting like any other
+failure of the server, before memory is spent on it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,80 @@ from typing import Any
 _BATCH = 1000  # MLflow takes at most 1000 metrics, 100 params per log_batch
 _PARAM_BATCH = 100
 _PARAM_LENGTH = 6000
+_REPLY_MAX_BYTES = 16 << 20  # trainer.limits.TRACKING_REPLY_MAX_BYTES, sent with the config
+
+
+class ReplyTooLarge(Exception):
+    """A tracking server's reply is longer than the limit."""
+
+
+class BoundedBody:
+    """An HTTP response body (urllib3's) that raises :class:`ReplyTooLarge` once more than
+    ``limit`` bytes have been read from it; everything else is the wrapped body's."""
+
+    def __init__(self, raw: Any, limit: int, url: str) -> None:
+        self._raw, self._limit, self._url, self._count = raw, limit, url, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def _counted(self, data: bytes) -> bytes:
+        self._count += len(data)
+        if self._count > self._limit:
+            self._raw.close()  # the rest is never read
+            raise ReplyTooLarge(too_large(self._url, self._limit, "streamed"))
+        return data
+
+    def stream(self, amt: int = 2 ** 16, decode_content: bool | None = None):
+        for chunk in self._raw.stream(amt, decode_content=decode_content):
+            yield self._counted(chunk)
+
+    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        room = self._limit - self._count + 1  # one byte past the limit tells a longer body
+        amt = room if amt is None else min(amt, room)
+        return self._counted(self._raw.read(amt, *args, **kwargs))
+
+
+def too_large(url: str, limit: int, how: str) -> str:
+    """Why a reply was refused: ``how`` is "declared" or "streamed"."""
+    from urllib.parse import urlsplit
+
+    asked = "/".join(urlsplit(url).path.rstrip("/").split("/")[-2:])  # no host, no credentials
+    rest = "its body was not read" if how == "declared" else "the rest was not read"
+    return (f"the server {how} a reply to {asked} longer than {limit / 2 ** 20:g} MiB, the "
+            f"limit TRACKING_REPLY_MAX_BYTES of trainer/limits.py; {rest}")
+
+
+def bound_replies(limit: int) -> None:
+    """Makes every HTTP reply this process reads (requests, under MLflow's REST client) end at
+    ``limit`` bytes: a declared ``Content-Length`` above it is refused before the body is read,
+    and a body that goes on past it is cut there."""
+    from requests.adapters import HTTPAdapter
+
+    build = HTTPAdapter.build_response
+    if getattr(build, "bounded", False):
+        return
+
+    def build_response(adapter, request, raw):
+        response = build(adapter, request, raw)
+        declared = response.headers.get("Content-Length", "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raw.close()
+            raise ReplyTooLarge(too_large(request.url, limit, "declared"))
+        response.raw = BoundedBody(raw, limit, request.url)
+        return response
+
+    build_response.bounded = True
+    HTTPAdapter.build_response = build_response
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     """``Type: message``, the message's first line shortened to about ``limit`` characters."""
+    cause: BaseException | None = exc
+    while cause is not None:  # MLflow wraps the transport's errors in its own
+        if isinstance(cause, ReplyTooLarge):
+            return f"{type(cause).__name__}: {cause}"
+        cause = cause.__cause__ or cause.__context__
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
     if len(text) > limit:
@@ -43,6 +117,7 @@ class Sender:
             logging.getLogger(name).setLevel(logging.WARNING)
         self.mlflow = mlflow
         self.config = config
+        bound_replies(int(config.get("reply_max_bytes") or _REPLY_MAX_BYTES))
         self.client = mlflow.MlflowClient(config.get("uri"))
         self.run_id: str | None = config.get("run_id")
         self.known: dict[str, int] = {}  # the highest step the server has, per metric
@@ -110,10 +185,13 @@ class Sender:
 
     def catch_up(self, run, resume_step: int | None, backlog: list) -> None:
         """After a resume: learns the highest step the server has of each metric, and sends
-        the saved points it lacks."""
-        for key in run.data.metrics:
-            history = self.client.get_metric_history(self.run_id, key)
-            self.known[key] = max((m.step for m in history), default=-1)
+        the saved points it lacks.
+
+        The run's own reply holds each metric's latest value, which MLflow defines as the one
+        at the highest step: one bounded reply, where the metric histories would be pages
+        without end."""
+        for metric in run.data.to_proto().metrics:
+            self.known[metric.key] = max(self.known.get(metric.key, -1), int(metric.step))
         limit = resume_step if resume_step is not None else float("inf")
         self.send([p for p in backlog if p[3] <= limit])
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from callbacks.base import state_value
 from callbacks.stats import EpochStats
-from callbacks.tracking import TrackingLogger
+from callbacks.tracking import TrackingLogger, redact
+from trainer.limits import TRACKING_ANSWER_MAX_BYTES, TRACKING_REPLY_MAX_BYTES, describe
 
 logger = logging.getLogger("mstrain")
 
@@ -33,6 +34,11 @@ _ARTIFACT_FOLDERS = {"checkpoint": "checkpoints", "model": "export"}
 CHILD = Path(__file__).with_name("mlflow_child.py")
 
 Point = tuple  # (key, value, timestamp in ms, step)
+
+
+def _run_id(value: Any) -> bool:
+    """Whether ``value`` looks like an MLflow run id (what a checkpoint bundle accepts back)."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isalnum()
 
 
 def _points(state: Any) -> list[Point]:
@@ -55,8 +61,10 @@ class MLflowLogger(TrackingLogger):
     passed to :meth:`~callbacks.tracking.TrackingLogger.finish`. MLflow runs in a process of its
     own (``callbacks/mlflow_child.py``: importing it and opening a store take seconds of Python,
     which would otherwise hold the training process's interpreter lock), fed from a background
-    thread through a bounded queue; a server that is down or slow makes it warn once and stop
-    sending, and training goes on (the run's own files keep the record).
+    thread through a bounded queue; a server that is down, slow or answers more than
+    ``TRACKING_REPLY_MAX_BYTES`` (``trainer/limits.py``) makes it warn once and stop sending, and
+    training goes on (the run's own files keep the record). Messages and tags show a URI with
+    its credentials hidden (:func:`~callbacks.tracking.redact`).
 
     Continuity: the run id and the points not yet confirmed by the server are part of the
     callback's state, saved in every checkpoint bundle. A resumed run reopens the same MLflow
@@ -85,19 +93,24 @@ class MLflowLogger(TrackingLogger):
             status; a new run when none is found. Defaults to `False`.
         end_timeout: Seconds :meth:`finalize` waits for the queue to drain. Defaults to `20`.
         queue_size: Points kept while the server is slow or down. Defaults to `10000`.
+        history: The run's :class:`~callbacks.history.History`, for a tracker that joins a
+            resumed run (see :class:`~callbacks.tracking.TrackingLogger`). Defaults to `None`.
 
     Example:
         >>> ml = MLflowLogger("sqlite:///runs/mlflow.db", run_name="demo", hparams={"lr": 0.01})
         >>> model.fit(3, train, valid, callbacks=[ml])  # doctest: +SKIP
     """
 
+    label = "MLflow"
+
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None,
                  run_name: str | None = None, tags: Mapping[str, str] | None = None,
                  log_every: int = 100, hparams: Mapping[str, Any] | None = None,
                  stats: EpochStats | None = None, artifact_location: str | None = None,
                  run_id: str | None = None, run_uid: str | None = None, attach: bool = False,
-                 end_timeout: float = 20.0, queue_size: int = 10_000) -> None:
-        super().__init__(log_every, hparams, stats)
+                 end_timeout: float = 20.0, queue_size: int = 10_000,
+                 history: Any = None) -> None:
+        super().__init__(log_every, hparams, stats, history)
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         self.experiment = (experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
                            or DEFAULT_EXPERIMENT)
@@ -169,13 +182,14 @@ class MLflowLogger(TrackingLogger):
         """Refuses a saved state of the wrong shape (``ValueError``)."""
         for key in ("run_id", "run_uid"):
             value = state_value(state, key, "str")
-            if value is not None and not (0 < len(value) <= 64 and value.isalnum()):
+            if value is not None and not _run_id(value):
                 raise ValueError(f"'{key}' is {value!r:.60}, not a run id")
         _points(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the run id and the unconfirmed points (sent when the run resumes)."""
         self.check_state(state)
+        super().load_state_dict(state)
         self.run_id = state.get("run_id") or self.run_id
         self.run_uid = state.get("run_uid") or self.run_uid
         self._resumed = True
@@ -183,9 +197,10 @@ class MLflowLogger(TrackingLogger):
 
     # --------------------------------------------------------------- sending
     def _warn(self, why: str) -> None:
+        why = redact(why)  # the store's own messages repeat the URI they were given
         if why not in self.warnings:
             self.warnings.append(why)
-            where = self.tracking_uri or "MLflow's default store"
+            where = redact(self.tracking_uri) if self.tracking_uri else "MLflow's default store"
             logger.warning("MLflow (%s): %s. Training goes on; the run directory keeps the "
                            "record.", where, why)
 
@@ -206,10 +221,12 @@ class MLflowLogger(TrackingLogger):
                                 env=env, start_new_session=True)
 
     def _child_config(self) -> dict[str, Any]:
+        tags = {key: redact(str(value)) for key, value in self.tags.items()}
         return {"uri": self.tracking_uri, "experiment": self.experiment,
-                "run_name": self.run_name, "tags": {**self.tags, "mstrain.run_uid": self.run_uid},
+                "run_name": self.run_name, "tags": {**tags, "mstrain.run_uid": self.run_uid},
                 "artifact_location": self.artifact_location, "run_id": self.run_id,
-                "run_uid": self.run_uid, "resumed": self._resumed, "attach": self._attach}
+                "run_uid": self.run_uid, "resumed": self._resumed, "attach": self._attach,
+                "reply_max_bytes": TRACKING_REPLY_MAX_BYTES}
 
     def _request(self, op: tuple) -> tuple[dict[str, Any], list[int]]:
         """The JSON request for a queued operation, and the point numbers it carries."""
@@ -245,7 +262,12 @@ class MLflowLogger(TrackingLogger):
                             configured = True
                         request, seqs = self._request(op)
                         reply = _ask(child, request)
-                        self.run_id = reply.get("run_id") or self.run_id
+                        run_id = reply.get("run_id")
+                        if run_id is not None and not _run_id(run_id):
+                            # It goes into every bundle, which would then be refused on resume.
+                            raise RuntimeError(f"the store named the run {run_id!r:.80}, which "
+                                               "is not a run id")
+                        self.run_id = run_id or self.run_id
                         with self._lock:
                             for seq in seqs:
                                 self._unsent.pop(seq, None)
@@ -269,7 +291,7 @@ def _ask(child: subprocess.Popen, request: dict[str, Any]) -> dict[str, Any]:
     try:
         child.stdin.write(json.dumps(request) + "\n")
         child.stdin.flush()
-        line = child.stdout.readline()
+        line = child.stdout.readline(TRACKING_ANSWER_MAX_BYTES + 1)
     except (OSError, ValueError) as exc:  # a closed pipe: the process has ended
         line, cause = "", exc
     else:
@@ -277,6 +299,9 @@ def _ask(child: subprocess.Popen, request: dict[str, Any]) -> dict[str, Any]:
     if not line:
         why = f"; {cause}" if cause else ""
         raise RuntimeError(f"the MLflow process ended (status {child.poll()}{why})")
+    if not line.endswith("\n") and len(line) > TRACKING_ANSWER_MAX_BYTES:
+        raise RuntimeError(f"the MLflow process answered more than "
+                           f"{describe(TRACKING_ANSWER_MAX_BYTES)} in one line")
     try:
         reply = json.loads(line)
     except ValueError:

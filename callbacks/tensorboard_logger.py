@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ from callbacks.tracking import FINISHED, STOPPED, TrackingLogger
 from trainer.errors import OutputError, os_fault
 from trainer.extras import import_tensorboard
 from trainer.fileio import fsync_dir
-from trainer.limits import TENSORBOARD_REWIND_MAX_BYTES
+from trainer.limits import (
+    TENSORBOARD_RECORD_MAX_BYTES,
+    TENSORBOARD_REWIND_MAX_BYTES,
+    TENSORBOARD_REWIND_MAX_TAGS,
+    describe,
+)
 
 logger = logging.getLogger("mstrain")
 
@@ -54,69 +60,131 @@ def rewind_events(folder: str | os.PathLike, step: int) -> int:
     """Keeps, of a folder's event files, the events up to ``step``, each (tag, step) once and
     no end-of-session record, in one file; returns how many summary values were dropped.
 
-    The kept events are written to a temporary file, synced, and renamed over the first event
-    file; the other files are removed after that. A crash in between leaves the first file
-    complete and the others as they were, and the next rewind deduplicates again.
+    The files are read record by record (see :func:`read_records`) and the kept records are
+    written to a temporary file as they come, so memory stays the same whatever the files'
+    size and the time grows with the records read. Every name (tag) keeps its values in the
+    order of their steps, as the loggers write them: a value at a step not above the last one
+    kept for its name is a repeat (written again by a later process) and is dropped.
+
+    The temporary file is synced and renamed over the first event file; the other files are
+    removed after that. A crash in between leaves the first file complete and the others as they
+    were, and the next rewind deduplicates again.
+
+    Raises:
+        OSError: the folder cannot be read or written.
     """
+    return _rewind(folder, step)[0]
+
+
+def _rewind(folder: str | os.PathLike, step: int) -> tuple[int, dict[str, int]]:
+    """:func:`rewind_events`, also returning the last step kept of every tag."""
     tb = import_tensorboard("--report-to tensorboard")
     files = event_files(folder)
     if not files:
-        return 0
+        return 0, {}
     size = sum(p.stat().st_size for p in files)
     if size > TENSORBOARD_REWIND_MAX_BYTES:
         raise _TooLarge(f"its event files hold {size / 2**20:.0f} MiB, more than the "
-                        f"{TENSORBOARD_REWIND_MAX_BYTES >> 20} MiB a rewind reads")
-    seen: set[tuple[str, int]] = set()
-    kept: list[bytes] = []
+                        f"{describe(TENSORBOARD_REWIND_MAX_BYTES)} a rewind reads")
+    end_tag = tb.hparams_metadata.SESSION_END_INFO_TAG
+    last: dict[str, int] = {}  # the last step kept of every tag
     dropped = 0
     version_kept = False
-    for path in files:
-        for raw in _records(tb, path):
-            event = tb.event_pb2.Event.FromString(raw)
-            if event.HasField("file_version"):
-                if not version_kept:
-                    kept.append(raw)
-                    version_kept = True
-                continue
-            if not event.HasField("summary"):
-                continue
-            values = [v for v in event.summary.value
-                      if event.step <= step and (v.tag, event.step) not in seen
-                      and v.tag != tb.hparams_metadata.SESSION_END_INFO_TAG]
-            dropped += len(event.summary.value) - len(values)
-            if not values:
-                continue
-            seen.update((v.tag, event.step) for v in values)
-            del event.summary.value[:]
-            event.summary.value.extend(values)
-            kept.append(event.SerializeToString())
     target = files[0]
     tmp = target.with_name(f".{target.name}.rewind")
-    with open(tmp, "wb") as handle:
-        writer = tb.RecordWriter(handle)
-        for raw in kept:
-            writer.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "wb") as handle:
+            writer = tb.RecordWriter(handle)
+            for path in files:
+                for raw, event in _events(tb, path):
+                    if event.HasField("file_version"):
+                        if not version_kept:
+                            writer.write(raw)
+                            version_kept = True
+                        continue
+                    if not event.HasField("summary"):
+                        continue
+                    values = []
+                    for value in event.summary.value:
+                        if (event.step <= step and event.step > last.get(value.tag, -1)
+                                and value.tag != end_tag):
+                            values.append(value)
+                            last[value.tag] = event.step
+                    dropped += len(event.summary.value) - len(values)
+                    if not values:
+                        continue
+                    if len(last) > TENSORBOARD_REWIND_MAX_TAGS:
+                        raise _TooLarge(f"its event files name more than "
+                                        f"{TENSORBOARD_REWIND_MAX_TAGS:,} tags")
+                    if len(values) != len(event.summary.value):
+                        del event.summary.value[:]
+                        event.summary.value.extend(values)
+                        raw = event.SerializeToString()
+                    writer.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, target)
     for path in files[1:]:
         path.unlink()
     fsync_dir(target.parent)
-    return dropped
+    return dropped, last
 
 
 class _TooLarge(Exception):
     """A folder too large to rewind."""
 
 
-def _records(tb, path: Path):
-    """The records of an event file, up to the first one that cannot be read (the torn end a
-    crash leaves, or damage): TensorBoard's reader stops there too."""
-    try:
-        yield from tb.RawEventFileLoader(str(path)).Load()
-    except Exception as exc:  # the reader's errors have no common base: DataLoss, Memory, ...
-        logger.warning("TensorBoard: %s is damaged after a point (%s: %s); the events before it "
-                       "are kept.", path.name, type(exc).__name__, exc)
+def read_records(path: str | os.PathLike) -> Iterator[bytes]:
+    """The records of an event file (TFRecord framing: length, its checksum, data, its
+    checksum), one at a time, up to the first one that is torn (the end a crash leaves),
+    damaged, or longer than ``TENSORBOARD_RECORD_MAX_BYTES``: TensorBoard's reader stops there
+    too. A length is checked against the limit and the bytes left in the file before anything
+    is read, so a sparse file or a record header claiming gigabytes costs nothing."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    path = Path(path)
+    with open(path, "rb") as handle:
+        left = os.fstat(handle.fileno()).st_size
+        while left:
+            header = handle.read(12)
+            if len(header) < 12:
+                return _damaged(path, "a record's header is cut short")
+            length, header_crc = struct.unpack("<QI", header)
+            if masked_crc32c(header[:8]) != header_crc:
+                return _damaged(path, "a record's header fails its checksum")
+            if length > TENSORBOARD_RECORD_MAX_BYTES:
+                return _damaged(path, f"a record claims {length:,} bytes, more than the "
+                                f"{describe(TENSORBOARD_RECORD_MAX_BYTES)} a record may hold")
+            if 12 + length + 4 > left:
+                return _damaged(path, "the last record is cut short")
+            data = handle.read(length)
+            footer = handle.read(4)
+            if len(data) < length or len(footer) < 4:
+                return _damaged(path, "the last record is cut short")
+            if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+                return _damaged(path, "a record fails its checksum")
+            left -= 12 + length + 4
+            yield data
+
+
+def _events(tb, path: Path) -> Iterator[tuple[bytes, Any]]:
+    """``(record, Event)`` for the records of an event file, up to the first one that is not
+    an event."""
+    for raw in read_records(path):
+        try:
+            event = tb.event_pb2.Event.FromString(raw)
+        except Exception:  # protobuf's DecodeError, from the pure-Python or the C implementation
+            _damaged(path, "a record is not an event")
+            return
+        yield raw, event
+
+
+def _damaged(path: Path, why: str) -> None:
+    logger.warning("TensorBoard: %s is damaged after a point (%s); the events before it are "
+                   "kept.", path.name, why)
 
 
 class TensorBoardLogger(TrackingLogger):
@@ -134,21 +202,26 @@ class TensorBoardLogger(TrackingLogger):
         hparams: Hyperparameters for the HPARAMS view. Defaults to `None`.
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
         flush_secs: Longest time an event waits in memory. Defaults to `10`.
+        history: The run's :class:`~callbacks.history.History`, for a tracker that joins a
+            resumed run (see :class:`~callbacks.tracking.TrackingLogger`). Defaults to `None`.
 
     Example:
         >>> tb = TensorBoardLogger("runs/demo/tensorboard", hparams={"lr": 0.01})
         >>> model.fit(3, train, valid, callbacks=[tb])  # doctest: +SKIP
     """
 
+    label = "TensorBoard"
+
     def __init__(self, log_dir: str | os.PathLike, log_every: int = 100,
                  hparams: Mapping[str, Any] | None = None, stats: EpochStats | None = None,
-                 flush_secs: float = 10) -> None:
-        super().__init__(log_every, hparams, stats)
+                 flush_secs: float = 10, history: Any = None) -> None:
+        super().__init__(log_every, hparams, stats, history)
         self.tb = import_tensorboard("TensorBoardLogger")
         self.log_dir = Path(log_dir)
         self.flush_secs = flush_secs
         self._writer = None
         self._broken = False
+        self._kept: dict[str, int] = {}  # the last step of every tag the folder holds
 
     # ----------------------------------------------------------------- writer
     def _write(self, summary, step: int) -> None:
@@ -208,6 +281,12 @@ class TensorBoardLogger(TrackingLogger):
         files are the other trackers' business."""
         if kind != "image":
             return
+        size = Path(path).stat().st_size
+        if size > TENSORBOARD_RECORD_MAX_BYTES:  # a record the rewind would refuse to read
+            logger.warning("TensorBoard: %s holds %s bytes, more than the %s an image may hold; "
+                           "not recorded.", path, f"{size:,}",
+                           describe(TENSORBOARD_RECORD_MAX_BYTES))
+            return
         data = Path(path).read_bytes()
         try:
             width, height = png_size(data)
@@ -234,10 +313,14 @@ class TensorBoardLogger(TrackingLogger):
                 self.last_step)
         self.close()
 
+    def recorded(self, tag: str, step: int) -> bool:
+        # A value at or below its tag's last step would be dropped by the next rewind.
+        return step <= self._kept.get(tag, -1)
+
     def rewind(self, step: int) -> None:
         self.close()
         try:
-            dropped = rewind_events(self.log_dir, step)
+            dropped, self._kept = _rewind(self.log_dir, step)
         except _TooLarge as exc:
             logger.warning("TensorBoard: %s is not rewound to step %d: %s; points recorded after "
                            "that step before the run stopped may appear twice.", self.log_dir,
@@ -268,4 +351,4 @@ class TensorBoardLogger(TrackingLogger):
         return {}
 
 
-__all__ = ["TensorBoardLogger", "event_files", "png_size", "rewind_events"]
+__all__ = ["TensorBoardLogger", "event_files", "png_size", "read_records", "rewind_events"]

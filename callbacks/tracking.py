@@ -15,7 +15,10 @@ A :class:`TrackingLogger` records, at the global step they belong to:
 Steps are global steps counted across resumes, so a resumed run continues the same record: when
 training starts at step ``S > 0`` the backend's :meth:`~TrackingLogger.rewind` forgets anything
 recorded after ``S`` (written before a crash and about to be recorded again, identically, since
-resume is exact), and the hyperparameters are recorded once, when the run first starts.
+resume is exact), and the hyperparameters are recorded once, when the run first starts. A
+tracker that joins a run later (``--report-to`` added on resume: the checkpoint holds no state
+of it) records the hyperparameters and the earlier epochs' rows of the run's history first, at
+their global steps (:meth:`~TrackingLogger.backfill`).
 
 To send the record somewhere else, subclass :class:`TrackingLogger` and implement
 ``log_hparams``, ``log_metrics``, ``log_artifact`` and ``finalize`` (see ``docs/tracking.md``).
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +41,37 @@ logger = logging.getLogger("mstrain")
 
 # The metrics a hyperparameter table shows next to each run's values (TensorBoard's HPARAMS).
 SUMMARY_METRICS = ("val/accuracy", "val/loss", "test/accuracy", "test/loss")
+# What :meth:`TrackingLogger.recorded` is asked about the hyperparameters.
+HPARAMS_TAG = "_hparams_/session_start_info"
 FINISHED, STOPPED, FAILED = "FINISHED", "KILLED", "FAILED"
+
+HIDDEN = "***"
+# The user-information part of a URI (``scheme://user:password@``), up to the last "@" before
+# the host's end, as HTTP clients split it; and a query parameter whose name says it holds a
+# secret (its value is hidden up to the next "&", "#" or blank: too much rather than too little).
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s]*)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;](?:[^=&#\s]*?)(?:pass|pwd|secret|token|key|sig|credential|auth)"
+    r"[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URI in it hidden: the password of
+    ``scheme://user:password@host`` (a user name alone is hidden whole, since it may be a token)
+    and the values of query parameters such as ``password=``, ``token=`` or ``api_key=``.
+
+    Every message, tag and file the trackers write shows a tracking URI through this.
+
+    Example:
+        >>> redact("http://me:s3cret@host:5000/?token=abc&x=1")
+        'http://me:***@host:5000/?token=***&x=1'
+    """
+    def userinfo(match: re.Match) -> str:
+        user, colon, _ = match["info"].partition(":")
+        shown = f"{user}:{HIDDEN}" if colon and user else HIDDEN
+        return f"{match['scheme']}{shown}@"
+
+    return _SECRET_PARAM.sub(lambda m: m["name"] + HIDDEN, _USERINFO.sub(userinfo, text))
 
 
 def metric_name(column: str) -> str:
@@ -62,13 +96,14 @@ def finite_metrics(values: Mapping[str, Any]) -> dict[str, float]:
 
 
 def flat_params(config: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
-    """A configuration as scalar hyperparameters: lists and mappings become their text."""
+    """A configuration as scalar hyperparameters: lists and mappings become their text, and
+    text shows no credentials (:func:`redact`)."""
     out: dict[str, bool | int | float | str] = {}
     for key, value in config.items():
-        if isinstance(value, (bool, int, float, str)):
+        if isinstance(value, (bool, int, float)):
             out[key] = value
         else:
-            out[key] = str(value)
+            out[key] = redact(str(value))
     return out
 
 
@@ -87,14 +122,19 @@ class TrackingLogger(StatsCallback):
       resumed, ``"FAILED"``); flush and close.
 
     and may implement ``rewind(step)`` (forget what was recorded after ``step``; called when a
-    resumed run starts there), ``state_dict``/``load_state_dict`` (what a resumed run needs, such
-    as a run id; saved in every checkpoint bundle) and ``close()``.
+    resumed run starts there), ``recorded(tag, step)`` (whether the record already holds a
+    value, so a backfill skips it), ``state_dict``/``load_state_dict`` (what a resumed run
+    needs, such as a run id; saved in every checkpoint bundle; an override of
+    ``load_state_dict`` calls the base's) and ``close()``.
 
     Args:
         log_every: Record ``step/loss`` and ``step/lr`` every N steps of an epoch; 0 records only
             epochs. Defaults to `100`.
         hparams: The hyperparameters to record. Defaults to `None` (none).
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None`.
+        history: The run's :class:`~callbacks.history.History` (anything with ``rows``): when a
+            resumed run's checkpoint holds no state of this tracker, its restored rows are
+            recorded first. Defaults to `None` (no backfill).
 
     Attributes:
         managed: When true (``Trainer`` sets it), the end of ``Model.fit`` does not end the
@@ -102,19 +142,22 @@ class TrackingLogger(StatsCallback):
     """
 
     summary_metrics: Sequence[str] = SUMMARY_METRICS
+    label = ""  # how messages name the tracker; the class name when empty
 
     def __init__(self, log_every: int = 100, hparams: Mapping[str, Any] | None = None,
-                 stats: EpochStats | None = None) -> None:
+                 stats: EpochStats | None = None, history: Any = None) -> None:
         super().__init__(stats)
         if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 0:
             raise ValueError(f"{type(self).__name__}: 'log_every' is {log_every!r}; it must be a "
                              "whole number >= 0.")
         self.log_every = log_every
         self.hparams = flat_params(hparams or {})
+        self.history = history
         self.managed = False
         self.last_step = 0
         self._train_start = self._last_step_end = 0.0
         self._finished = False
+        self._restored = False  # a checkpoint held this tracker's state
 
     # ------------------------------------------------- what a backend implements
     def log_hparams(self, params: Mapping[str, Any], metrics: Sequence[str]) -> None:
@@ -133,6 +176,45 @@ class TrackingLogger(StatsCallback):
         """Forgets anything recorded after ``step`` (a resumed run starts there). The default
         keeps everything."""
 
+    def recorded(self, tag: str, step: int) -> bool:
+        """Whether the record already holds ``tag`` at ``step`` (asked by :meth:`backfill`,
+        after :meth:`rewind`). The default: nothing is there."""
+        return False
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint bundle; its presence tells a resumed run that this tracker
+        has recorded the run from its start (or has backfilled it)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a saved state: the tracker continues a record it has kept."""
+        self._restored = True
+
+    # --------------------------------------------------------------- backfill
+    def backfill(self, start: int, steps_per_epoch: int) -> list[int]:
+        """Records what a run did before this tracker joined it at step ``start``: the
+        hyperparameters (at step 0) and every epoch row of :attr:`history` up to ``start``
+        (epoch ``e`` at step ``e * steps_per_epoch``), skipping what :meth:`recorded` says is
+        there; returns the epochs recorded."""
+        if not self.recorded(HPARAMS_TAG, 0):
+            self.log_hparams(self.hparams, list(self.summary_metrics))
+        epochs = []
+        for row in getattr(self.history, "rows", None) or []:
+            epoch = row.get("epoch")
+            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+                continue
+            step = epoch * steps_per_epoch
+            if step > start:
+                continue
+            values = finite_metrics({metric_name(k): v for k, v in row.items()
+                                     if not k.startswith("test_")})
+            values = {k: v for k, v in values.items() if not self.recorded(k, step)}
+            if values:
+                self.log_metrics(values, step)
+                epochs.append(epoch)
+        return epochs
+
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, run_context) -> None:
         super().on_train_begin(run_context)
@@ -141,8 +223,21 @@ class TrackingLogger(StatsCallback):
         self.last_step, self._finished = start, False
         if start > 0:
             self.rewind(start)
+            if not self._restored and self.history is not None:
+                self._join(start, cb_params.batch_num)
         else:
             self.log_hparams(self.hparams, list(self.summary_metrics))
+        self._restored = False  # an instance used again starts a new run
+
+    def _join(self, start: int, steps_per_epoch: int) -> None:
+        """Backfills a record this tracker has not kept from the start, and says what it lacks."""
+        epochs = self.backfill(start, steps_per_epoch)
+        done = (f"epochs {epochs[0]}-{epochs[-1]}" if len(epochs) > 1
+                else f"epoch {epochs[0]}" if epochs else "no earlier epoch")
+        logger.info("%s: joined the run at step %d; recorded the hyperparameters and %s from the "
+                    "run's history (step/loss, step/lr and train/samples_per_second before step "
+                    "%d were not kept, so the record lacks them).",
+                    self.label or type(self).__name__, start, done, start)
 
     def on_train_epoch_begin(self, run_context) -> None:
         super().on_train_epoch_begin(run_context)

@@ -50,6 +50,19 @@ def describe(count: int) -> str:
         if count >= size and count % size == 0:
             return f"{count // size} {unit}"
     return f"{count:,}"
-#: A run's TensorBoard event files rewound on resume, all together: read whole into memory. A
-#: LeNet run logging every step for the 5,000,000-step limit writes about 400 MB.
+
+
+#: A run's TensorBoard event files rewound on resume, all together: read record by record, and
+#: each record's checksum is computed in Python, so the time grows with the size. A LeNet run
+#: logging every step for the 5,000,000-step limit writes about 400 MB.
 TENSORBOARD_REWIND_MAX_BYTES = 1 << 30
+#: One record of a TensorBoard event file, read by the rewind or written as an image (a record of
+#: scalars is a few hundred bytes, ``history.png`` a few hundred KB).
+TENSORBOARD_RECORD_MAX_BYTES = 16 << 20
+#: Distinct names (tags) a rewind keeps track of; the tool writes a few dozen.
+TENSORBOARD_REWIND_MAX_TAGS = 10_000
+#: One reply the MLflow process reads from a tracking server (its replies to a training run are
+#: a few KB); a longer reply, or one that declares a longer length, ends the reporting.
+TRACKING_REPLY_MAX_BYTES = 16 << 20
+#: One answer line the training process reads from its MLflow process (a run id, or an error).
+TRACKING_ANSWER_MAX_BYTES = 64 << 10

@@ -47,8 +47,9 @@ def run_tags(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
             "mstrain.fingerprint": cfg.fingerprint(), "mstrain.run_dir": str(run_dir.resolve())}
 
 
-def build_trackers(cfg: TrainConfig, run_dir: Path, stats) -> list[Any]:
-    """The loggers ``cfg.report_to`` names, for a run in ``run_dir`` (rank 0 only)."""
+def build_trackers(cfg: TrainConfig, run_dir: Path, stats, history=None) -> list[Any]:
+    """The loggers ``cfg.report_to`` names, for a run in ``run_dir`` (rank 0 only); given the
+    run's ``History``, a tracker that joins a resumed run records its earlier epochs."""
     trackers: list[Any] = []
     hparams = _hparams(cfg)
     for name in cfg.trackers():
@@ -56,7 +57,7 @@ def build_trackers(cfg: TrainConfig, run_dir: Path, stats) -> list[Any]:
             from callbacks.tensorboard_logger import TensorBoardLogger
 
             trackers.append(TensorBoardLogger(run_dir / TENSORBOARD_DIR, log_every=cfg.log_every,
-                                              hparams=hparams, stats=stats))
+                                              hparams=hparams, stats=stats, history=history))
         else:
             from callbacks.mlflow_logger import MLflowLogger
 
@@ -64,7 +65,7 @@ def build_trackers(cfg: TrainConfig, run_dir: Path, stats) -> list[Any]:
             trackers.append(MLflowLogger(uri, cfg.mlflow_experiment or None,
                                          run_name=run_dir.name, tags=run_tags(cfg, run_dir),
                                          log_every=cfg.log_every, hparams=hparams, stats=stats,
-                                         artifact_location=artifacts))
+                                         artifact_location=artifacts, history=history))
     for tracker in trackers:
         tracker.managed = True
     return trackers

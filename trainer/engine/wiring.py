@@ -109,7 +109,7 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any
     if main and cfg.trackers():
         from trainer.tracking import build_trackers
 
-        trackers = build_trackers(cfg, run_dir, stats)
+        trackers = build_trackers(cfg, run_dir, stats, history)
     cbs += trackers + list(user)
     checkpoint = None
     if main:  # the weights are the same on every worker
