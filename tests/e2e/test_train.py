@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_train
+from tests.conftest import run_train, train_here
 from trainer.checkpoint import load_bundle
 from trainer.cli import parse_args
 from trainer.config import load_config
@@ -74,9 +74,13 @@ class Run:
         return self
 
 
-def train(cwd: Path, name: str, *args: str, env: dict[str, str] | None = None) -> Run:
+def train(cwd: Path, name: str, *args: str, env: dict[str, str] | None = None,
+          process: bool = False) -> Run:
+    """train.py with ``args``: in this process, or with ``process`` as a command of its own
+    (the LeNet run, the user's path)."""
     argv = ["--output-dir", "runs", "--run-name", name, "--no-progress", *args]
-    return Run(argv, run_train(argv, cwd=cwd, env=env), cwd / "runs" / name)
+    runner = run_train if process else train_here
+    return Run(argv, runner(argv, cwd=cwd, env=env), cwd / "runs" / name)
 
 
 def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
@@ -107,7 +111,7 @@ def big_digits(work) -> Path:
 def lenet_run(work, big_digits) -> Run:
     """The tutorial's recipe, 3 epochs, with the plot on."""
     return train(work, "e2e", "--data-dir", str(big_digits), "--epochs", "3",
-                 "--batch-size", "32").check()
+                 "--batch-size", "32", process=True).check()
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +183,7 @@ def test_saved_config_is_the_resolved_one(lenet_run):
 
 
 def test_eval_only_reproduces_the_best_checkpoints_test_score(work, big_digits, lenet_run):
-    result = run_train(["--eval-only", "--ckpt", str(lenet_run.run_dir), "--data-dir",
+    result = train_here(["--eval-only", "--ckpt", str(lenet_run.run_dir), "--data-dir",
                         str(big_digits), "--no-progress"], cwd=work)
     assert result.returncode == 0, result.stderr
     match = re.search(r"test accuracy (\d\.\d+) \((\d+)/(\d+)\), test loss (\d+\.\d+)",
@@ -263,7 +267,7 @@ def test_callback_from_the_command_line(tmp_path, digits_dir):
     spec = f"userpkg.hooks:HookRecorder(path={str(record)!r}, tag='cli')"
     run = train(tmp_path, "cb", "--net", "mlp", "--data-dir", str(digits_dir), "--epochs", "2",
                 "--batch-size", "64", "--no-plot", "--log-every", "0", "--callback", spec,
-                env=hooks_env()).check()
+                env=hooks_env(), process=True).check()  # a command: its exit closes the files
     data = json.loads(record.read_text())
     assert data["args"] == {"path": str(record), "tag": "cli"}
     check_hooks(data, run, epochs=2, steps=kept(1600) // 64)
@@ -352,8 +356,8 @@ def test_validation_is_held_out_of_the_training_files_and_the_test_split_scored_
     assert Path(test["best"]["checkpoint"]).name == "best.ckpt"
     assert f"Test accuracy: {test['final']['test_accuracy']:.4f}" in out
     # --eval-only on the run directory scores its best bundle on the test split: the same number.
-    evaluated = run_train(["--eval-only", "--ckpt", str(run.run_dir), "--data-dir",
-                           str(digits_dir), "--no-progress"], cwd=work)
+    evaluated = train_here(["--eval-only", "--ckpt", str(run.run_dir), "--data-dir",
+                            str(digits_dir), "--no-progress"], cwd=work)
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"test accuracy {test['best']['test_accuracy']:.4f}" in evaluated.stdout
 
