@@ -18,7 +18,8 @@ from typing import Any
 
 from callbacks.base import state_value
 from callbacks.stats import EpochStats
-from callbacks.tracking import TrackingLogger, redact
+from callbacks.tracking import TrackingLogger
+from trainer.errors import redact
 from trainer.limits import TRACKING_ANSWER_MAX_BYTES, TRACKING_REPLY_MAX_BYTES, describe
 
 logger = logging.getLogger("mstrain")
@@ -64,7 +65,7 @@ class MLflowLogger(TrackingLogger):
     thread through a bounded queue; a server that is down, slow or answers more than
     ``TRACKING_REPLY_MAX_BYTES`` (``trainer/limits.py``) makes it warn once and stop sending, and
     training goes on (the run's own files keep the record). Messages and tags show a URI with
-    its credentials hidden (:func:`~callbacks.tracking.redact`).
+    its credentials hidden (:func:`~trainer.errors.redact`).
 
     Continuity: the run id and the points not yet confirmed by the server are part of the
     callback's state, saved in every checkpoint bundle. A resumed run reopens the same MLflow

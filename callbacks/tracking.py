@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 from callbacks.base import StatsCallback
 from callbacks.stats import EpochStats, current_lr, launch_steps, loss_value, reached
+from trainer.errors import redact
 
 logger = logging.getLogger("mstrain")
 
@@ -44,35 +44,6 @@ SUMMARY_METRICS = ("val/accuracy", "val/loss", "test/accuracy", "test/loss")
 # What :meth:`TrackingLogger.recorded` is asked about the hyperparameters.
 HPARAMS_TAG = "_hparams_/session_start_info"
 FINISHED, STOPPED, FAILED = "FINISHED", "KILLED", "FAILED"
-
-HIDDEN = "***"
-# The user-information part of a URI (``scheme://user:password@``), up to the last "@" before
-# the host's end, as HTTP clients split it; and a query parameter whose name says it holds a
-# secret (its value is hidden up to the next "&", "#" or blank: too much rather than too little).
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s]*)@")
-_SECRET_PARAM = re.compile(
-    r"(?P<name>[?&;](?:[^=&#\s]*?)(?:pass|pwd|secret|token|key|sig|credential|auth)"
-    r"[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with the credentials of every URI in it hidden: the password of
-    ``scheme://user:password@host`` (a user name alone is hidden whole, since it may be a token)
-    and the values of query parameters such as ``password=``, ``token=`` or ``api_key=``.
-
-    Every message, tag and file the trackers write shows a tracking URI through this.
-
-    Example:
-        >>> redact("http://me:s3cret@host:5000/?token=abc&x=1")
-        'http://me:***@host:5000/?token=***&x=1'
-    """
-    def userinfo(match: re.Match) -> str:
-        user, colon, _ = match["info"].partition(":")
-        shown = f"{user}:{HIDDEN}" if colon and user else HIDDEN
-        return f"{match['scheme']}{shown}@"
-
-    return _SECRET_PARAM.sub(lambda m: m["name"] + HIDDEN, _USERINFO.sub(userinfo, text))
-
 
 def metric_name(column: str) -> str:
     """The tracked name of a history column: ``val_loss`` is ``val/loss``, ``test_accuracy``

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import reprlib
 import textwrap
 
@@ -20,6 +21,36 @@ def shown(value: object) -> str:
     """``repr(value)`` cut to a readable length, for messages about values from a file or flag:
     a message never formats a huge or deeply nested value whole."""
     return _SHOWN.repr(value)
+
+
+HIDDEN = "***"
+# The user-information part of a URI (``scheme://user:password@``), up to the last "@" before
+# the host's end, as HTTP clients split it; and a query parameter whose name says it holds a
+# secret (its value is hidden up to the next "&", "#" or blank: too much rather than too little).
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s]*)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;](?:[^=&#\s]*?)(?:pass|pwd|secret|token|key|sig|credential|auth)"
+    r"[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URI in it hidden: the password of
+    ``scheme://user:password@host`` (a user name alone is hidden whole, since it may be a token)
+    and the values of query parameters such as ``password=``, ``token=`` or ``api_key=``.
+
+    Every message, tag and file that shows a URI the user gave (a tracking server's) shows it
+    through this.
+
+    Example:
+        >>> redact("http://me:s3cret@host:5000/?token=abc&x=1")
+        'http://me:***@host:5000/?token=***&x=1'
+    """
+    def userinfo(match: re.Match) -> str:
+        user, colon, _ = match["info"].partition(":")
+        shown = f"{user}:{HIDDEN}" if colon and user else HIDDEN
+        return f"{match['scheme']}{shown}@"
+
+    return _SECRET_PARAM.sub(lambda m: m["name"] + HIDDEN, _USERINFO.sub(userinfo, text))
 
 
 class UserError(Exception):

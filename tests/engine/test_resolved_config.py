@@ -21,3 +21,11 @@ def test_values_given_are_recorded_as_given(tmp_path):
     resolved = trainer.resolved_config()
     assert resolved.run_name == "a"
     assert resolved.data_dir == str(Path("~/digits").expanduser())
+
+
+def test_a_tracking_uri_is_recorded_without_its_password(tmp_path):
+    trainer = Trainer(TrainConfig(output_dir=str(tmp_path), report_to="mlflow",
+                                  mlflow_uri="http://me:s3cret@host:5000/?token=abc"))
+    recorded = trainer.resolved_config().mlflow_uri
+    assert "s3cret" not in recorded and "abc" not in recorded
+    assert recorded.startswith("http://me:***@host:5000/")

@@ -23,10 +23,11 @@ from mlflow import MlflowClient
 
 from callbacks.mlflow_logger import MLflowLogger, _ask
 from callbacks.tensorboard_logger import TensorBoardLogger, event_files, read_records
-from callbacks.tracking import flat_params, redact
+from callbacks.tracking import flat_params
 from tests.conftest import ROOT
 from tests.e2e.test_faults import TRAINING, run_measured
 from tests.tracking.test_loggers import read_events
+from trainer.errors import redact
 from trainer.limits import TENSORBOARD_RECORD_MAX_BYTES
 
 pytest_plugins = ["tests.trained"]

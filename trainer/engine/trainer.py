@@ -23,7 +23,7 @@ from trainer.config import TrainConfig, check_keys, save_config
 from trainer.engine import distributed, stop
 from trainer.engine.outcome import OTHER_WORKER, TrainingStopped, report, training_failure
 from trainer.engine.stop import StopRequest
-from trainer.errors import OutputError, UserError, os_fault
+from trainer.errors import OutputError, UserError, os_fault, redact
 from trainer.fileio import slug
 from trainer.logs import setup_logging
 
@@ -236,10 +236,13 @@ class Trainer:
         run.history.add_test(results)
 
     def resolved_config(self) -> TrainConfig:
-        """The configuration with the values this run uses where an option was left to its
-        default: the data folder and the run directory's name."""
+        """The configuration as config.yaml and the bundles record it: with the values this run
+        uses where an option was left to its default (the data folder, the run directory's
+        name), and a tracking URI's credentials hidden (give them to MLflow through
+        MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead)."""
         return dataclasses.replace(self.config, data_dir=str(self.config.resolved_data_dir()),
-                                   run_name=self.run_dir.name)
+                                   run_name=self.run_dir.name,
+                                   mlflow_uri=redact(self.config.mlflow_uri))
 
     def _record(self, data):
         from trainer.checkpoint.meta import RunRecord
