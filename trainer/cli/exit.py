@@ -68,8 +68,9 @@ def close_open_files() -> None:
         if buffer is not None:
             standard.add(id(buffer))
             standard.add(id(getattr(buffer, "raw", None)))
+    # type(), not isinstance(): a dead weak proxy among the objects raises on __class__.
     handles = [obj for obj in gc.get_objects()
-               if isinstance(obj, io.IOBase) and id(obj) not in standard]
+               if issubclass(type(obj), io.IOBase) and id(obj) not in standard]
     for handle in sorted(handles, key=_layer):
         try:
             if not handle.closed:
