@@ -162,6 +162,40 @@ def hold_lock(path: str | os.PathLike):
     return handle
 
 
+def share_lock(path: str | os.PathLike):
+    """Opens ``path`` (a lock file, created when missing) and holds a shared ``flock`` on it until
+    the returned file is closed; None when it cannot be opened or is not a plain file.
+
+    Shared holders (runs reading a cache entry) keep out an exclusive taker (``mstrain cache
+    clear``) without excluding each other. Links are not followed and a FIFO never blocks the
+    open, since the lock file sits in a folder others may write to.
+    """
+    import fcntl
+    import stat
+
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    for mode in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # a read-only cache: a read handle
+        try:
+            fd = os.open(path, mode | flags, 0o666)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return None
+            handle = os.fdopen(fd, "rb", buffering=0)
+        except OSError:
+            os.close(fd)
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+        except OSError:
+            handle.close()
+            return None
+        return handle
+    return None
+
+
 # A staging folder or temporary file without a lock is taken as abandoned once it is this old;
 # every write the tool stages finishes within seconds.
 STALE_SECONDS = 600
@@ -210,7 +244,8 @@ def remove_stale_staging(folder: str | os.PathLike, lock_name: str = ".building"
 
 def cache_root() -> Path:
     """The tool's cache folder: ``$MSTRAIN_CACHE/mstrain``, else ``$XDG_CACHE_HOME/mstrain``, else
-    ``~/.cache/mstrain`` (decoded digits, raw copies of read-only gzipped files).
+    ``~/.cache/mstrain`` (decoded digits, held-out splits, raw copies of gzipped IDX files; see
+    :mod:`trainer.data.entries`).
 
     Its contents can be deleted at any time; they are rebuilt when needed.
     """
