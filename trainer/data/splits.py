@@ -49,10 +49,12 @@ def ensure_data(cfg: TrainConfig, progress: bool = True) -> Path:
     """Makes sure the four IDX files of ``cfg``'s data source exist and returns their folder.
 
     MNIST is downloaded into the data folder when files are missing (unless ``download`` is off);
-    generated digits are written there on first use.
+    generated digits are written there on first use, and digits generated earlier are used only
+    when they are as many as ``cfg`` asks for.
 
     Raises:
-        DataError: the files are missing and cannot be fetched or generated.
+        DataError: the files are missing and cannot be fetched or generated, or the generated
+            digits there are of other sizes than ``cfg`` records.
     """
     data_dir = cfg.resolved_data_dir()
     if cfg.data_source == "synthetic":
@@ -63,10 +65,35 @@ def ensure_data(cfg: TrainConfig, progress: bool = True) -> Path:
                         cfg.synthetic_test_size, data_dir)
             generate_digits(data_dir, cfg.synthetic_train_size, cfg.synthetic_test_size,
                             seed=cfg.seed)
+        else:
+            _check_synthetic_sizes(cfg, data_dir)
         return data_dir
     from trainer.data.download import ensure_mnist
 
     return ensure_mnist(data_dir, allow_download=cfg.download, progress=progress)
+
+
+def _check_synthetic_sizes(cfg: TrainConfig, data_dir: Path) -> None:
+    """Refuses digits of other sizes than the configuration records (it would train on other
+    data than ``config.yaml`` says). They are not regenerated in place: earlier runs, and runs
+    going on, use them."""
+    asked = {"train": cfg.synthetic_train_size, "test": cfg.synthetic_test_size}
+    held = {}
+    for split in asked:
+        found = find_split(data_dir / split, split)
+        held[split] = read_idx_header(found[1])[0] if found else None
+    if held == asked:
+        return
+    flags = [f"--synthetic-{split}-size {held[split]}" for split in asked
+             if held[split] != asked[split] and held[split] is not None]
+    raise DataError(
+        f"The data folder {data_dir} holds {held['train']} training and {held['test']} test "
+        f"digits, but this run asks for {asked['train']} and {asked['test']} "
+        "(--synthetic-train-size, --synthetic-test-size); the folder is not generated again, "
+        "since earlier runs used it as it is. Pass " + " ".join(flags) + " to use it, or "
+        "another --data-dir (a new folder gets the digits you ask for), or delete the folder "
+        "to generate it again."
+    )
 
 
 def prepare_split(data_dir: Path, split: str) -> SplitInfo:
