@@ -265,14 +265,21 @@ def test_clear_keeps_entries_in_use_and_being_built(cache, digits_gz_dir, tmp_pa
     holder = open_lock_elsewhere(building / ".building")
     abandoned = cache / "decoded" / ".test-28-4567.efgh.tmp"
     abandoned.mkdir()
+    hour_ago = time.time() - 3600
+    os.utime(abandoned, (hour_ago, hour_ago))
+    young = cache / "decoded" / ".test-28-89ab.ijkl.tmp"  # another writer's, without .building
+    young.mkdir()
+    lock = cache / "decoded" / ".other.lock"  # a lock file another writer holds
+    other = open_lock_elsewhere(lock)
     (cache / "mindvision").mkdir()
     (cache / "mindvision" / "old-links").symlink_to(tmp_path)  # an earlier version's links
     try:
         removed, kept = entries.clear_entries(entries.list_entries())
     finally:
-        holder.kill()
-        holder.wait()
-    assert {r.path for r in kept} == {used, building}
+        for process in (holder, other):
+            process.kill()
+            process.wait()
+    assert {r.path for r in kept} == {used, building, young, lock}
     assert {r.path for r in removed} == {abandoned, cache / "mindvision" / "old-links"}
     assert used.is_dir() and building.is_dir() and tmp_path.is_dir()
     entries.release_all()  # the run ends

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.fileio import (
+    STALE_SECONDS,
     cache_root,
     default_mode,
     fsync_dir,
@@ -445,10 +446,10 @@ def _describe(path: Path, kind: str) -> EntryInfo:
         pass
     row = EntryInfo(path, kind, path.name, size, newest, "")
     if path.name.startswith(".") and ".tmp" in path.name:
-        row.state = "being built" if _locked(path / BUILDING) else "unfinished"
+        row.state = "being built" if _building(path) else "unfinished"
         return row
     if not kind or path.is_symlink() or not path.is_dir():
-        row.state = "unchecked"
+        row.state = "in use" if _locked(path) else "unchecked"  # a lock file someone holds
         return row
     try:
         manifest = json.loads(read_bounded(path / MANIFEST, POINTER_MAX_BYTES))
@@ -461,6 +462,17 @@ def _describe(path: Path, kind: str) -> EntryInfo:
     if _locked(path / IN_USE):
         row.state = "in use"
     return row
+
+
+def _building(staging: Path) -> bool:
+    """Whether a staging folder belongs to a live build: its ``.building`` lock is held, or it
+    has none (a writer of another kind) and is younger than a build takes."""
+    if os.path.lexists(staging / BUILDING):
+        return _locked(staging / BUILDING)
+    try:
+        return time.time() - os.lstat(staging).st_mtime < STALE_SECONDS
+    except OSError:
+        return False
 
 
 def _locked(lock: Path) -> bool:
@@ -532,11 +544,13 @@ def _take(row: EntryInfo) -> bool:
 
     path = row.path
     if path.name.startswith(".") and ".tmp" in path.name:
-        if _locked(path / BUILDING):
+        if _building(path):
             return False
         _remove_tree(path)
         return True
     if path.is_symlink() or not path.is_dir():
+        if _locked(path):
+            return False
         _remove_tree(path)
         return True
     handle = None
