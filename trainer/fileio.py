@@ -97,7 +97,9 @@ def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(21, "Is a directory", str(path))
     if not stat.S_ISREG(info.st_mode):
-        raise ValueError("it is not a regular file (a device, a pipe or a socket)")
+        kind = not_regular(path) or "a special file"
+        raise ValueError(f"it is {kind}, not a regular file, so it was not opened "
+                         "(reading a pipe or a device can wait forever or never end)")
     if info.st_size > limit:
         raise ValueError(f"it holds {info.st_size:,} bytes, more than the limit of {limit:,}")
     with open(path, "rb") as handle:
@@ -105,6 +107,44 @@ def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"it holds more than the limit of {limit:,} bytes")
     return data
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (links followed), in words:
+    ``"a FIFO (named pipe)"``, ``"a character device"``, ...; None for a regular file or a path
+    that does not exist.
+
+    Opening a FIFO for reading waits for a writer, and a device such as ``/dev/zero`` never ends,
+    so every path a user names is checked with this before it is opened.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return None  # unreadable: opening it gives the real reason
+    if stat.S_ISREG(mode):
+        return None
+    for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                        (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def special_file(path: str | os.PathLike, what: str, shown: str | None = None) -> str | None:
+    """The first sentence of the message refusing ``path`` when it exists and is neither a
+    regular file nor a folder (``"Input x is a FIFO (named pipe), not a regular file, ..."``,
+    the path written as ``shown`` when given); None otherwise. Callers check it before opening a
+    path a user named, and add the fix."""
+    kind = not_regular(path)
+    if kind is None or kind == "a folder":
+        return None
+    return (f"{what} {path if shown is None else shown} is {kind}, not a regular file, so it is "
+            "not read (reading a pipe or a device can wait forever or never end).")
 
 
 def slug(text: str) -> str:
@@ -120,6 +160,40 @@ def hold_lock(path: str | os.PathLike):
     handle = open(path, "a+")  # closed by the caller
     fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
+
+
+def share_lock(path: str | os.PathLike):
+    """Opens ``path`` (a lock file, created when missing) and holds a shared ``flock`` on it until
+    the returned file is closed; None when it cannot be opened or is not a plain file.
+
+    Shared holders (runs reading a cache entry) keep out an exclusive taker (``mstrain cache
+    clear``) without excluding each other. Links are not followed and a FIFO never blocks the
+    open, since the lock file sits in a folder others may write to.
+    """
+    import fcntl
+    import stat
+
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    for mode in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # a read-only cache: a read handle
+        try:
+            fd = os.open(path, mode | flags, 0o666)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return None
+            handle = os.fdopen(fd, "rb", buffering=0)
+        except OSError:
+            os.close(fd)
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+        except OSError:
+            handle.close()
+            return None
+        return handle
+    return None
 
 
 # A staging folder or temporary file without a lock is taken as abandoned once it is this old;
@@ -170,7 +244,8 @@ def remove_stale_staging(folder: str | os.PathLike, lock_name: str = ".building"
 
 def cache_root() -> Path:
     """The tool's cache folder: ``$MSTRAIN_CACHE/mstrain``, else ``$XDG_CACHE_HOME/mstrain``, else
-    ``~/.cache/mstrain`` (decoded digits, raw copies of read-only gzipped files).
+    ``~/.cache/mstrain`` (decoded digits, held-out splits, raw copies of gzipped IDX files; see
+    :mod:`trainer.data.entries`).
 
     Its contents can be deleted at any time; they are rebuilt when needed.
     """

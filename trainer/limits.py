@@ -36,7 +36,7 @@ MAX_TOTAL_STEPS = 5_000_000
 CHECKPOINT_MAX_BYTES = 1 << 30
 #: The metadata string inside a checkpoint.
 CHECKPOINT_META_MAX_BYTES = 64 << 20
-#: A small JSON file the tool reads back (``latest.json``, a cache's ``meta.json``).
+#: A small JSON file the tool reads back (``latest.json``, a cache entry's ``manifest.json``).
 POINTER_MAX_BYTES = 64 << 10
 
 #: Combinations of a ``--sampler grid`` search space (the product of every option's values):

@@ -24,7 +24,7 @@ import numpy as np
 
 from trainer.checkpoint.meta import FORMAT, BundleMeta, damaged
 from trainer.errors import CheckpointError, OutputError, os_fault
-from trainer.fileio import atomic_path
+from trainer.fileio import atomic_path, special_file
 from trainer.limits import CHECKPOINT_MAX_BYTES, CHECKPOINT_META_MAX_BYTES, describe
 
 logger = logging.getLogger(__name__)
@@ -145,9 +145,10 @@ def load_bundle(path: str | os.PathLike, *, require_meta: bool = True) -> Bundle
             checksum, has metadata that is off (named with the field), or (with
             ``require_meta``) is not a bundle written by this tool.
     """
-    import mindspore as ms
-
     path = Path(path)
+    refused = special_file(path, "Checkpoint", repr(str(path)))
+    if refused:  # opening a FIFO would wait for a writer
+        raise CheckpointError(f"{refused} Name a .ckpt file, a latest.json or a run directory.")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist. Check the path; a run's "
                               "checkpoints are in RUN_DIR/checkpoints/, and --resume auto picks "
@@ -157,6 +158,8 @@ def load_bundle(path: str | os.PathLike, *, require_meta: bool = True) -> Bundle
         raise CheckpointError(f"Checkpoint {str(path)!r} is {size:,} bytes, more than the limit "
                               f"of {describe(CHECKPOINT_MAX_BYTES)} for a checkpoint; it is not "
                               "one this tool wrote for an MNIST network.")
+    import mindspore as ms  # after the checks: a wrong path answers at once
+
     try:
         with _quiet_mindspore():
             raw = ms.load_checkpoint(str(path))

@@ -6,6 +6,7 @@
     mstrain predict --ckpt PATH INPUT ...  the digits in your own images
     mstrain summary [--net NAME]           a network's layers, output shapes and parameters
     mstrain tune    --config FILE [options] a hyperparameter search with Optuna
+    mstrain cache   list | clear [options] what the tool keeps in its cache folder
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ COMMANDS = {
     "predict": "predict the digits in your own images (the options of python predict.py)",
     "summary": "show a network's layers, output shapes and parameter counts",
     "tune": "search hyperparameters with Optuna (pip install -e \".[tune]\")",
+    "cache": "list or clear the cache folder (decoded digits, held-out splits, raw copies)",
 }
 
 
@@ -58,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trainer.tune.cli import main as tune
 
         return tune(rest, prog=prog)
+    if command == "cache":
+        from trainer.cli.cache import main as cache
+
+        return cache(rest, prog=prog)
     from trainer.cli.parser import run_reporting_errors
 
     def unknown() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,12 @@ EPILOG = """examples:
       --labels data/mnist/test/t10k-labels-idx1-ubyte          # prints the accuracy too
   python predict.py --ckpt model.ckpt --net mlp digit.png       # a plain MindSpore checkpoint
 """
+
+
+# Inputs of more images than this (an IDX file holds thousands) print only the first lines and a
+# summary unless --all is given; --json always keeps every prediction.
+LONG_INPUT = 20
+SHOWN_LINES = 10
 
 
 def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
@@ -46,7 +53,10 @@ def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=3, metavar="K", help="classes shown per image "
                         "(default: 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of "
-                        "text")
+                        "text, with every prediction")
+    parser.add_argument("--all", action="store_true", help=f"print a line for every image (by "
+                        f"default, inputs of more than {LONG_INPUT} images show the first "
+                        f"{SHOWN_LINES} and a summary)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per "
                         "network call (default: 256)")
     parser.add_argument("--device", default="CPU", choices=DEVICES,
@@ -76,16 +86,36 @@ def _report(inputs: Inputs, probs: np.ndarray, top: int, ckpt: str, net: str) ->
     return report
 
 
-def _print_text(report: dict[str, Any]) -> None:
-    lines = []
-    for row in report["predictions"]:
-        shown = "  ".join(f"{t['class']} ({t['probability']:.3f})" for t in row["top"])
-        if "label" in row:
-            mark = "" if row["top"][0]["class"] == row["label"] else "  wrong"
-            shown += f"  label {row['label']}{mark}"
-        if row.get("blank"):
-            shown += "  (blank image: no digit found)"
-        lines.append(f"{row['input']}: {shown}")
+def _line(row: dict[str, Any]) -> str:
+    shown = "  ".join(f"{t['class']} ({t['probability']:.3f})" for t in row["top"])
+    if "label" in row:
+        mark = "" if row["top"][0]["class"] == row["label"] else "  wrong"
+        shown += f"  label {row['label']}{mark}"
+    if row.get("blank"):
+        shown += "  (blank image: no digit found)"
+    return f"{row['input']}: {shown}"
+
+
+def _print_text(report: dict[str, Any], every: bool = False) -> None:
+    """The predictions as text: a line per image, or for a long input (more than
+    :data:`LONG_INPUT` images, without ``every``) the first lines and a summary."""
+    rows = report["predictions"]
+    shown = rows if every or len(rows) <= LONG_INPUT else rows[:SHOWN_LINES]
+    lines = [_line(row) for row in shown]
+    if len(shown) < len(rows):
+        lines.append(f"... and {len(rows) - len(shown):,} more images (--all prints a line for "
+                     "each; --json gives every prediction)")
+        counts = Counter(row["top"][0]["class"] for row in rows)
+        lines.append("Predicted classes: " + ", ".join(
+            f"{k}: {counts[k]:,}" for k in sorted(counts)))
+        blank = sum(1 for row in rows if row.get("blank"))
+        if blank:
+            lines.append(f"Blank images (no digit found): {blank:,}")
+        wrong = [row["input"] for row in rows
+                 if "label" in row and row["top"][0]["class"] != row["label"]]
+        if wrong:
+            more = ", ..." if len(wrong) > 3 else ""
+            lines.append(f"Wrong: {len(wrong):,} ({', '.join(wrong[:3])}{more})")
     if "accuracy" in report:
         lines.append(f"Accuracy: {report['accuracy']:.4f} ({report['correct']}/"
                      f"{report['count']})")
@@ -117,7 +147,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "predict.py") -> int:
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            _print_text(report)
+            _print_text(report, every=args.all)
 
     return run_reporting_errors(command)
 

@@ -36,8 +36,8 @@ def read_recipe(path: str | os.PathLike) -> Any:
                           "--config; the recipes that ship with the tool are in "
                           "configs/.") from None
     except ValueError as exc:
-        raise ConfigError(f"Config file {name} cannot be read as a recipe: {exc} (a recipe is a "
-                          f"text file of at most {describe(RECIPE_MAX_BYTES)}). Pass the path "
+        raise ConfigError(f"Config file {name} cannot be read as a recipe: {exc}. A recipe is "
+                          f"a text file of at most {describe(RECIPE_MAX_BYTES)}; pass the path "
                           "of a YAML recipe to --config.") from None
     except OSError as exc:
         raise ConfigError(f"Config file {name} cannot be read ({exc.strerror or exc}). Check "

@@ -11,7 +11,6 @@ from trainer.data.pipeline import (
     locate_splits,
 )
 from trainer.data.splits import (
-    DECOMPRESSED,
     SplitInfo,
     check_batch_size,
     ensure_data,
@@ -20,7 +19,7 @@ from trainer.data.splits import (
 from trainer.data.transforms import MNIST_MEAN, MNIST_STD, image_transforms
 from trainer.fileio import cache_root
 
-__all__ = ["DECOMPRESSED", "MNIST_MEAN", "MNIST_STD", "BatchFeed", "RunData", "SplitInfo",
+__all__ = ["MNIST_MEAN", "MNIST_STD", "BatchFeed", "RunData", "SplitInfo",
            "build_dataset", "build_run_data", "locate_splits",
            "cache_root", "check_batch_size", "dataset_builder", "decoded_split", "ensure_data",
            "feed_dataset", "image_transforms", "launch_dataset", "prepare_split", "resume_at"]

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from download import download
 
-from trainer.data.idx import SPLIT_FILES
+from trainer.data.idx import SPLIT_FILES, refuse_special
 from trainer.errors import ConfigError, DataError
 from trainer.fileio import hold_lock, remove_stale_staging
 
@@ -240,6 +240,9 @@ def ensure_mnist(
         PosixPath('data/mnist')
     """
     root = Path(data_dir).expanduser()
+    for rel in MNIST_FILES:  # a FIFO or a device under a file's name is refused, not replaced
+        refuse_special(root / rel)
+        refuse_special(root / f"{rel}.gz")
     missing = missing_mnist_files(root)
     if not missing:
         return root

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from trainer.data.entries import cached_entry, origin_of
 from trainer.data.idx import SPLIT_FILES, read_idx, write_idx
 from trainer.errors import ConfigError, DataError, os_fault
-from trainer.fileio import cache_root, default_mode, hold_lock, remove_stale_staging
+from trainer.fileio import cache_root
 
 logger = logging.getLogger("mstrain")
 
 # The choice's own seed: fixed, so the split is the same for every run on the same files.
 HOLDOUT_SEED = 20_000_101
-_VERSION = 1
+_VERSION = 2  # 2: a checked entry with a manifest, the held-out digits in val/test
+KIND = "holdout"
+# The entry's two parts; the held-out digits' folder is named as the split they are read as.
+TRAIN, VAL = "train", "val/test"
 
 
 def holdout_count(val_split: float, total: int) -> int:
@@ -66,7 +67,8 @@ def choose_holdout(labels: np.ndarray, count: int, seed: int = HOLDOUT_SEED) -> 
 
 def split_training_files(folder: Path, val_split: float) -> tuple[Path, Path, int, int]:
     """Writes (once) the training files without the held-out digits, and the held-out digits as
-    a split of their own, under the cache folder.
+    a split of their own, as an entry of the cache (:mod:`trainer.data.entries`: checked against
+    its manifest once per run, rebuilt when damaged).
 
     Args:
         folder: The training split's folder of raw IDX files.
@@ -74,67 +76,57 @@ def split_training_files(folder: Path, val_split: float) -> tuple[Path, Path, in
 
     Returns:
         ``(training folder, validation folder, training count, validation count)``. The
-        validation folder holds its digits under the test split's file names.
+        validation folder is named ``test`` and holds its digits under the test split's file
+        names, as readers of a test split expect.
 
     Raises:
         ConfigError: the split would hold out no digit or every one.
         DataError: the split files cannot be written.
     """
+    from trainer.data.splits import check_split_folder
+
     files = [Path(folder) / name for name in SPLIT_FILES["train"]]
     key = hashlib.sha1(f"v{_VERSION}|{val_split!r}|{HOLDOUT_SEED}".encode())
     for path in files:
         stat = path.stat()
         key.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    target = cache_root() / "holdout" / key.hexdigest()[:16]
+    name = key.hexdigest()[:16]
     labels = read_idx(files[1])
     count = holdout_count(val_split, len(labels))
-    if not _complete(target, len(labels) - count, count):
-        _write(target, files, labels, count)
-    return target / "train", target / "val", len(labels) - count, count
+    parts = {TRAIN: ("train", len(labels) - count), VAL: ("test", count)}
 
+    def check(target: Path, meta: dict) -> None:
+        for part, (split, expected) in parts.items():
+            check_split_folder(target / part, split, expected)
 
-def _complete(target: Path, train_count: int, val_count: int) -> bool:
+    def fill(staging: Path) -> dict:
+        _write(staging, files, labels, count)
+        origin = origin_of(Path(folder))
+        return {"val_split": val_split, "train_count": len(labels) - count, "val_count": count,
+                "source": [str(p.resolve()) for p in files], "origin": origin,
+                "parts": {TRAIN: f"the training digits of --val-split {val_split}",
+                          VAL: f"the digits --val-split {val_split} holds out"},
+                "about": f"{count:,} of the {len(labels):,} training digits of {origin} held "
+                         f"out for validation (--val-split {val_split})"}
+
     try:
-        return (len(read_idx(target / "train" / SPLIT_FILES["train"][1])) == train_count
-                and len(read_idx(target / "val" / SPLIT_FILES["test"][1])) == val_count)
-    except DataError:
-        return False
+        target = cached_entry(KIND, name, fill, check)
+    except OSError as exc:
+        raise DataError(f"Cannot write the validation split into {cache_root() / KIND}: "
+                        f"{os_fault(exc)}. Set MSTRAIN_CACHE to a folder you may write to, or "
+                        "pass --val-split 0 to validate on the test split.") from None
+    return target / TRAIN, target / VAL, len(labels) - count, count
 
 
-def _write(target: Path, files: list[Path], labels: np.ndarray, count: int) -> None:
-    """Builds the split in a staging folder and renames it into place when complete."""
+def _write(staging: Path, files: list[Path], labels: np.ndarray, count: int) -> None:
+    """Writes the two parts of the split into ``staging``."""
     held = choose_holdout(labels, count)
     keep = np.setdiff1d(np.arange(len(labels)), held, assume_unique=True)
     images = read_idx(files[0])
-    staging = building = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(target.parent)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
-                                        dir=target.parent))
-        staging.chmod(default_mode(directory=True))
-        building = hold_lock(staging / ".building")
-        for split, rows, names in (("train", keep, SPLIT_FILES["train"]),
-                                   ("val", held, SPLIT_FILES["test"])):
-            (staging / split).mkdir()
-            write_idx(staging / split / names[0], images[rows])
-            write_idx(staging / split / names[1], labels[rows])
-        (staging / ".building").unlink()
-        if target.exists():  # a damaged earlier split (a complete one is used as it is)
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not _complete(target, len(keep), len(held)):  # not another process's, finished
-                raise
-    except OSError as exc:
-        raise DataError(f"Cannot write the validation split into {target.parent}: "
-                        f"{os_fault(exc)}. Set MSTRAIN_CACHE to a folder you may write to, or "
-                        "pass --val-split 0 to validate on the test split.") from None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        if building is not None:
-            building.close()
-    logger.info("Held %d of the %d training digits out for validation (--val-split), in %s.",
-                len(held), len(labels), target)
+    for part, rows, names in ((TRAIN, keep, SPLIT_FILES["train"]),
+                              (VAL, held, SPLIT_FILES["test"])):
+        (staging / part).mkdir(parents=True)
+        write_idx(staging / part / names[0], images[rows])
+        write_idx(staging / part / names[1], labels[rows])
+    logger.info("Held %d of the %d training digits out for validation (--val-split).",
+                len(held), len(labels))

@@ -33,8 +33,24 @@ def _is_gz(path: Path) -> bool:
     return path.name.endswith(".gz")
 
 
+def refuse_special(path: Path, what: str = "IDX file") -> None:
+    """Refuses a path that exists but is not a regular file (a FIFO, a device, a socket), before
+    anything opens it: opening a FIFO waits for a writer, and a device may never end.
+
+    Raises:
+        DataError: the path is such a file; the message names it and what it is.
+    """
+    from trainer.fileio import special_file
+
+    refused = special_file(path, what)
+    if refused:
+        raise DataError(f"{refused} Put the file itself there, or remove it so the data is "
+                        "fetched or generated again.")
+
+
 def _open(path: Path):
     """A binary stream of the file's IDX bytes, decompressed when its name ends in ``.gz``."""
+    refuse_special(path)
     try:
         return gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")
     except FileNotFoundError:
@@ -227,6 +243,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
 def _locate(folder: Path, name: str) -> Path | None:
     """``folder/name`` if it exists, else ``folder/name.gz`` if that does, else None."""
     for candidate in (folder / name, folder / f"{name}.gz"):
+        refuse_special(candidate)
         if candidate.is_file():
             return candidate
     return None

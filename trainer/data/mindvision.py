@@ -12,8 +12,8 @@ What mindvision's ``Mnist`` reads: ``path/split/<name>`` with the raw (not gzipp
 ``t10k-labels-idx1-ubyte``. Files are found, downloaded and checked by the same code as for the
 default source (``trainer.data.ensure_data`` and ``prepare_split``, which also decompress ``.gz``
 files); mindvision's own download (``download=True``) is never used, because its server no longer
-serves MNIST. When the raw copies are not in ``path/split`` (gzipped or read-only data), a folder
-of symbolic links gives mindvision the layout it expects.
+serves MNIST. The raw copies the tool keeps in its cache for gzipped data are laid out as
+mindvision expects.
 
 mindvision parses the IDX files in Python into float32 arrays and feeds them one sample at a time
 through a ``GeneratorDataset``, so it is slower than ``MnistDataset`` (see the README). Its
@@ -29,9 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,37 +89,24 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
 def mindvision_root(folder: Path, split: str) -> Path:
     """A folder ``root`` such that ``root/split`` holds the split's raw files, as ``Mnist`` wants.
 
-    That is ``folder``'s parent when ``folder`` is itself named after the split (raw files in
-    place); otherwise (decompressed copies in ``train/decompressed`` or in the cache) a folder of
-    symbolic links under the cache, keyed by ``folder``'s absolute path.
+    That is ``folder``'s parent when ``folder`` is itself named after the split, as the folders
+    of :func:`trainer.data.prepare_split` and of the held-out split always are; any other folder
+    of validated IDX files is given as raw copies in the cache (:func:`trainer.data.splits.
+    raw_copies`), never through links that would leave the cache.
 
     Raises:
-        DataError: the folder of links cannot be written.
+        DataError: the files are missing or malformed, or the copies cannot be written.
     """
     if folder.name == split:
         return folder.parent
-    from trainer.fileio import cache_root
+    from trainer.data.idx import find_split, validate_split
+    from trainer.data.splits import raw_copies
 
-    source = folder.resolve()
-    key = hashlib.sha1(str(source).encode()).hexdigest()[:16]
-    root = cache_root() / "mindvision" / key
-    target = root / split
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        for name in SPLIT_FILES[split]:
-            link = target / name
-            if link.is_symlink() and Path(os.readlink(link)) == source / name:
-                continue
-            temp = target / f".{name}.{os.getpid()}.tmp"
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            os.symlink(source / name, temp)
-            os.replace(temp, link)  # atomic: a reader sees the old link or the new one
-    except OSError as exc:
-        raise DataError(f"Cannot create the folder {target} that shows mindvision the IDX files "
-                        f"of {folder}: {exc.strerror or exc}. Set MSTRAIN_CACHE to a folder you "
-                        "may write to, or use --data-source mnist.") from None
-    return root
+    found = find_split(folder, split)
+    if found is None:
+        raise DataError(f"Folder {folder} does not hold the {split} split's files "
+                        f"({', '.join(SPLIT_FILES[split])}). Name the folder that holds them.")
+    return raw_copies(found, split, validate_split(*found)).parent
 
 
 @contextlib.contextmanager

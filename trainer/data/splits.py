@@ -3,34 +3,38 @@ missing), validated, and presented to MindSpore's reader as a folder of raw file
 
 Files are validated with :mod:`trainer.data.idx` so a bad file gets a plain message instead of the
 pipeline's traceback, and decompressed when they are gzipped (MindSpore's reader only takes raw
-IDX).
+IDX) into an entry of the cache, never into the user's data folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.config import TrainConfig
+from trainer.data.entries import Damaged, cached_entry
 from trainer.data.idx import (
+    IMAGE_SIZE,
+    NUM_CLASSES,
     SPLIT_FILES,
     find_split,
     missing_files,
     read_idx,
+    read_idx_header,
     validate_split,
     write_idx,
 )
-from trainer.errors import ConfigError, DataError
-from trainer.fileio import cache_root, remove_stale_staging
+from trainer.errors import ConfigError, DataError, os_fault
+from trainer.fileio import cache_root
 
 logger = logging.getLogger("mstrain")  # what the user sees (trainer.logs.setup_logging)
 
 
-# Subfolder of a split's folder that holds raw copies of gzipped files.
-DECOMPRESSED = "decompressed"
+# The cache's kind for raw copies of IDX files, and its version (bumped when the entry changes).
+KIND = "idx"
+_VERSION = 1
 
 
 @dataclass
@@ -45,10 +49,12 @@ def ensure_data(cfg: TrainConfig, progress: bool = True) -> Path:
     """Makes sure the four IDX files of ``cfg``'s data source exist and returns their folder.
 
     MNIST is downloaded into the data folder when files are missing (unless ``download`` is off);
-    generated digits are written there on first use.
+    generated digits are written there on first use, and digits generated earlier are used only
+    when they are as many as ``cfg`` asks for.
 
     Raises:
-        DataError: the files are missing and cannot be fetched or generated.
+        DataError: the files are missing and cannot be fetched or generated, or the generated
+            digits there are of other sizes than ``cfg`` records.
     """
     data_dir = cfg.resolved_data_dir()
     if cfg.data_source == "synthetic":
@@ -59,10 +65,35 @@ def ensure_data(cfg: TrainConfig, progress: bool = True) -> Path:
                         cfg.synthetic_test_size, data_dir)
             generate_digits(data_dir, cfg.synthetic_train_size, cfg.synthetic_test_size,
                             seed=cfg.seed)
+        else:
+            _check_synthetic_sizes(cfg, data_dir)
         return data_dir
     from trainer.data.download import ensure_mnist
 
     return ensure_mnist(data_dir, allow_download=cfg.download, progress=progress)
+
+
+def _check_synthetic_sizes(cfg: TrainConfig, data_dir: Path) -> None:
+    """Refuses digits of other sizes than the configuration records (it would train on other
+    data than ``config.yaml`` says). They are not regenerated in place: earlier runs, and runs
+    going on, use them."""
+    asked = {"train": cfg.synthetic_train_size, "test": cfg.synthetic_test_size}
+    held = {}
+    for split in asked:
+        found = find_split(data_dir / split, split)
+        held[split] = read_idx_header(found[1])[0] if found else None
+    if held == asked:
+        return
+    flags = [f"--synthetic-{split}-size {held[split]}" for split in asked
+             if held[split] != asked[split] and held[split] is not None]
+    raise DataError(
+        f"The data folder {data_dir} holds {held['train']} training and {held['test']} test "
+        f"digits, but this run asks for {asked['train']} and {asked['test']} "
+        "(--synthetic-train-size, --synthetic-test-size); the folder is not generated again, "
+        "since earlier runs used it as it is. Pass " + " ".join(flags) + " to use it, or "
+        "another --data-dir (a new folder gets the digits you ask for), or delete the folder "
+        "to generate it again."
+    )
 
 
 def prepare_split(data_dir: Path, split: str) -> SplitInfo:
@@ -70,13 +101,13 @@ def prepare_split(data_dir: Path, split: str) -> SplitInfo:
 
     MindSpore's reader takes every file of the folder whose name *contains* an expected name, so
     it is only given a folder where the two raw files are the only such entries. Otherwise (the
-    files are gzipped, or a ``.gz`` twin, backup or temporary file sits beside them) raw copies
-    are written into a ``decompressed/`` subfolder when the folder is writable, or into a cache
-    folder keyed by the files' identity. Copies are written atomically, so an interrupted run
-    never leaves a partial raw file that a later run would trust.
+    files are gzipped, or a ``.gz`` twin, backup or temporary file sits beside them) it is given
+    raw copies in an entry of the cache keyed by the files' identity (see
+    :func:`raw_copies`); nothing is written into the data folder.
 
     Raises:
-        DataError: a file is missing or malformed (the message names it and the fault).
+        DataError: a file is missing or malformed (the message names it and the fault), or the
+            copies cannot be written.
     """
     folder = Path(data_dir) / split
     found = find_split(folder, split)
@@ -90,41 +121,70 @@ def prepare_split(data_dir: Path, split: str) -> SplitInfo:
     names = SPLIT_FILES[split]
     if not any(p.suffix == ".gz" for p in found) and _only_raw_files(folder, names):
         return SplitInfo(folder, count)
-    # The mode bits count too: root passes os.access even for a read-only (r-x) folder.
-    writable = os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
-    target = folder / DECOMPRESSED if writable else _cache_folder(found)
+    return SplitInfo(raw_copies(found, split, count), count)
+
+
+def raw_copies(found: tuple[Path, Path], split: str, count: int) -> Path:
+    """A folder named ``split`` holding raw copies of a split's validated files (raw or
+    gzipped), in an entry of the cache (checked against its manifest once per run, rebuilt when
+    damaged).
+
+    Raises:
+        DataError: the cache cannot be written.
+    """
+    key = hashlib.sha1(f"v{_VERSION}|{split}".encode())
+    for path in found:
+        stat = path.stat()
+        key.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    folder = found[0].parent
+
+    def fill(staging: Path) -> dict:
+        (staging / split).mkdir()
+        for path, name in zip(found, SPLIT_FILES[split]):
+            write_idx(staging / split / name, read_idx(path))
+        origin = str(folder.resolve())
+        return {"split": split, "count": count, "source": [str(p.resolve()) for p in found],
+                "origin": origin,
+                "about": f"raw copy of the {count:,} digits in {origin}"}
+
+    def check(target: Path, meta: dict) -> None:
+        check_split_folder(target / split, split, count)
+
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        return cached_entry(KIND, key.hexdigest()[:16], fill, check) / split
     except OSError as exc:
-        where = "" if writable else (" (the data folder is read-only; set MSTRAIN_CACHE to a "
-                                     "folder you may write to)")
-        raise DataError(f"Cannot create the folder {target} for raw copies of the IDX files in "
-                        f"{folder}{where}: {exc.strerror or exc}.") from None
-    remove_stale_staging(target, lock_name=".building")
-    for path, name in zip(found, names):
-        raw = target / name
-        if not _fresh(raw, path):
-            write_idx(raw, read_idx(path))
-    return SplitInfo(target, count)
+        raise DataError(f"Cannot write raw copies of the IDX files in {folder} into the cache "
+                        f"folder {cache_root() / KIND}: {os_fault(exc)}. Set MSTRAIN_CACHE to a "
+                        "folder you may write to, or decompress the files in "
+                        f"{folder} yourself (gunzip).") from None
+
+
+def check_split_folder(folder: Path, split: str, count: int) -> None:
+    """The values of a split in the cache: ``count`` 28x28 images and as many labels, each a
+    class.
+
+    Raises:
+        Damaged: a file is unreadable, of another shape, or a label is out of range.
+    """
+    images, labels = (folder / name for name in SPLIT_FILES[split])
+    try:
+        dims = read_idx_header(images)
+        values = read_idx(labels)
+    except DataError as exc:
+        raise Damaged(str(exc).split(". ")[0]) from None
+    if dims != (count, IMAGE_SIZE, IMAGE_SIZE):
+        raise Damaged(f"{images.name} holds {' x '.join(map(str, dims))} values, not "
+                      f"{count} x {IMAGE_SIZE} x {IMAGE_SIZE}")
+    if values.shape != (count,):
+        raise Damaged(f"{labels.name} holds {values.size} labels, not {count}")
+    if count and int(values.max()) >= NUM_CLASSES:
+        raise Damaged(f"{labels.name} holds labels outside 0-{NUM_CLASSES - 1}")
 
 
 def _only_raw_files(folder: Path, names: tuple[str, ...]) -> bool:
     """Whether the raw files are the only entries whose names contain theirs."""
     return all(entry.name in names for entry in folder.iterdir()
                if any(name in entry.name for name in names))
-
-
-def _cache_folder(files: tuple[Path, Path]) -> Path:
-    key = hashlib.sha1()
-    for path in files:
-        stat = path.stat()
-        key.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return cache_root() / "idx" / key.hexdigest()[:16]
-
-
-def _fresh(raw: Path, gz: Path) -> bool:
-    """Whether a decompressed copy exists and is newer than its source."""
-    return raw.is_file() and raw.stat().st_mtime >= gz.stat().st_mtime
 
 
 def check_batch_size(batch_size: int, train_count: int, shards: int = 1) -> None:

@@ -185,6 +185,23 @@ class Inputs:
     blank: set[int] = field(default_factory=set)  # images that hold no digit
 
 
+def refuse_special(path: Path, what: str = "Input",
+                   fix: str = "Name image files, folders of images or an IDX file saved on "
+                              "disk.") -> None:
+    """Refuses a path that exists but is not a regular file or a folder (a FIFO, a device, a
+    socket) before anything opens it: opening a FIFO waits for a writer, and a device such as
+    ``/dev/zero`` never ends.
+
+    Raises:
+        DataError: the message names the path and what it is.
+    """
+    from trainer.fileio import special_file
+
+    refused = special_file(path, what)
+    if refused:
+        raise DataError(f"{refused} {fix}")
+
+
 def _is_idx(path: Path) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(4)
@@ -240,6 +257,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike],
     idx_inputs = []
     for raw in paths:
         path = _existing(Path(raw))
+        refuse_special(path)
         if len(names) > PREDICT_MAX_IMAGES:
             raise DataError(f"The inputs hold more than {PREDICT_MAX_IMAGES:,} images, the limit "
                             "of one predict.py call. Predict them in several calls.")
@@ -278,6 +296,8 @@ def collect_inputs(paths: Sequence[str | os.PathLike],
         from trainer.data.idx import read_idx
 
         label_path, (image_path, _, count) = _existing(Path(labels)), idx_inputs[0]
+        refuse_special(label_path, "Labels file", "Pass the IDX labels file of those images, "
+                       "saved on disk, to --labels.")
         values = read_idx(label_path)
         if values.ndim != 1 or len(values) != count:
             raise DataError(f"Labels file {label_path} holds {values.shape[0]} labels "
