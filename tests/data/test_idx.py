@@ -324,3 +324,14 @@ def test_missing_files_ignores_files_in_wrong_folder(tmp_path: Path, images: np.
     assert missing_files(tmp_path) == [
         f"{split}/{name}" for split, names in SPLIT_FILES.items() for name in names
     ]
+
+
+def test_a_raw_name_reads_its_gzipped_twin(tmp_path):
+    digits = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", digits)
+    raw = tmp_path / "t10k-images-idx3-ubyte"
+    with open(raw, "rb") as src, gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as out:
+        out.write(src.read())
+    raw.unlink()  # as MNIST ships: only the .gz
+    np.testing.assert_array_equal(read_idx(raw), digits)
+    assert idx.read_idx_header(raw) == (2, 28, 28)

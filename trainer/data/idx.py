@@ -48,6 +48,17 @@ def refuse_special(path: Path, what: str = "IDX file") -> None:
                         "fetched or generated again.")
 
 
+def _actual(path: Path) -> Path:
+    """``path``, or its gzipped twin (``name.gz``, as MNIST ships) when the raw name is missing."""
+    refuse_special(path)
+    if not _is_gz(path) and not os.path.lexists(path):
+        twin = path.with_name(path.name + ".gz")
+        refuse_special(twin)
+        if twin.is_file():
+            return twin
+    return path
+
+
 def _open(path: Path):
     """A binary stream of the file's IDX bytes, decompressed when its name ends in ``.gz``."""
     refuse_special(path)
@@ -55,8 +66,8 @@ def _open(path: Path):
         return gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")
     except FileNotFoundError:
         raise DataError(
-            f"IDX file {path} does not exist. Check the data folder, or delete it and run again "
-            "so the data is fetched."
+            f"IDX file {path} does not exist (nor {path.name}.gz). Check the path; train.py "
+            "downloads MNIST into --data-dir when its files are missing there."
         ) from None
     except OSError as exc:
         raise _unreadable(path, exc) from None
@@ -118,7 +129,7 @@ def read_idx_header(path: str | os.PathLike[str]) -> tuple[int, ...]:
     Raises:
         DataError: as :func:`read_idx`, for a missing file or a bad header.
     """
-    path = Path(path)
+    path = _actual(Path(path))
     try:
         with _open(path) as stream:
             return _read_header(stream, path)
@@ -130,7 +141,8 @@ def read_idx(path: str | os.PathLike[str], *, max_items: int = IDX_MAX_ITEMS,
              max_side: int = IMAGE_SIZE) -> np.ndarray:
     """Reads an IDX file of unsigned bytes, raw or gzipped.
 
-    The file is gzip-decompressed when its name ends in ``.gz``. Only type code 0x08 (unsigned
+    The file is gzip-decompressed when its name ends in ``.gz``; a raw name that does not exist
+    is read from its ``.gz`` twin. Only type code 0x08 (unsigned
     byte) with 1 dimension (labels) or 3 dimensions (images) is accepted, which is all MNIST uses.
     The header's dimensions are checked against the limits before any memory is spent on the
     payload, and exactly the declared number of bytes is read: a file (or a gzip stream) longer
@@ -150,7 +162,7 @@ def read_idx(path: str | os.PathLike[str], *, max_items: int = IDX_MAX_ITEMS,
             more than the limits allow, or its payload is shorter or longer than the header's
             dimensions require.
     """
-    path = Path(path)
+    path = _actual(Path(path))
     try:
         with _open(path) as stream:
             dims = _read_header(stream, path)
