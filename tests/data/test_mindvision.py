@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_train
+from tests.conftest import ROOT, run_train, train_here
 from trainer.checkpoint import load_bundle
 from trainer.data.idx import SPLIT_FILES, read_idx
 
@@ -46,21 +46,6 @@ STOPPER = textwrap.dedent("""
         def on_train_step_end(self, run_context):
             if run_context.original_args().cur_step_num == self.step:
                 os.kill(os.getpid(), signal.SIGTERM)
-""")
-FIT_WITH_VAL_ACC_MONITOR = textwrap.dedent("""
-    import json
-    import sys
-
-    from trainer import TrainConfig, Trainer
-    from trainer.mindvision_source import ValAccMonitor
-
-    data_dir, out = sys.argv[1], sys.argv[2]
-    trainer = Trainer(TrainConfig(data_source="mnist", net="mindvision-lenet", data_dir=data_dir,
-                                  val_split=0, epochs=2, batch_size=16, lr=0.02, seed=0,
-                                  output_dir=out, run_name="py", progress=False, plot=False,
-                                  log_every=0))
-    history = trainer.fit(callbacks=[ValAccMonitor(ckpt_directory=out + "/mv")])
-    print("history:", json.dumps(history.history["val_accuracy"]))
 """)
 
 
@@ -98,9 +83,9 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mv_run(work, digits_dir) -> subprocess.CompletedProcess:
     """``--data-source mindvision`` with mindvision's own LossMonitor added on the command line."""
-    result = run_train([*_common(digits_dir), "--data-source", "mindvision", "--run-name", "mv",
-                        "--callback", "mindvision.engine.callback:LossMonitor(lr_init=0.02, "
-                        "per_print_times=25)"], cwd=work)
+    result = train_here([*_common(digits_dir), "--data-source", "mindvision", "--run-name", "mv",
+                         "--callback", "mindvision.engine.callback:LossMonitor(lr_init=0.02, "
+                         "per_print_times=25)"], cwd=work)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -199,11 +184,11 @@ def test_mindvision_source_learns_and_its_loss_monitor_works(work, mv_run):
 
 def test_resume_mid_epoch_with_mindvision_source_is_exact(work, mv_run, digits_dir):
     args = [*_common(digits_dir), "--data-source", "mindvision", "--run-name", "mv-stopped"]
-    stopped = run_train([*args, "--callback", "stopper:StopAt(step=130)"], cwd=work)
+    stopped = train_here([*args, "--callback", "stopper:StopAt(step=130)"], cwd=work)
     assert stopped.returncode == 130, stopped.stderr
     saved = re.search(r"after global step (\d+)", stopped.stderr)
     assert saved and 100 < int(saved.group(1)) < 200, stopped.stderr  # inside the second epoch
-    resumed = run_train([*args, "--resume", "auto"], cwd=work)
+    resumed = train_here([*args, "--resume", "auto"], cwd=work)
     assert resumed.returncode == 0, resumed.stderr
     straight, other = _weights(work / "runs" / "mv"), _weights(work / "runs" / "mv-stopped")
     assert straight.keys() == other.keys()
@@ -215,17 +200,26 @@ def test_resume_mid_epoch_with_mindvision_source_is_exact(work, mv_run, digits_d
     assert history("mv-stopped") == history("mv")
 
 
-def test_mindvision_lenet_and_val_acc_monitor_from_python(tmp_path, digits_dir):
-    result = _python("-c", FIT_WITH_VAL_ACC_MONITOR, str(digits_dir), str(tmp_path / "out"),
-                     cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    history = json.loads(result.stdout.splitlines()[-1].split(":", 1)[1])
+def test_mindvision_lenet_and_val_acc_monitor_from_python(tmp_path, digits_dir, capsys,
+                                                          monkeypatch):
+    from trainer import TrainConfig, Trainer
+    from trainer.mindvision_source import ValAccMonitor
+
+    monkeypatch.setenv("MSTRAIN_CACHE", str(tmp_path / ".cache"))
+    out = str(tmp_path / "out")
+    trainer = Trainer(TrainConfig(data_source="mnist", net="mindvision-lenet",
+                                  data_dir=str(digits_dir), val_split=0, epochs=2, batch_size=16,
+                                  lr=0.02, seed=0, output_dir=out, run_name="py", progress=False,
+                                  plot=False, log_every=0))
+    history = trainer.fit(callbacks=[ValAccMonitor(ckpt_directory=out + "/mv")])
+    history = history.history["val_accuracy"]
+    stdout = capsys.readouterr().out
     assert history[-1] >= MIN_ACCURACY, history
     # mindvision's monitor evaluated the same network on the same test split after each epoch.
-    printed = [float(v) for v in re.findall(r"Accuracy:\s+(\d\.\d{3})", result.stdout)]
+    printed = [float(v) for v in re.findall(r"Accuracy:\s+(\d\.\d{3})", stdout)]
     assert len(printed) == 2
     assert all(abs(a - b) <= 0.0006 for a, b in zip(printed, history)), (printed, history)
-    assert f"the best Accuracy is: {max(history): 5.3f}" in result.stdout
+    assert f"the best Accuracy is: {max(history): 5.3f}" in stdout
     import mindspore as ms
 
     best = ms.load_checkpoint(str(tmp_path / "out" / "mv" / "best.ckpt"))
