@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from callbacks.tracking import metric_name
-from tests.conftest import ROOT, run_train
+from tests.conftest import ROOT, run_train, train_here
 from tests.tracking.test_loggers import read_events
 from trainer.checkpoint import load_bundle
 
@@ -91,12 +91,13 @@ def stopped_and_resumed(tmp_path_factory, digits_dir):
     first = run_train([*args, *signal_at("on_train_step_end", 2, STEPS + 25, "SIGTERM")],
                       cwd=work, env={"PYTHONPATH": str(TESTS)})
     assert first.returncode == 130, first.stdout + first.stderr
-    second = ok(run_train([*args, "--resume", "auto"], cwd=work))
-    evaluated = ok(run_train(["--eval-only", "--ckpt", "runs/demo", "--data-dir",
-                              str(digits_dir), "--output-dir", "runs",
-                              "--report-to", "tensorboard,mlflow"], cwd=work))
-    ok(run_train(["--export", "mindir", "--ckpt", "runs/demo", "--output-dir", "runs",
-                  "--report-to", "mlflow"], cwd=work))
+    # The stop is the user's command; the rest runs the same main in this process.
+    second = ok(train_here([*args, "--resume", "auto"], cwd=work))
+    evaluated = ok(train_here(["--eval-only", "--ckpt", "runs/demo", "--data-dir",
+                               str(digits_dir), "--output-dir", "runs",
+                               "--report-to", "tensorboard,mlflow"], cwd=work))
+    ok(train_here(["--export", "mindir", "--ckpt", "runs/demo", "--output-dir", "runs",
+                   "--report-to", "mlflow"], cwd=work))
     return work, first, second, evaluated
 
 
@@ -159,10 +160,10 @@ def free_port() -> int:
 # ------------------------------------------------------------------ faults of a tracker
 def test_a_closed_port_warns_once_and_training_is_unaffected(tmp_path, digits_dir):
     port = free_port()  # nothing listens there
-    result = ok(run_train([*common(digits_dir, "closed", "--epochs", "1", "--report-to",
-                                   "mlflow,tensorboard", "--mlflow-uri",
-                                   f"http://127.0.0.1:{port}")], cwd=tmp_path,
-                          env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}))  # fail at once
+    result = ok(train_here([*common(digits_dir, "closed", "--epochs", "1", "--report-to",
+                                    "mlflow,tensorboard", "--mlflow-uri",
+                                    f"http://127.0.0.1:{port}")], cwd=tmp_path,
+                           env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}))  # fail at once
     output = result.stdout + result.stderr
     warnings = [line for line in output.splitlines()
                 if line.startswith(f"MLflow (http://127.0.0.1:{port})")]

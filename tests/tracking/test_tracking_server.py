@@ -14,7 +14,7 @@ import mindspore  # noqa: F401  (before mlflow: it picks the protobuf backend it
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import run_train
+from tests.conftest import run_train, train_here
 from tests.tracking.test_tracking_e2e import (
     STEPS,
     TESTS,
@@ -74,7 +74,7 @@ def test_a_tracking_server_gets_each_step_once_after_sigkill_and_resume(tmp_path
     killed = run_train([*args, *signal_at("on_train_step_end", 2, STEPS + 35, "SIGKILL")],
                        cwd=tmp_path, env=env)
     assert killed.returncode == -9, killed.stdout + killed.stderr
-    ok(run_train([*args, "--resume", "auto"], cwd=tmp_path, env=env))
+    ok(train_here([*args, "--resume", "auto"], cwd=tmp_path, env=env))
     client = MlflowClient(mlflow_server)
     run = only_run(client, "served")
     assert run.info.status == "FINISHED"
