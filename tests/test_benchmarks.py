@@ -31,6 +31,17 @@ def _bench(script: str, *args: str, tmp_path: Path) -> subprocess.CompletedProce
     return result
 
 
+def _bench_here(script: str, *args: str, capsys) -> str:
+    """A benchmark script's ``main(args)`` in this process (the step benchmarks time graphs
+    inside one process, so nothing is lost); returns what it printed."""
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{Path(script).stem}")
+    capsys.readouterr()
+    assert module.main(list(args)) in (0, None)
+    return capsys.readouterr().out
+
+
 def test_run_prints_every_section_of_the_table(tiny_digits, tmp_path):
     out = tmp_path / "rows.json"
     result = _bench("run.py", "--data-dir", str(tiny_digits), "--rounds", "1", "--epochs", "1",
@@ -53,12 +64,9 @@ def test_run_prints_every_section_of_the_table(tiny_digits, tmp_path):
 
 def test_time_to_accuracy_reports_the_epoch_reaching_the_target(tiny_digits, tmp_path):
     result = _bench("time_to_accuracy.py", "--data-dir", str(tiny_digits), "--target", "0.0",
-                    "--", "--net", "mlp", "--epochs", "2", tmp_path=tmp_path)
+                    "--", "--net", "mlp", "--epochs", "1", tmp_path=tmp_path)
     assert re.search(r"run 0: 0\.00% epoch 1 after [\d.]+ s; best 0\.\d+", result.stdout)
     assert "median time to 0.00%" in result.stdout
-    missed = _bench("time_to_accuracy.py", "--data-dir", str(tiny_digits), "--target", "1.01",
-                    "--", "--net", "mlp", "--epochs", "1", tmp_path=tmp_path)
-    assert "not reached in 1 epochs" in missed.stdout
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
@@ -69,10 +77,10 @@ def test_the_pytorch_baseline_learns(digits_dir, tmp_path):
     assert accuracy >= 0.3  # well above chance (0.1); torch 2.13 gave 0.46 on one CPU here
 
 
-def test_launch_sweep_prints_a_row_per_variant(tmp_path):
-    result = _bench("launch_sweep.py", "--steps", "2", "3", "--unrolled", "2", "--blocks", "2",
-                    "--batch-size", "4", tmp_path=tmp_path)
-    rows = {line.split("  ")[0]: line.split()[-1] for line in result.stdout.splitlines()[2:]
+def test_launch_sweep_prints_a_row_per_variant(capsys):
+    out = _bench_here("launch_sweep.py", "--steps", "2", "3", "--unrolled", "2", "--blocks", "2",
+                      "--batch-size", "4", capsys=capsys)
+    rows = {line.split("  ")[0]: line.split()[-1] for line in out.splitlines()[2:]
             if line.strip()}
     assert set(rows) == {"1 step per launch", "graph loop, K=2", "graph loop, K=3",
                          "unrolled, K=2"}
@@ -80,11 +88,11 @@ def test_launch_sweep_prints_a_row_per_variant(tmp_path):
     assert all(float(ratio) > 0 for ratio in rows.values())
 
 
-def test_pooling_compares_both_poolings_on_identical_weights(tmp_path):
-    result = _bench("pooling.py", "--blocks", "2", "--steps", "2", "--batch-size", "4",
-                    tmp_path=tmp_path)
-    assert "weights after 8 identical steps: bit-identical" in result.stdout
-    table = result.stdout.split("ratio\n", 1)[1].strip().splitlines()
+def test_pooling_compares_both_poolings_on_identical_weights(capsys):
+    out = _bench_here("pooling.py", "--blocks", "2", "--steps", "2", "--batch-size", "4",
+                      capsys=capsys)
+    assert "weights after 8 identical steps: bit-identical" in out
+    table = out.split("ratio\n", 1)[1].strip().splitlines()
     assert [line.split(" (")[0] for line in table] == ["nn.MaxPool2d", "MaxPool2x2"]
     assert float(table[0].split()[-1]) == 1.0 and float(table[1].split()[-1]) > 0
 
@@ -109,13 +117,12 @@ def test_the_pytorch_peer_imports_nothing_of_mindspore_or_the_project(digits_dir
     assert re.search(r"^Test accuracy: [\d.]+$", result.stdout, re.M)
 
 
-def test_native_step_compares_both_kernels(tmp_path):
-    result = _bench("native_step.py", "--blocks", "2", "--steps", "2", "--batch-size", "4",
-                    tmp_path=tmp_path)
-    if "unavailable" in result.stdout + result.stderr:
+def test_native_step_compares_both_kernels(capsys):
+    out = _bench_here("native_step.py", "--blocks", "2", "--steps", "2", "--batch-size", "4",
+                      capsys=capsys)
+    if "unavailable" in out:
         pytest.skip("the native kernels are unavailable here")
-    assert re.search(r"largest difference [\d.e+-]+ of the layer's largest weight",
-                     result.stdout)
-    table = result.stdout.split("ratio\n", 1)[1].strip().splitlines()
+    assert re.search(r"largest difference [\d.e+-]+ of the layer's largest weight", out)
+    table = out.split("ratio\n", 1)[1].strip().splitlines()
     assert [line.split()[0] for line in table] == ["mindspore", "native"]
     assert float(table[0].split()[-1]) == 1.0 and float(table[1].split()[-1]) > 0
