@@ -11,7 +11,9 @@ train step built (:mod:`trainer.engine.optim`), the launch policy applied
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import sys
 import time
@@ -30,6 +32,18 @@ from trainer.logs import setup_logging
 logger = logging.getLogger("mstrain")
 
 __all__ = ["Trainer", "TrainingStopped", "run_dir_for"]
+
+
+@contextlib.contextmanager
+def frozen_garbage():
+    """Leaves the objects that exist now out of the garbage collector's passes until the block
+    ends. MindSpore runs a full collection before compiling each graph, which would otherwise walk
+    every object its import and the run's set-up made, once per graph."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def run_dir_for(cfg: TrainConfig, when: float | None = None) -> Path:
@@ -195,12 +209,13 @@ class Trainer:
         self._stop_if_requested()
         status = FAILED
         try:
-            self._run_fit(run, user, initial_epoch, cluster.size)
-            report(stop_reason=self.stop.reason, nan_stopped=run.nan_guard.stopped,
-                   checkpoint=run.checkpoint, history=run.history, epochs=cfg.epochs,
-                   run_dir=self.run_dir, validates_on_test=data.test is None)
-            if data.test is not None and cluster.main:
-                self._test(run)
+            with frozen_garbage():
+                self._run_fit(run, user, initial_epoch, cluster.size)
+                report(stop_reason=self.stop.reason, nan_stopped=run.nan_guard.stopped,
+                       checkpoint=run.checkpoint, history=run.history, epochs=cfg.epochs,
+                       run_dir=self.run_dir, validates_on_test=data.test is None)
+                if data.test is not None and cluster.main:
+                    self._test(run)
             status = FINISHED
         except TrainingStopped as exc:
             status = STOPPED if exc.exit_code == 130 else FAILED
