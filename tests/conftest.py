@@ -85,6 +85,14 @@ def train_here(args: list[str], cwd: Path, env: dict[str, str] | None = None
     Returns what :func:`run_train` returns: the status, and stdout and stderr as text (an
     exception that escapes is printed as the process would print it, with status 1).
     """
+    from trainer.cli import main
+
+    return run_here(main, args, cwd, env)
+
+
+def run_here(main, args: list[str], cwd: Path, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess:
+    """A command's ``main(args)`` in this process, as :func:`train_here` runs train.py's."""
     import contextlib
     import io
     import traceback
@@ -92,8 +100,6 @@ def train_here(args: list[str], cwd: Path, env: dict[str, str] | None = None
     # Imported first, so the command takes signals with Python handlers for the run only, never
     # by blocking them in this process for good (its child processes would inherit the mask).
     import mindspore  # noqa: F401
-
-    from trainer.cli import main
 
     extra = {"MSTRAIN_CACHE": str(cwd / ".cache"), **(env or {})}
     paths = [p for p in extra.pop("PYTHONPATH", "").split(os.pathsep) if p]
@@ -125,7 +131,7 @@ def train_here(args: list[str], cwd: Path, env: dict[str, str] | None = None
             origin = getattr(sys.modules[name], "__file__", None) or ""
             if any(origin.startswith(str(folder)) for folder in [cwd, *map(Path, paths)]):
                 del sys.modules[name]
-    return subprocess.CompletedProcess(["train.py", *args], status, out.getvalue(),
+    return subprocess.CompletedProcess([main.__module__, *args], status, out.getvalue(),
                                        err.getvalue())
 
 

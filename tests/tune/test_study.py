@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import ROOT, run_train, write_yaml
+from tests.conftest import ROOT, run_here, train_here, write_yaml
 from trainer.config import load_config
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +57,14 @@ def tune_env(cache: Path) -> dict[str, str]:
 def run_tune(cmd: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=tune_env(cache), capture_output=True, text=True,
                           timeout=150)
+
+
+def tune_here(cmd: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    """The command of ``cmd`` run by its main in this process (see tests.conftest.run_here)."""
+    from trainer.tune.cli import main
+
+    args = cmd[cmd.index("trainer.tune") + 1:]
+    return run_here(main, args, cwd, {"MSTRAIN_CACHE": str(cache)})
 
 
 def start_tune(cmd: list[str], cwd: Path, cache: Path, log: Path) -> subprocess.Popen:
@@ -105,7 +113,7 @@ tune:
 epochs: 2
 """ + COMMON, name="prune.yaml")
     out = tmp_path / "runs"
-    result = run_tune(tune_cmd(recipe, digits_dir, out), tmp_path, cache)
+    result = tune_here(tune_cmd(recipe, digits_dir, out), tmp_path, cache)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
     folder = out / "prune"
@@ -135,9 +143,9 @@ epochs: 2
     assert not staged(folder)
     best = folder / "best.yaml"
     assert load_config(best).lr == study.best_params["lr"]
-    trained = run_train(["--config", str(best), "--data-dir", str(digits_dir), "--output-dir",
-                         str(tmp_path / "again"), "--run-name", "best", "--no-progress"],
-                        cwd=tmp_path, env={"MSTRAIN_CACHE": str(cache)})
+    trained = train_here(["--config", str(best), "--data-dir", str(digits_dir), "--output-dir",
+                          str(tmp_path / "again"), "--run-name", "best", "--no-progress"],
+                         cwd=tmp_path, env={"MSTRAIN_CACHE": str(cache)})
     assert trained.returncode == 0, trained.stderr[-3000:]
     # The recipe is the trial: the same seed and options train to the same validation accuracy.
     again = rows(tmp_path / "again" / "best")
@@ -157,6 +165,7 @@ tune:
 epochs: 1
 """ + COMMON, name="shared.yaml")
     out = tmp_path / "runs"
+    # A process of its own: the workers write to the command's own standard output.
     result = run_tune(tune_cmd(recipe, digits_dir, out, "--workers", "2"), tmp_path, cache)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     study = load(out / "shared")
@@ -217,7 +226,7 @@ callbacks: [{class: "tests.cbkit:Slow", args: {seconds: 0.01}}]
 
     # Once more: the dead process's trial is failed at once and queued again, and the study
     # ends with its two trials.
-    result = run_tune(cmd, tmp_path, cache)
+    result = tune_here(cmd, tmp_path, cache)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     study = load(folder)
     assert states(study) == ["FAIL", "COMPLETE", "FAIL", "COMPLETE"]
