@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, config_error, run_train
+from tests.conftest import ROOT, config_error, train_here
 from tests.userpkg.workers import weights_digest
 from trainer.checkpoint import load_bundle
 from trainer.cli import main, parse_args
@@ -76,8 +76,8 @@ def _latest(run_dir: Path):
 def work(tmp_path_factory, digits_dir) -> Path:
     """A single-process epoch, then two workers that continue from its weights for 2 epochs."""
     folder = tmp_path_factory.mktemp("distributed")
-    single = run_train([*_common(digits_dir), "--epochs", "1", "--run-name", "single",
-                        "--no-plot"], cwd=folder)
+    single = train_here([*_common(digits_dir), "--epochs", "1", "--run-name", "single",
+                         "--no-plot"], cwd=folder)
     assert single.returncode == 0, single.stdout + single.stderr
     result = msrun(folder, "logs", *_common(digits_dir), "--distributed", "--epochs", "2",
                    "--run-name", "dp", "--init-from", "runs/single", "--csv-log",
@@ -137,8 +137,8 @@ def test_only_rank_zero_writes_and_prints(work):
 
 
 def test_validation_covers_the_whole_test_set(work, digits_dir):
-    result = run_train(["--data-dir", str(digits_dir), "--eval-only", "--ckpt", "runs/dp"],
-                       cwd=work)
+    result = train_here(["--data-dir", str(digits_dir), "--eval-only", "--ckpt", "runs/dp"],
+                        cwd=work)
     assert result.returncode == 0, result.stdout + result.stderr
     found = re.search(r"test accuracy (\d\.\d+) \((\d+)/(\d+)\)", result.stdout)
     assert found, result.stdout
@@ -149,8 +149,8 @@ def test_validation_covers_the_whole_test_set(work, digits_dir):
 
 
 def test_single_process_refuses_to_resume_a_distributed_run(work, digits_dir):
-    result = run_train([*_common(digits_dir), "--epochs", "3", "--run-name", "dp",
-                        "--resume", "auto"], cwd=work)
+    result = train_here([*_common(digits_dir), "--epochs", "3", "--run-name", "dp",
+                         "--resume", "auto"], cwd=work)
     message = " ".join(result.stderr.split())
     assert result.returncode == 2, result.stdout + result.stderr
     assert "2 data-parallel workers" in message and "one process" in message
