@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_train
+from tests.conftest import ROOT, train_here
 
 
 @dataclass
@@ -59,10 +59,10 @@ class TrainedRun:
 def trained_lenet(tmp_path_factory, digits_dir) -> TrainedRun:
     """LeNet-5 trained for 3 epochs on ``digits_dir`` through train.py."""
     work = tmp_path_factory.mktemp("trained")
-    result = run_train(["--net", "lenet", "--data-dir", str(digits_dir), "--epochs", "3",
-                        "--optimizer", "adam", "--lr", "0.005", "--no-plot", "--no-progress",
-                        "--log-every", "0", "--output-dir", "runs", "--run-name", "lenet"],
-                       cwd=work)
+    result = train_here(["--net", "lenet", "--data-dir", str(digits_dir), "--epochs", "3",
+                         "--optimizer", "adam", "--lr", "0.005", "--no-plot", "--no-progress",
+                         "--log-every", "0", "--output-dir", "runs", "--run-name", "lenet"],
+                        cwd=work)
     assert result.returncode == 0, result.stderr
     return TrainedRun(work, work / "runs" / "lenet", digits_dir)
 

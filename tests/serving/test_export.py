@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.conftest import config_error, run_train
+from tests.conftest import config_error, run_train, train_here
 from trainer.cli import parse_args
 from trainer.config import TrainConfig
 from trainer.data.idx import read_idx
@@ -102,8 +102,8 @@ def test_mismatch_leaves_no_file(trained_lenet, tmp_path, monkeypatch):
 def test_onnx_export(trained_lenet):
     from trainer.serving.export import _onnx_structure
 
-    result = run_train(["--export", "onnx", "--ckpt", str(trained_lenet.checkpoint),
-                        "--data-dir", str(trained_lenet.data_dir)], cwd=trained_lenet.work)
+    result = train_here(["--export", "onnx", "--ckpt", str(trained_lenet.checkpoint),
+                         "--data-dir", str(trained_lenet.data_dir)], cwd=trained_lenet.work)
     assert result.returncode == 0, result.stderr
     exported = trained_lenet.run_dir / "export" / "lenet.onnx"
     assert exported.is_file() and _leftovers(exported.parent) == []
@@ -131,8 +131,8 @@ def test_onnx_refuses_an_operator_it_cannot_express(tmp_path, monkeypatch, digit
     import erfnet
 
     ms.save_checkpoint(erfnet.build(), str(tmp_path / "erf.ckpt"))  # a plain checkpoint
-    result = run_train(["--export", "onnx", "--net", "erfnet:build", "--ckpt", "erf.ckpt",
-                        "--data-dir", str(digits_dir)], cwd=tmp_path)
+    result = train_here(["--export", "onnx", "--net", "erfnet:build", "--ckpt", "erf.ckpt",
+                         "--data-dir", str(digits_dir)], cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
     assert message.startswith("error: ") and "Traceback" not in message
