@@ -95,12 +95,15 @@ def run_here(main, args: list[str], cwd: Path, env: dict[str, str] | None = None
     """A command's ``main(args)`` in this process, as :func:`train_here` runs train.py's."""
     import contextlib
     import io
+    import logging
     import traceback
 
     # Imported first, so the command takes signals with Python handlers for the run only, never
     # by blocking them in this process for good (its child processes would inherit the mask).
     import mindspore  # noqa: F401
 
+    log = logging.getLogger("mstrain")
+    saved_log = (list(log.handlers), log.level, log.propagate)
     extra = {"MSTRAIN_CACHE": str(cwd / ".cache"), **(env or {})}
     paths = [p for p in extra.pop("PYTHONPATH", "").split(os.pathsep) if p]
     saved_env = {k: os.environ.get(k) for k in extra}
@@ -121,6 +124,7 @@ def run_here(main, args: list[str], cwd: Path, env: dict[str, str] | None = None
     finally:
         os.chdir(here)
         sys.path[:] = saved_path
+        log.handlers[:], log.level, log.propagate = saved_log  # as a new process would find it
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
