@@ -45,7 +45,8 @@ def _bench_here(script: str, *args: str, capsys) -> str:
 def test_run_prints_every_section_of_the_table(tiny_digits, tmp_path):
     out = tmp_path / "rows.json"
     result = _bench("run.py", "--data-dir", str(tiny_digits), "--rounds", "1", "--epochs", "1",
-                    "--skip-torch", "--variants", "streaming", "--json", str(out),
+                    "--skip-torch", "--variants", "streaming", "--jit-epochs", "0",
+                    "--json", str(out),
                     tmp_path=tmp_path)
     table = result.stdout
     assert table.startswith("| section")
