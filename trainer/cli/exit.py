@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _io
 import atexit
 import gc
 import io
@@ -18,9 +19,9 @@ def exit_process(status: int | None) -> NoReturn:
     Once MindSpore is loaded, the interpreter's teardown (MindSpore's runtime, thread pools and
     memory pools being destroyed) takes most of a second after every command, long after its last
     file is written. So the process does what a normal exit does for everything a user can see:
-    it flushes logging, runs the ``atexit`` handlers, finalises unreachable objects and closes
-    every file object still open (as the interpreter's finalisation would, so a file a user's
-    callback left open keeps every byte), flushes its streams, and ends with ``os._exit``.
+    it flushes logging, runs the ``atexit`` handlers and closes every file object still open
+    (as the interpreter's finalisation would, so a file a user's callback left open keeps every
+    byte), flushes its streams, and ends with ``os._exit``.
     Without MindSpore, or while a thread that is not a daemon still runs (the interpreter would
     wait for it), it exits the normal way.
     """
@@ -60,7 +61,6 @@ def close_open_files() -> None:
     """Closes every open file object but the standard streams, outermost first, as the
     interpreter's finalisation does through each object's ``__del__``; a failure to flush one
     (a full disk, a closed pipe) is the same silent loss a normal exit would have."""
-    gc.collect()  # garbage holding files is finalised (closing them) as at a normal exit
     standard = {id(s) for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__,
                                 sys.__stdout__, sys.__stderr__) if s is not None}
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -68,9 +68,14 @@ def close_open_files() -> None:
         if buffer is not None:
             standard.add(id(buffer))
             standard.add(id(getattr(buffer, "raw", None)))
-    # type(), not isinstance(): a dead weak proxy among the objects raises on __class__.
-    handles = [obj for obj in gc.get_objects()
-               if issubclass(type(obj), io.IOBase) and id(obj) not in standard]
+    # Unreachable objects not yet collected are listed too, so a file left in a cycle of garbage
+    # is closed without a collection. Each type is asked once, against the C base every file
+    # class has (io.IOBase is an ABC, whose check is slow), and by type(), since a dead weak
+    # proxy raises on __class__.
+    objects = gc.get_objects()
+    files = {kind for kind in set(map(type, objects)) if issubclass(kind, _io._IOBase)}
+    handles = [obj for obj in objects if type(obj) in files and id(obj) not in standard]
+    del objects
     for handle in sorted(handles, key=_layer):
         try:
             if not handle.closed:
