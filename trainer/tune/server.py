@@ -121,9 +121,9 @@ class PatientStorage(optuna.storages.RDBStorage):
                 self.lost = StorageLost(
                     f"The study's database {self.shown} could not be reached for "
                     f"{self.patience:.0f} s ({_first_line(exc)}), so the study cannot go on "
-                    "here. The running trial stopped and keeps its run directory and "
-                    "checkpoints; the database still shows it running until it is failed and "
-                    "queued again: at once by this command on this machine, after the "
+                    "here. A trial this process was running stopped with its run directory and "
+                    "checkpoints kept, and shows as running in the database until it is failed "
+                    "and queued again: at once by this command on this machine, after the "
                     "heartbeat's grace period by another machine. When the server is back, run "
                     "the same command to continue the study.")
             return self.lost
