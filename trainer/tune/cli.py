@@ -331,7 +331,7 @@ def _worker(recipe: TuneRecipe, index: int, parent: int | None) -> int:
 
     try:
         outcome, _ = run_trials(session.optuna, recipe, session.study, session.retry,
-                                session.planned, session.deadline(), session.storage)
+                                session.planned, session.deadline(), session.storage, index)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return EXIT_INTERRUPTED if outcome == "interrupted" else 0

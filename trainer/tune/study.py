@@ -253,7 +253,8 @@ def _sqlite_folder(url: str) -> None:
 
 def make_sampler(optuna, recipe: TuneRecipe, worker: int = 0, trials: int = 0):
     """The sampler of ``--sampler``. A seeded one is seeded per worker and by how many trials the
-    study holds, so parallel workers, and a continued study, do not draw the same values again.
+    study holds, so parallel workers, and a continued study, do not draw the same values again;
+    the workers make a new one before each ask (see :mod:`trainer.tune.worker`).
     """
     settings = recipe.settings
     seed = (None if settings.sampler_seed < 0

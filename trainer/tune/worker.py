@@ -22,7 +22,7 @@ from trainer.fileio import hold_lock
 from trainer.tune.liveness import fail_dead_trials
 from trainer.tune.objective import HANDLED, Objective
 from trainer.tune.recipe import TuneRecipe
-from trainer.tune.study import progress
+from trainer.tune.study import make_sampler, progress
 
 logger = logging.getLogger("mstrain")
 
@@ -61,12 +61,15 @@ class AskLock:
 
 
 def run_trials(optuna, recipe: TuneRecipe, study, retry, planned: int,
-               deadline: float | None = None, storage=None) -> tuple[str, str | None]:
+               deadline: float | None = None, storage=None,
+               worker: int = 0) -> tuple[str, str | None]:
     """Runs trials until ``planned`` are finished, the deadline passes, or a signal stops one.
 
     Args:
         storage: The study's storage, whose ask lock (on a database server) orders the workers
             of every machine. Defaults to `None`.
+        worker: This worker's number on this machine (0 for a single process), which seeds a
+            seeded sampler with the study's trial count. Defaults to `0`.
 
     Returns:
         Why it ended, ``"done"``, ``"timeout"`` or ``"interrupted"``, and the signal that
@@ -80,7 +83,7 @@ def run_trials(optuna, recipe: TuneRecipe, study, retry, planned: int,
     """
     with study_trials(recipe.study_dir):  # the trials claim their runs inside the folder
         try:
-            return _run_trials(optuna, recipe, study, retry, planned, deadline, storage)
+            return _run_trials(optuna, recipe, study, retry, planned, deadline, storage, worker)
         except Exception as exc:
             lost = getattr(storage, "lost", None)
             if lost is not None and exc is not lost:
@@ -91,7 +94,7 @@ def run_trials(optuna, recipe: TuneRecipe, study, retry, planned: int,
 
 
 def _run_trials(optuna, recipe: TuneRecipe, study, retry, planned: int,
-                deadline: float | None, storage) -> tuple[str, str | None]:
+                deadline: float | None, storage, worker: int) -> tuple[str, str | None]:
     objective = Objective(optuna, recipe, retry)
     said_waiting = False
     while True:
@@ -107,6 +110,11 @@ def _run_trials(optuna, recipe: TuneRecipe, study, retry, planned: int,
                 return "timeout", None
             # Asking takes a queued trial first, so only running ones may fill the study.
             if now.finished + now.running < planned:
+                if recipe.settings.sampler_seed >= 0:
+                    # Seeded by the trials the study holds now, which the ask lock makes new at
+                    # every ask: machines that are all worker 0 would draw the same values.
+                    study.sampler = make_sampler(optuna, recipe, worker,
+                                                 len(study.get_trials(deepcopy=False)))
                 objective.release = lock.release
                 study.optimize(objective, n_trials=1, catch=HANDLED, callbacks=[objective.after])
                 ran, said_waiting = True, False
