@@ -302,11 +302,14 @@ epochs: 1
                         str(GRACE)) for host in ("machine-a", "machine-b")]
     for machine in machines:
         machine.start()
-    # The server restarts while both machines train: they wait for it and go on.
+    # The server restarts while both machines train (once one of them has found it gone): they
+    # wait for it and go on.
     for machine in machines:
         machine.wait_for(lambda m=machine: "Run directory:" in m.log)
     postgres.stop()
-    time.sleep(2)
+    end = time.monotonic() + 30
+    while not any("cannot be reached" in m.log for m in machines) and time.monotonic() < end:
+        time.sleep(0.05)
     postgres.start()
     codes = [machine.finish() for machine in machines]
     logs = [machine.log for machine in machines]
@@ -390,17 +393,23 @@ callbacks: [{class: "tests.cbkit:Slow", args: {seconds: 0.01}}]
     clean_output(b.log)
     study = load(postgres, "killed")
     trials = study.get_trials()
-    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
-    assert trials[1].params == trials[0].params == trials[3].params  # the retries
-    assert trials[1].user_attrs["run_dir"] == str(run_a)  # A resumed its own run
-    assert trials[1].datetime_complete - killed_at >= timedelta(seconds=GRACE - 2)
+    first, resumed = trials[:2]
+    assert [first.state.name, resumed.state.name] == ["FAIL", "FAIL"]
+    assert resumed.system_attrs["retry_history"] == [0]  # A resumed its own run
+    assert resumed.user_attrs["run_dir"] == str(run_a)
+    assert resumed.datetime_complete - killed_at >= timedelta(seconds=GRACE - 2)
     assert f"Trial 1 had no heartbeat for over {GRACE} s" in b.log
+    # B's own trial, and the second retry, which B trains from the start in its own folder.
+    retried = next(t for t in trials if t.system_attrs.get("retry_history") == [0, 1])
+    new = next(t for t in trials[2:] if t is not retried)
+    assert [retried.state.name, new.state.name] == ["COMPLETE", "COMPLETE"]
+    assert retried.params == first.params != new.params
     text = " ".join(b.log.split())
-    assert (f"Trial 3 repeats trial 0 from the start: it ran in {run_a}, on another machine "
-            "or in another --output-dir" in text)
+    assert (f"Trial {retried.number} repeats trial 0 from the start: it ran in {run_a}, on "
+            "another machine or in another --output-dir" in text)
     run_b = b.out / "killed" / "trial-0000"
-    assert trials[3].user_attrs["run_dir"] == str(run_b) and len(rows(run_b)) == 2
-    assert trial_dirs(b.out / "killed") == {"trial-0000", "trial-0002"}
+    assert retried.user_attrs["run_dir"] == str(run_b) and len(rows(run_b)) == 2
+    assert trial_dirs(b.out / "killed") == {"trial-0000", f"trial-{new.number:04d}"}
     assert trial_dirs(a.out / "killed") == {"trial-0000"}
     assert "Study killed: 2 of 2 trial(s) finished (2 complete" in b.log
     no_password_anywhere(a.root, b.root)
