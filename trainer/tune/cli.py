@@ -161,8 +161,9 @@ class _Session:
         created = mark_study(recipe.study_dir)
         self.retry = retry_callback(optuna)
         try:
-            storage = open_storage(optuna, self.url, self.retry)
-            self.study = open_study(optuna, recipe, storage, self.url, worker)
+            self.storage = open_storage(optuna, self.url, self.retry,
+                                        recipe.settings.heartbeat_grace)
+            self.study = open_study(optuna, recipe, self.storage, self.url, worker)
         except UserError:
             if created:
                 unmark_study(recipe.study_dir)
@@ -175,8 +176,14 @@ class _Session:
 
     def banner(self, workers: int) -> None:
         from trainer.tune.study import enqueue_first, progress, shown_url
+        from trainer.tune.worker import AskLock
 
-        enqueue_first(self.study, self.recipe)
+        # Under the ask lock, so that machines starting together queue the points once.
+        lock = AskLock(self.recipe.study_dir, self.storage, self.recipe.study_name)
+        try:
+            enqueue_first(self.study, self.recipe)
+        finally:
+            lock.release()
         done, s = progress(self.study), self.recipe.settings
         grid = (f" (the grid has {self.planned})" if s.sampler == "grid"
                 and self.planned < s.trials else "")
@@ -190,7 +197,9 @@ class _Session:
     def report(self) -> dict:
         from trainer.tune.results import write_results
 
-        results = write_results(self.optuna, self.study, self.recipe, self.planned, self.url)
+        owner = self._results_owner()
+        results = write_results(self.optuna, self.study, self.recipe, self.planned, self.url,
+                                write=owner is None)
         summary = results.summary
         print(results.table)
         t, best, pruning = summary["trials"], summary["best"], summary["pruning"]
@@ -199,17 +208,39 @@ class _Session:
                  f"{summary['seconds']['trials']:.0f} s of trials; pruning saved "
                  f"{pruning['epochs_saved']} epoch(s), about {pruning['share_saved']:.0%} of "
                  "the trial time."]
+        folder = self.recipe.study_dir if owner is None else Path(owner["folder"])
+        on = "" if owner is None else f" on {owner['host']}"
         if best is not None:
             test = best.get("test_accuracy")
             lines.append(f"Best: trial {best['trial']}, {summary['monitor']} {best['value']:.4f}"
                          + (f", test accuracy {test:.4f}" if test is not None else "")
-                         + f". Recipe: {self.recipe.study_dir / 'best.yaml'} (python train.py "
-                         f"--config {self.recipe.study_dir / 'best.yaml'}).")
-        lines.append(f"Table: {self.recipe.study_dir / 'trials.csv'}; summary and plots in "
-                     f"{self.recipe.study_dir}.")
+                         + f". Recipe: {folder / 'best.yaml'}{on} (python train.py "
+                         f"--config {folder / 'best.yaml'}).")
+        if owner is None:
+            lines.append(f"Table: {folder / 'trials.csv'}; summary and plots in {folder}.")
+        else:
+            lines.append(f"The study's results (best.yaml, trials.csv, summary.json, plots) "
+                         f"were written{on} in {folder}, by the process that found the study "
+                         "finished first; nothing was written here.")
         for line in lines:
             print(line)
         return summary
+
+    def _results_owner(self) -> dict | None:
+        """Who writes a finished study's results: None for this process, else the claim of
+        the process on another machine (or in another --output-dir) that does."""
+        from trainer.tune.results import claim_results
+        from trainer.tune.study import progress
+        from trainer.tune.worker import AskLock
+
+        done = progress(self.study)
+        if done.finished < self.planned or done.pending:
+            return None  # a study stopped part-way: every process reports what it has
+        lock = AskLock(self.recipe.study_dir, self.storage, self.recipe.study_name)
+        try:
+            return claim_results(self.study, self.recipe.study_dir)
+        finally:
+            lock.release()
 
     def stopped(self, reason: str) -> UserError:
         from trainer.tune.study import progress
@@ -274,11 +305,12 @@ def _single(recipe: TuneRecipe) -> int:
     deadline = session.deadline()
     try:
         outcome, reason = run_trials(session.optuna, recipe, session.study, session.retry,
-                                     session.planned, deadline)
+                                     session.planned, deadline, session.storage)
     except KeyboardInterrupt:
         outcome, reason = "interrupted", "a signal (SIGINT or SIGTERM)"
-    except UserError:
-        session.report()
+    except UserError as exc:
+        if exc is not getattr(session.storage, "lost", None):  # no report without the study
+            session.report()
         raise
     session.report()
     if outcome == "interrupted":
@@ -299,7 +331,7 @@ def _worker(recipe: TuneRecipe, index: int, parent: int | None) -> int:
 
     try:
         outcome, _ = run_trials(session.optuna, recipe, session.study, session.retry,
-                                session.planned, session.deadline())
+                                session.planned, session.deadline(), session.storage, index)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return EXIT_INTERRUPTED if outcome == "interrupted" else 0

@@ -31,6 +31,10 @@ def import_optuna(needed_for: str = "mstrain tune") -> ModuleType:
         cause = f"{type(exc).__name__}: {exc}"
     else:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        # A retried trial keeps the epochs its earlier attempt reported; one that has to train
+        # from the start (on another machine) reports them again, and Optuna keeps the first.
+        warnings.filterwarnings("ignore", message="The reported value is ignored because",
+                                category=UserWarning)
         return optuna
     raise ConfigError(f"{needed_for} needs optuna, which is installed but cannot be imported "
                       f"({cause.splitlines()[0]}). Reinstall it with {extra_hint('tune')}, "

@@ -9,11 +9,14 @@ the same callback that the heartbeat uses.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
+
+logger = logging.getLogger("mstrain")
 
 
 @lru_cache(maxsize=1)
@@ -90,5 +93,7 @@ def fail_dead_trials(study, on_failed: Callable[[Any, Any], None]) -> list[int]:
         except (ValueError, UpdateFinishedTrialError):
             continue  # another process (or the heartbeat) failed it first, and retries it
         failed.append(trial.number)
+        logger.info("Trial %d's process on this machine has ended: failed, and queued again.",
+                    trial.number)
         on_failed(study, frozen)
     return failed

@@ -10,7 +10,8 @@ ends decides its state:
 * stopped by the pruner, or its loss diverged: PRUNED (the values reported so far count);
 * drawn values a run refuses (a rule between options): FAIL, and the study goes on;
 * interrupted by a signal: FAIL, queued again, and the study stops; its retry resumes the run
-  from the checkpoint saved when it stopped;
+  from the checkpoint saved when it stopped (a retry in another ``--output-dir``, or on another
+  machine, cannot see that run: it trains the trial from the start, and says so);
 * a user error that is not about its values (missing data, a full disk): FAIL, queued again,
   and the study stops with the error's message.
 """
@@ -98,6 +99,7 @@ class Objective:
         origin = self._origin(trial)
         run_name = run_name_for(trial.number if origin is None else origin)
         run_dir = self.recipe.study_dir / run_name
+        earlier = trial.user_attrs.get("run_dir")  # a retry's: where the trial it repeats ran
         trial.set_user_attr("worker", identity())
         self.release()  # recorded as this process's: other workers may ask now
         trial.set_user_attr("run_dir", str(run_dir))
@@ -117,6 +119,8 @@ class Objective:
         # A retried trial continues its own run from the newest checkpoint, when there is one.
         resume = "auto" if origin is not None and (run_dir / "checkpoints" /
                                                    "latest.json").is_file() else None
+        if origin is not None and resume is None:
+            self._start_over(trial, origin, run_dir, earlier)
         try:
             try:
                 trainer.fit(callbacks=[pruning], resume=resume, overwrite=resume is None)
@@ -145,6 +149,16 @@ class Objective:
             raise self.optuna.TrialPruned(f"no epoch ended with a finite {cfg.monitor}")
         trial.set_user_attr("outcome", "complete")
         return pruning.best
+
+    @staticmethod
+    def _start_over(trial, origin: int, run_dir, earlier: Any) -> None:
+        """Says why a retried trial trains from the start."""
+        if isinstance(earlier, str) and earlier != str(run_dir):
+            why = (f"it ran in {earlier}, on another machine or in another --output-dir, whose "
+                   "checkpoints this process does not read")
+        else:
+            why = f"{run_dir} holds no checkpoint of it"
+        logger.warning("Trial %d repeats trial %d from the start: %s.", trial.number, origin, why)
 
     def _ended_early(self, trial, trainer, pruning, exc: UserError) -> None:
         """A run that raised: interrupted, diverged, or unable to run. Always raises."""

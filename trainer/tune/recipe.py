@@ -70,6 +70,10 @@ class TuneSettings:
                             "several machines share one study", metavar="URL")
     workers: int = _setting(1, "trial processes on this machine, sharing the study",
                             minimum=1, maximum=64, metavar="N")
+    heartbeat_grace: int = _setting(90, "seconds a running trial may go without a heartbeat "
+                                    "before another machine fails it and queues it again (the "
+                                    "same on every machine of a study)", minimum=10,
+                                    maximum=86_400, metavar="S")
 
     def validate(self) -> TuneSettings:
         """Checks every value against its declaration.

@@ -10,7 +10,10 @@
     Optuna's matplotlib plots: optimisation history, parameter importances (PED-ANOVA, which
     needs no extra package), parallel coordinates
 
-Every file is written to a temporary name and renamed when complete.
+Every file is written to a temporary name and renamed when complete. When several machines
+(or ``--output-dir`` folders) share a study, the results of the finished study are written once,
+into the folder of the process that found it finished first (:func:`claim_results`); the others
+say where.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ logger = logging.getLogger("mstrain")
 PLOTS = {"history.png": "optimisation history", "importances.png": "parameter importances",
          "parallel.png": "parallel coordinates"}
 TABLE_ROWS_SHOWN = 40
+# The study's record of the process that writes its results: host, folder, and how many trials
+# the study held then (a study continued with more trials is written again).
+RESULTS_ATTR = "mstrain_results"
 
 
 @dataclass
@@ -95,8 +101,35 @@ def trials_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def write_results(optuna, study, recipe: TuneRecipe, planned: int, url: str) -> Results:
+def claim_results(study, folder: Path) -> dict[str, Any] | None:
+    """Decides whether this process writes the results of its finished study: yes (None) when no
+    other process has claimed them for the trials the study holds now, or the claim is this
+    machine's and this folder's (the same command run again); else the other's claim
+    (``host``, ``folder``). Call it under the study's ask lock, so two processes finding the
+    study finished at once do not both claim it."""
+    import socket
+
+    from trainer.engine.rundir import absolute
+
+    mine = {"host": socket.gethostname(), "folder": str(absolute(folder)),
+            "trials": len(study.get_trials(deepcopy=False))}
+    claim = study.user_attrs.get(RESULTS_ATTR)
+    if (isinstance(claim, dict) and claim.get("trials") == mine["trials"]
+            and (claim.get("host"), claim.get("folder")) != (mine["host"], mine["folder"])
+            and isinstance(claim.get("host"), str) and isinstance(claim.get("folder"), str)):
+        return claim
+    if claim != mine:
+        study.set_user_attr(RESULTS_ATTR, mine)
+    return None
+
+
+def write_results(optuna, study, recipe: TuneRecipe, planned: int, url: str,
+                  write: bool = True) -> Results:
     """Writes the study's results into its folder and returns the table and summary.
+
+    Args:
+        write: Write the files; with `False`, only the table and summary are made (another
+            process writes them). Defaults to `True`.
 
     Raises:
         OutputError: the folder cannot be written.
@@ -104,6 +137,10 @@ def write_results(optuna, study, recipe: TuneRecipe, planned: int, url: str) -> 
     folder = recipe.study_dir
     rows = _rows(study, recipe)
     columns = list(rows[0]) if rows else ["trial", "state"]
+    table_columns = [c for c in columns if c not in ("run_dir", "retry_of")]
+    if not write:
+        summary = _summary(study, recipe, planned, _best(study), url)
+        return Results(trials_table(rows, table_columns), summary)
     files: list[Path] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +162,6 @@ def write_results(optuna, study, recipe: TuneRecipe, planned: int, url: str) -> 
         raise OutputError(f"Cannot write the study's results into {folder}: {os_fault(exc)}. "
                           "Free disk space or make the folder writable, then run the same "
                           "command again (the study itself is kept in its storage).") from None
-    table_columns = [c for c in columns if c not in ("run_dir", "retry_of")]
     return Results(trials_table(rows, table_columns), summary, files)
 
 

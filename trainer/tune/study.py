@@ -2,8 +2,8 @@
 recipe, and how many of its trials are done.
 
 The storage is Optuna's RDB storage (SQLite in the study's folder by default; a PostgreSQL or
-MySQL URL works unchanged across machines) with Optuna's heartbeat: a trial whose process dies
-stops beating, is failed after the grace period, and
+MySQL URL shares the study across machines, through :mod:`trainer.tune.server`) with Optuna's
+heartbeat: a trial whose process dies stops beating, is failed after the grace period, and
 ``RetryHeartbeatStaleTrialCallback`` queues its parameters again. Trials interrupted by a signal
 and trials of dead processes on this machine (:mod:`trainer.tune.liveness`) go through the same
 callback at once.
@@ -16,19 +16,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import ConfigError, OutputError, os_fault, shown
+from trainer.errors import ConfigError, OutputError, UserError, os_fault, redact, shown
+from trainer.extras import extra_hint
 from trainer.tune.recipe import TuneRecipe
 
 logger = logging.getLogger("mstrain")
 
-# Seconds between heartbeats of a running trial, and since the last one before another process
-# fails it. A trial process is a Python thread away from beating even while a graph compiles;
-# the grace period covers a slow shared database. Dead trials on this machine do not wait for it.
+# The most seconds between heartbeats of a running trial; the grace period (--heartbeat-grace,
+# 90 s by default) is the time since the last one before another process fails it. A trial
+# process is a Python thread away from beating even while a graph compiles; the grace period
+# covers a slow shared database. Dead trials on this machine do not wait for it.
 HEARTBEAT_SECONDS = 20
-GRACE_SECONDS = 90
 # A trial whose process dies (or is interrupted) is queued again at most this many times.
 MAX_RETRIES = 3
 STUDY_ATTR = "mstrain"
+# The grace period the study was started with, which every process of the study must use.
+HEARTBEAT_ATTR = "mstrain_heartbeat_grace"
+# Seconds to wait for a database server's answer when connecting.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def heartbeat_timing(grace: int) -> tuple[int, float]:
+    """The heartbeat interval that goes with a grace period of ``grace`` seconds (a quarter of
+    it, at most :data:`HEARTBEAT_SECONDS`), and how long a process waits for a database server
+    that cannot be reached: the grace period less two heartbeats, so that its running trial is
+    beating again before any other process may take it for dead."""
+    interval = max(1, min(HEARTBEAT_SECONDS, grace // 4))
+    return interval, float(grace - 2 * interval)
 
 
 def default_storage(study_dir: Path) -> str:
@@ -147,33 +161,82 @@ def retry_callback(optuna) -> Retry:
     return Retry(optuna)
 
 
-def open_storage(optuna, url: str, retry) -> Any:
-    """Optuna's RDB storage for ``url``, with heartbeats and ``retry`` for stale trials.
+def open_storage(optuna, url: str, retry, grace: int = 90) -> Any:
+    """Optuna's RDB storage for ``url``, with heartbeats and ``retry`` for stale trials; for a
+    database server, one that waits out its short outages
+    (:class:`~trainer.tune.server.PatientStorage`).
+
+    Args:
+        optuna: The optuna module.
+        url: The storage URL.
+        retry: The callback that queues a stale trial again.
+        grace: The heartbeat's grace period in seconds. Defaults to `90`.
 
     Raises:
         ConfigError: the URL cannot be parsed, its database driver is missing, or the database
             cannot be reached or created.
     """
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        # Several processes share one SQLite file: wait for the lock rather than fail.
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        _sqlite_folder(url)
+    interval, patience = heartbeat_timing(grace)
+
+    def stale(study, trial) -> None:
+        logger.info("Trial %d had no heartbeat for over %d s (its process or machine is gone): "
+                    "failed, and queued again.", trial.number, grace)
+        retry(study, trial)
+
+    heartbeat = {"heartbeat_interval": interval, "heartbeat_stale_trial_callback": stale}
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS,
-                                          heartbeat_stale_trial_callback=retry, **kwargs)
+        if url.startswith("sqlite"):
+            _sqlite_folder(url)
+            # Several processes share one SQLite file: wait for the lock rather than fail.
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": 60}}, grace_period=grace,
+                **heartbeat)
+        from trainer.tune.server import PatientStorage
+
+        server = _server_url(url)
+        return PatientStorage(server, shown=shown_url(url), patience=patience, grace=grace,
+                              engine_kwargs=_server_engine(server), **heartbeat)
     except ImportError as exc:
+        missing = getattr(exc.__cause__, "name", None) or exc.name or exc
         raise ConfigError(f"--storage {shown_url(url)} needs the database driver "
-                          f"{exc.name or exc}, which is not installed. Install it (psycopg2-binary "
-                          "for postgresql://, PyMySQL with mysql+pymysql://), or use a sqlite:/// "
-                          "URL.") from None
+                          f"{missing}, which is not installed. The tune extra "
+                          f"({extra_hint('tune')}) brings psycopg for postgresql:// URLs; for "
+                          "MySQL install PyMySQL and give a mysql+pymysql:// URL; or use a "
+                          "sqlite:/// URL.") from None
     except Exception as exc:  # SQLAlchemy and the drivers raise many kinds
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"Cannot open the study's storage {shown_url(url)}: {first}. Check the "
-                          "URL (sqlite:///path/study.db, postgresql://user:password@host/db), "
-                          "that the database server is reachable, and that the folder of a "
-                          "SQLite file may be written.") from None
+        cause = getattr(exc, "orig", None) or exc  # the driver's own words, without the SQL
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise ConfigError(f"Cannot open the study's storage {shown_url(url)}: {redact(first)}. "
+                          "Check the URL (sqlite:///path/study.db, "
+                          "postgresql://user:password@host:port/db), that the database server "
+                          "is reachable and the user may create tables in the database, and "
+                          "that the folder of a SQLite file may be written.") from None
+
+
+def _server_url(url: str) -> str:
+    """``url`` with PostgreSQL's driver named: a plain ``postgresql://`` URL goes to psycopg (3),
+    the driver of the tune extra, whatever SQLAlchemy's default (psycopg2 before 2.1)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername != "postgresql":
+        return url
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _server_engine(url: str) -> dict[str, Any]:
+    """SQLAlchemy's engine options for a database server: a pooled connection is checked before
+    use (one the server dropped in a restart is replaced, not failed), and a connection attempt
+    to a server that does not answer gives up after a while."""
+    from sqlalchemy.engine import make_url
+
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    parsed = make_url(url)
+    if (parsed.get_backend_name() == "postgresql"
+            and parsed.get_driver_name() in ("psycopg2", "psycopg")
+            and "connect_timeout" not in parsed.query):
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return options
 
 
 def _sqlite_folder(url: str) -> None:
@@ -190,7 +253,8 @@ def _sqlite_folder(url: str) -> None:
 
 def make_sampler(optuna, recipe: TuneRecipe, worker: int = 0, trials: int = 0):
     """The sampler of ``--sampler``. A seeded one is seeded per worker and by how many trials the
-    study holds, so parallel workers, and a continued study, do not draw the same values again.
+    study holds, so parallel workers, and a continued study, do not draw the same values again;
+    the workers make a new one before each ask (see :mod:`trainer.tune.worker`).
     """
     settings = recipe.settings
     seed = (None if settings.sampler_seed < 0
@@ -224,20 +288,27 @@ def planned_trials(recipe: TuneRecipe) -> int:
 
 
 def open_study(optuna, recipe: TuneRecipe, storage, url: str, worker: int = 0):
-    """Creates the study, or loads it to continue, refusing one started with another recipe.
+    """Creates the study, or loads it to continue, refusing one started with another recipe or
+    another heartbeat grace period.
 
     Raises:
-        ConfigError: the study exists with other fixed options, epochs, metric or space.
+        ConfigError: the study exists with other fixed options, epochs, metric, space or
+            ``heartbeat_grace``.
     """
     direction = "maximize" if recipe.base.monitor_mode == "max" else "minimize"
-    wanted = recipe.fingerprint()
+    wanted, grace = recipe.fingerprint(), recipe.settings.heartbeat_grace
     try:
         study = optuna.create_study(study_name=recipe.study_name, storage=storage,
                                     pruner=make_pruner(optuna, recipe), direction=direction,
                                     load_if_exists=True)
-        recorded = study.user_attrs.get(STUDY_ATTR)
+        attrs = study.user_attrs
+        recorded, recorded_grace = attrs.get(STUDY_ATTR), attrs.get(HEARTBEAT_ATTR)
         if recorded is None:
             study.set_user_attr(STUDY_ATTR, wanted)
+        if recorded_grace is None:
+            study.set_user_attr(HEARTBEAT_ATTR, grace)
+    except UserError:  # the database server went away while the study was opened
+        raise
     except Exception as exc:  # Optuna, SQLAlchemy and the drivers raise many kinds
         cause = exc.__cause__ or exc
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
@@ -252,6 +323,12 @@ def open_study(optuna, recipe: TuneRecipe, storage, url: str, worker: int = 0):
                           "would not compare with new ones. Give another --study-name to start "
                           "a new study, or continue this one with the recipe and flags it was "
                           "started with.")
+    if recorded_grace is not None and recorded_grace != grace:
+        raise ConfigError(f"Study {recipe.study_name!r} in {shown_url(url)} was started with a "
+                          f"heartbeat grace period of {shown(recorded_grace)} s, and this command "
+                          f"has {grace} s. Every process of a study must use the same, or one "
+                          "would fail another's running trials as dead (or wait too long for "
+                          f"them): give --heartbeat-grace {shown(recorded_grace)}.")
     if study.direction.name.lower() != direction:
         raise ConfigError(f"Study {recipe.study_name!r} was started to "
                           f"{study.direction.name.lower()} its metric, but the recipe asks to "
