@@ -27,10 +27,11 @@ os.environ.setdefault("MSTRAIN_KERNELS_DIR", os.path.join(os.environ["MSTRAIN_CA
 
 # The files that take longest (minutes of train.py subprocesses), started first so that the two
 # test processes finish together.
-SLOW_FIRST = ("checkpoint/test_resume.py", "test_benchmarks.py", "e2e/test_faults.py",
-              "e2e/test_train.py", "tune/test_study.py", "engine/test_distributed.py",
-              "tracking/test_tracking_e2e.py", "tracking/test_tracking_server.py",
-              "data/test_mindvision.py")
+SLOW_FIRST = ("tune/test_postgres.py", "test_benchmarks.py", "checkpoint/test_resume.py",
+              "e2e/test_faults.py", "tune/test_study.py", "engine/test_distributed.py",
+              "tracking/test_tracking_e2e.py", "e2e/test_faults_data.py",
+              "tracking/test_tracking_server.py", "tracking/test_tracking_bounds.py",
+              "e2e/test_train.py", "data/test_mindvision.py", "tune/test_study_folders.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
