@@ -258,7 +258,19 @@ def test_default_printer_prints_when_logging_would_drop_the_lines(capsys, warnin
     assert len(out) == 3 and re.match(STEP_LINE, out[0]) and re.match(EPOCH_LINE, out[2])
 
 
-def test_default_printer_uses_the_logger_when_it_is_set_up(capsys, caplog):
+@pytest.fixture
+def plain_logger():
+    """The mstrain logger as a fresh process has it (a run in this process may have set it up)."""
+    ours = logging.getLogger("mstrain")
+    saved = (ours.handlers[:], ours.level, ours.propagate)
+    ours.handlers[:], ours.propagate = [], True
+    ours.setLevel(logging.NOTSET)
+    yield
+    ours.handlers[:], ours.propagate = saved[0], saved[2]
+    ours.setLevel(saved[1])
+
+
+def test_default_printer_uses_the_logger_when_it_is_set_up(capsys, caplog, plain_logger):
     with caplog.at_level(logging.INFO, logger="mstrain"):
         _one_short_epoch(LossMonitor(2))
     assert len([r for r in caplog.records if r.name == "mstrain"]) == 3
