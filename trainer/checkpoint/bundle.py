@@ -204,6 +204,12 @@ def _check_tensors(params: dict[str, Any], meta: BundleMeta, source: str) -> Non
                                 else int(values[0]) > meta.global_step):
             raise damaged(source, f"its {name} tensor holds {values[:4].tolist()}, but its "
                           f"metadata says global step {meta.global_step}")
+    scale = params.get("loss_scale.value")
+    if scale is not None:
+        values = scale.asnumpy().reshape(-1)
+        if values.size != 1 or not (np.isfinite(values[0]) and values[0] >= 1):
+            raise damaged(source, f"its loss_scale.value tensor holds {values[:4].tolist()}, "
+                          "not one finite loss scale of at least 1")
     rates, updates = params.get("learning_rate"), params.get("global_step")
     if rates is not None and updates is not None and len(rates.shape) == 1:
         applied = int(updates.asnumpy().reshape(-1)[0])
@@ -269,11 +275,12 @@ def load_into(network, params: dict[str, Any], *, ignore_missing: Iterable[str] 
 
 
 # The first name component of the parameters a train network has beyond the backbone's weights:
-# the optimizers' state, the step counters, the statistics, accumulated gradients, EMA weights.
+# the optimizers' state, the step counters, the statistics, accumulated gradients, EMA weights,
+# the loss scale and its counters.
 TRAIN_STATE = frozenset({
     "moments", "global_step", "learning_rate", "momentum", "beta1_power", "beta2_power",
     "moment1", "moment2", "adam_m", "adam_v", "mean_square", "moment", "accum", "stat",
-    "train_stats", "grad_accum", "ema"})
+    "train_stats", "grad_accum", "ema", "loss_scale"})
 EMA_PREFIX = "ema."
 
 
