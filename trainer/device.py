@@ -33,9 +33,9 @@ GPU_NEEDS = ("MindSpore 2.7.2 runs on an NVIDIA GPU with CUDA 11.1 or 11.6 and c
              "(8.0 or 8.5), found through LD_LIBRARY_PATH; it has no CUDA 12 build")
 ASCEND_NEEDS = ("MindSpore 2.7.2 runs on an Ascend NPU with the CANN 8.5.0 toolkit, whose "
                 "environment comes from 'source /usr/local/Ascend/ascend-toolkit/set_env.sh'")
-CHECK_HINT = ("docs/devices.md says what each device needs; "
-              "python -c 'import mindspore; mindspore.run_check()' checks MindSpore's set-up. "
-              "Use --device CPU meanwhile")
+CHECK_HINT = ("docs/devices.md says what each device needs; python -c \"import mindspore as ms; "
+              "ms.set_device('{device}'); ms.run_check()\" checks MindSpore's own set-up. Use "
+              "--device CPU meanwhile")
 _CUDA_ERROR_NO_DEVICE = 100
 
 Loader = Callable[[str], "ctypes.CDLL | None"]
@@ -107,13 +107,14 @@ def unusable(device: str, what: str) -> ConfigError:
     """The paragraph for a device that cannot be used: what is missing, what it needs, how to
     check, and what works meanwhile."""
     return ConfigError(f"--device {device} cannot be used here: {what}. {_needs(device)}. "
-                       f"{CHECK_HINT}.")
+                       f"{CHECK_HINT.format(device=device)}.")
 
 
 @contextlib.contextmanager
-def _quiet_mindspore() -> Iterator[None]:
-    """Keeps MindSpore's own ERROR lines about a back end it cannot load from the user: the
-    paragraph raised instead says what is missing."""
+def quiet_mindspore() -> Iterator[None]:
+    """Keeps MindSpore's own log lines (its ERROR and CRITICAL lines about a back end it cannot
+    load, or a save that failed) from the user: the paragraph raised instead says what
+    happened and what to do."""
     try:
         from mindspore import log as ms_log
 
@@ -140,9 +141,9 @@ def quiet_compiler_files() -> None:
 def set_mode_and_device(mode: str, device: str) -> None:
     """Graph or PyNative mode on ``device``; the device can be chosen once per process.
 
-    A GPU or an Ascend NPU is probed first (:func:`device_problem`), and once MindSpore has
-    taken it, one small operation runs there, so a back end that loads but cannot compute is
-    refused here too, not in the middle of training.
+    A GPU or an Ascend NPU is probed first (:func:`device_problem`); MindSpore then loads its
+    back end. Nothing runs on the device here: under msrun, MindSpore gives each worker its
+    device when the cluster starts, which must come before the first kernel.
 
     Raises:
         ConfigError: the device cannot be used here, naming what is missing.
@@ -155,12 +156,10 @@ def set_mode_and_device(mode: str, device: str) -> None:
         if problem:
             raise unusable(device, problem)
     try:
-        with _quiet_mindspore():
+        with quiet_mindspore():
             ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
             if ms.get_context("device_target") != device:
                 ms.set_device(device)
-            if device != "CPU":
-                _first_operation()
     except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if device == "CPU":
@@ -170,10 +169,3 @@ def set_mode_and_device(mode: str, device: str) -> None:
         raise unusable(device, f"MindSpore could not use its {device} back end ({first})"
                        ) from None
 
-
-def _first_operation() -> None:
-    """One element-wise operation on the device just set (raises what the back end raises)."""
-    import mindspore as ms
-    import numpy as np
-
-    (ms.Tensor(np.ones(2, np.float32)) * 2).asnumpy()

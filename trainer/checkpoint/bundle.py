@@ -11,11 +11,10 @@ on a complete, verified file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from trainer.checkpoint.meta import FORMAT, BundleMeta, damaged
+from trainer.device import quiet_mindspore
 from trainer.errors import CheckpointError, OutputError, os_fault
 from trainer.fileio import atomic_path, special_file
 from trainer.limits import CHECKPOINT_MAX_BYTES, CHECKPOINT_META_MAX_BYTES, describe
@@ -75,25 +75,6 @@ def _digest(arrays: Iterable[tuple[str, np.ndarray]], meta_json: str) -> str:
     return sha.hexdigest()
 
 
-@contextlib.contextmanager
-def _quiet_mindspore() -> Iterator[None]:
-    """Keeps MindSpore's own CRITICAL line about a failed save from the user: the error raised
-    here says what happened and what to do."""
-    try:
-        from mindspore import log as ms_log
-
-        ms_logger = ms_log._get_logger()
-    except (ImportError, AttributeError):
-        yield
-        return
-    level = ms_logger.level
-    ms_logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        ms_logger.setLevel(level)
-
-
 def save_bundle(network, path: str | os.PathLike, meta: BundleMeta) -> Path:
     """Writes ``network``'s parameters and ``meta`` to ``path`` atomically.
 
@@ -118,7 +99,7 @@ def save_bundle(network, path: str | os.PathLike, meta: BundleMeta) -> Path:
     path = Path(path)
     tmp = None
     try:
-        with _quiet_mindspore(), atomic_path(path, suffix=".ckpt") as tmp:
+        with quiet_mindspore(), atomic_path(path, suffix=".ckpt") as tmp:
             ms.save_checkpoint(save_list, str(tmp),
                                append_dict={META_KEY: meta_json, CHECKSUM_KEY: checksum})
     except OSError as exc:
@@ -161,7 +142,7 @@ def load_bundle(path: str | os.PathLike, *, require_meta: bool = True) -> Bundle
     import mindspore as ms  # after the checks: a wrong path answers at once
 
     try:
-        with _quiet_mindspore():
+        with quiet_mindspore():
             raw = ms.load_checkpoint(str(path))
     except (ValueError, RuntimeError, OSError, TypeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
