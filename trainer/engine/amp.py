@@ -37,8 +37,6 @@ logger = logging.getLogger("mstrain")
 # batch 32 has 1875 steps, so 1000 lets a scale that fell recover within an epoch).
 SCALE_FACTOR = 2
 SCALE_WINDOW = 1000
-# The name prefix of the step's loss-scaling state in a checkpoint (see trainer.checkpoint).
-STATE_PREFIX = "loss_scale"
 
 
 def describe(cfg: TrainConfig) -> str:
@@ -52,6 +50,12 @@ def describe(cfg: TrainConfig) -> str:
            f"{SCALE_WINDOW} updates without overflow, /{SCALE_FACTOR} on one)"
            if cfg.loss_scale == "dynamic" else f"fixed loss scale {cfg.loss_scale_value:g}")
     return f"{text}, {how}; an update whose gradients overflow is skipped"
+
+
+def announce(cfg: TrainConfig) -> None:
+    """Logs how the step computes, unless it is the plain float32 step."""
+    if cfg.amp_level != "O0" or cfg.loss_scale != "none":
+        logger.info("Training step: %s.", describe(cfg))
 
 
 def mixed_precision(network: Any, level: str) -> Any:

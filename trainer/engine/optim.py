@@ -120,8 +120,6 @@ def build_train_cells(cfg: TrainConfig, network, lr: np.ndarray) -> TrainCells:
     Raises:
         ConfigError: the network cannot be converted to the mixed-precision level.
     """
-    import logging
-
     from mindspore import nn
 
     from trainer.engine import amp
@@ -132,7 +130,6 @@ def build_train_cells(cfg: TrainConfig, network, lr: np.ndarray) -> TrainCells:
     step = TrainStep(trained, training_loss(cfg), optimizer, clip_norm=cfg.clip_grad_norm,
                      clip_value=cfg.clip_grad_value, accumulate=cfg.accumulate_steps,
                      ema_decay=cfg.ema_decay, loss_scaler=amp.loss_scaler(cfg))
-    if cfg.amp_level != "O0" or cfg.loss_scale != "none":
-        logging.getLogger("mstrain").info("Training step: %s.", amp.describe(cfg))
+    amp.announce(cfg)
     plain = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     return TrainCells(step, nn.WithEvalCell(network, plain))
