@@ -200,7 +200,9 @@ class TrainConfig:
     lr_power: float = _opt(1.0, "power of the polynomial schedule", above=0.0, maximum=100.0,
                            group="schedule")
     # Where and how it runs.
-    device: str = _opt("CPU", "device target", choices=DEVICES, group="run")
+    device: str = _opt("CPU", "where MindSpore computes: CPU, or a GPU (CUDA 11.1/11.6 with cuDNN "
+                       "8) or an Ascend NPU (CANN 8.5.0) set up as docs/devices.md says",
+                       choices=DEVICES, group="run")
     mode: str = _opt("graph", "graph compiles each step (fast); pynative runs op by op",
                      choices=MODES, group="run")
     kernels: str = _opt("native", "who computes the training step's convolutions and pooling "
