@@ -6,7 +6,7 @@ import logging
 import time
 
 from callbacks.base import StatsCallback
-from callbacks.stats import EpochStats, current_lr, launch_steps, loss_value, reached
+from callbacks.stats import EpochStats, current_lr, launch_steps, loss_scale, loss_value, reached
 from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
@@ -21,7 +21,10 @@ class LossMonitor(StatsCallback):
         Epoch time: 4286.163 ms, per step time: 2.286 ms, avg loss: 1.176
 
     The rate shown is read from the optimizer, so it is the one actually applied, schedules and
-    plateau cuts included. Steps that print nothing copy nothing from the device.
+    plateau cuts included. When the train step scales its loss (``--loss-scale``), both lines
+    end with the loss scale in use and the updates of the epoch so far skipped for an overflow
+    (``, loss scale:65536, overflows:0``). Steps that print nothing copy nothing from the
+    device.
 
     Args:
         per_print_times: Print every N steps; 0 prints only the epoch summary. Defaults to `100`.
@@ -82,7 +85,14 @@ class LossMonitor(StatsCallback):
         epoch = f"{cb_params.cur_epoch_num - 1:{width}d}/{total:{width}d}"
         line = (f"Epoch:[{epoch}], step:[{step:5d}/{cb_params.batch_num:5d}], "
                 f"loss:[{current:5.3f}/{mean:5.3f}], time:{step_ms:.3f} ms")
-        return line + (f", lr:{lr:.5f}" if lr is not None else "")
+        return line + (f", lr:{lr:.5f}" if lr is not None else "") + self._scaling(cb_params)
+
+    def _scaling(self, cb_params) -> str:
+        """``, loss scale:S, overflows:N`` when the step scales its loss, else nothing."""
+        overflows = self.stats.train_summary(cb_params).get("overflows")
+        if overflows is None:
+            return ""
+        return f", loss scale:{loss_scale(cb_params):g}, overflows:{int(overflows)}"
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -90,7 +100,7 @@ class LossMonitor(StatsCallback):
         steps = max(self._steps_in_epoch, 1)
         mean = self.stats.train_summary(cb_params)["loss"]
         line = (f"Epoch time: {train_ms:.3f} ms, per step time: {train_ms / steps:.3f} ms, "
-                f"avg loss: {mean:.3f}")
+                f"avg loss: {mean:.3f}{self._scaling(cb_params)}")
         done = self.stats.step_in_epoch(cb_params)
         if done < cb_params.batch_num:  # stopped early: not to be read as a whole epoch's line
             total = self.stats.total_epochs(cb_params)

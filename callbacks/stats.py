@@ -86,6 +86,13 @@ def reached(step: int, every: int, launched: int = 1) -> bool:
     return every > 0 and step // every != (step - launched) // every
 
 
+def loss_scale(cb_params) -> float | None:
+    """The loss scale of a train step that scales its loss (``--loss-scale``; a small device
+    read), or None for one that does not."""
+    scale = getattr(getattr(cb_params, "train_network", None), "loss_scale", None)
+    return None if scale is None else float(scale.asnumpy())
+
+
 def loss_value(net_outputs) -> float:
     """The scalar loss from a train network's output (a Tensor, or a tuple starting with one)."""
     if isinstance(net_outputs, (tuple, list)):
@@ -186,11 +193,16 @@ class EpochStats:
             self._host["samples"] += int(element[1].shape[0]) if element[1].shape else 1
 
     def totals(self, cb_params) -> dict[str, float]:
-        """Running totals since the run began."""
+        """Running totals since the run began; with ``overflows`` (updates skipped for an
+        overflow) where the train step scales its loss."""
         if self.counts_on_device(cb_params):
             net = cb_params.train_network
             values = (net.stat_loss_sum, net.stat_correct, net.stat_samples, net.stat_steps)
-            return {k: float(v.asnumpy()) for k, v in zip(_TOTAL_KEYS, values)}
+            out = {k: float(v.asnumpy()) for k, v in zip(_TOTAL_KEYS, values)}
+            overflows = getattr(net, "overflow_count", None)
+            if overflows is not None:
+                out["overflows"] = float(overflows.asnumpy())
+            return out
         return dict(self._host)
 
     def train_summary(self, cb_params) -> dict[str, float]:
@@ -208,6 +220,8 @@ class EpochStats:
             if self.counts_on_device(cb_params):
                 out["accuracy"] = ((end["correct"] - self._start["correct"]) / samples
                                    if samples else math.nan)
+            if "overflows" in end:  # a start from a bundle without the count: none before
+                out["overflows"] = end["overflows"] - self._start.get("overflows", 0.0)
             self._cache[key] = out
         return self._cache[key]
 
@@ -224,8 +238,9 @@ class EpochStats:
         """Everything known about the epoch that just ended, Keras-style names.
 
         ``loss``, ``accuracy`` (training, from the training forward pass), ``val_<metric>`` for
-        each validation metric, ``lr`` (the rate for the next step) and ``epoch_time`` (seconds,
-        validation included).
+        each validation metric, ``lr`` (the rate for the next step), with ``--loss-scale`` the
+        ``loss_scale`` in use and the ``overflow_steps`` of the epoch (updates skipped for a
+        gradient that overflowed), and ``epoch_time`` (seconds, validation included).
         """
         key = ("logs", self._epoch, cb_params.cur_step_num)
         if key not in self._cache:
@@ -239,6 +254,9 @@ class EpochStats:
             lr = current_lr(cb_params)
             if lr is not None:
                 logs["lr"] = lr
+            if "overflows" in summary:
+                logs["loss_scale"] = loss_scale(cb_params)
+                logs["overflow_steps"] = int(summary["overflows"])
             logs["epoch_time"] = time.perf_counter() - self._start_time
             self._cache[key] = logs
         return self._cache[key]

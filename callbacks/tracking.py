@@ -3,9 +3,11 @@
 
 A :class:`TrackingLogger` records, at the global step they belong to:
 
-- every ``log_every`` steps: ``step/loss`` (that step's loss) and ``step/lr``;
+- every ``log_every`` steps: ``step/loss`` (that step's loss) and ``step/lr``, and
+  ``step/loss_scale`` when the step scales its loss;
 - every completed epoch: the epoch's row of the history under TensorBoard-style sections,
-  ``train/loss``, ``train/accuracy``, ``train/lr``, ``train/epoch_time``,
+  ``train/loss``, ``train/accuracy``, ``train/lr``, ``train/epoch_time``, with loss scaling
+  ``train/loss_scale`` and ``train/overflow_steps``,
   ``train/samples_per_second``, ``val/loss``, ``val/accuracy`` (``val/<metric>`` for each
   validation metric) and ``epoch``;
 - at the end (:meth:`TrackingLogger.finish`): the test scores (``test/accuracy``, ``test/loss``,
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from callbacks.base import StatsCallback
-from callbacks.stats import EpochStats, current_lr, launch_steps, loss_value, reached
+from callbacks.stats import EpochStats, current_lr, launch_steps, loss_scale, loss_value, reached
 from trainer.errors import redact
 
 logger = logging.getLogger("mstrain")
@@ -227,6 +229,9 @@ class TrackingLogger(StatsCallback):
             lr = current_lr(cb_params)
             if lr is not None:
                 values["step/lr"] = lr
+            scale = loss_scale(cb_params)
+            if scale is not None:
+                values["step/loss_scale"] = scale
             self.log_metrics(finite_metrics(values), step)
 
     def on_train_epoch_end(self, run_context) -> None:

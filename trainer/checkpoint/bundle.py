@@ -11,11 +11,10 @@ on a complete, verified file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from trainer.checkpoint.meta import FORMAT, BundleMeta, damaged
+from trainer.device import quiet_mindspore
 from trainer.errors import CheckpointError, OutputError, os_fault
 from trainer.fileio import atomic_path, special_file
 from trainer.limits import CHECKPOINT_MAX_BYTES, CHECKPOINT_META_MAX_BYTES, describe
@@ -75,25 +75,6 @@ def _digest(arrays: Iterable[tuple[str, np.ndarray]], meta_json: str) -> str:
     return sha.hexdigest()
 
 
-@contextlib.contextmanager
-def _quiet_mindspore() -> Iterator[None]:
-    """Keeps MindSpore's own CRITICAL line about a failed save from the user: the error raised
-    here says what happened and what to do."""
-    try:
-        from mindspore import log as ms_log
-
-        ms_logger = ms_log._get_logger()
-    except (ImportError, AttributeError):
-        yield
-        return
-    level = ms_logger.level
-    ms_logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        ms_logger.setLevel(level)
-
-
 def save_bundle(network, path: str | os.PathLike, meta: BundleMeta) -> Path:
     """Writes ``network``'s parameters and ``meta`` to ``path`` atomically.
 
@@ -118,7 +99,7 @@ def save_bundle(network, path: str | os.PathLike, meta: BundleMeta) -> Path:
     path = Path(path)
     tmp = None
     try:
-        with _quiet_mindspore(), atomic_path(path, suffix=".ckpt") as tmp:
+        with quiet_mindspore(), atomic_path(path, suffix=".ckpt") as tmp:
             ms.save_checkpoint(save_list, str(tmp),
                                append_dict={META_KEY: meta_json, CHECKSUM_KEY: checksum})
     except OSError as exc:
@@ -161,7 +142,7 @@ def load_bundle(path: str | os.PathLike, *, require_meta: bool = True) -> Bundle
     import mindspore as ms  # after the checks: a wrong path answers at once
 
     try:
-        with _quiet_mindspore():
+        with quiet_mindspore():
             raw = ms.load_checkpoint(str(path))
     except (ValueError, RuntimeError, OSError, TypeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -204,6 +185,12 @@ def _check_tensors(params: dict[str, Any], meta: BundleMeta, source: str) -> Non
                                 else int(values[0]) > meta.global_step):
             raise damaged(source, f"its {name} tensor holds {values[:4].tolist()}, but its "
                           f"metadata says global step {meta.global_step}")
+    scale = params.get("loss_scale.value")
+    if scale is not None:
+        values = scale.asnumpy().reshape(-1)
+        if values.size != 1 or not (np.isfinite(values[0]) and values[0] >= 1):
+            raise damaged(source, f"its loss_scale.value tensor holds {values[:4].tolist()}, "
+                          "not one finite loss scale of at least 1")
     rates, updates = params.get("learning_rate"), params.get("global_step")
     if rates is not None and updates is not None and len(rates.shape) == 1:
         applied = int(updates.asnumpy().reshape(-1)[0])
@@ -269,11 +256,12 @@ def load_into(network, params: dict[str, Any], *, ignore_missing: Iterable[str] 
 
 
 # The first name component of the parameters a train network has beyond the backbone's weights:
-# the optimizers' state, the step counters, the statistics, accumulated gradients, EMA weights.
+# the optimizers' state, the step counters, the statistics, accumulated gradients, EMA weights,
+# the loss scale and its counters.
 TRAIN_STATE = frozenset({
     "moments", "global_step", "learning_rate", "momentum", "beta1_power", "beta2_power",
     "moment1", "moment2", "adam_m", "adam_v", "mean_square", "moment", "accum", "stat",
-    "train_stats", "grad_accum", "ema"})
+    "train_stats", "grad_accum", "ema", "loss_scale"})
 EMA_PREFIX = "ema."
 
 

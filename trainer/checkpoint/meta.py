@@ -197,7 +197,7 @@ def _check_epoch_stats(stats: dict[str, Any]) -> dict[str, Any]:
     if totals is not None:
         if not isinstance(totals, dict):
             raise MetaFault(f"field 'epoch_stats.totals' is {shown(totals)}, not a mapping")
-        for key in ("loss_sum", "correct", "samples", "steps"):
+        for key in ("loss_sum", "correct", "samples", "steps", "overflows"):
             value = totals.get(key, 0.0)
             if not _is_number(value):
                 raise MetaFault(f"field 'epoch_stats.totals.{key}' is {shown(value)}, not a "

@@ -10,6 +10,9 @@ DEVICES = ("CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
 # Who computes the training step's convolutions and pooling on CPU (trainer/networks/native).
 KERNELS = ("native", "mindspore")
+# Mixed-precision levels of mindspore.amp.auto_mixed_precision, and the loss scaling of the step.
+AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
+LOSS_SCALES = ("none", "fixed", "dynamic")
 MONITOR_MODES = ("min", "max")
 # What a run logs every epoch that --monitor may watch (val_* are measured on the validation data).
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config.choices import (
+    AMP_LEVELS,
     DATA_SOURCES,
     DEVICES,
     INITS,
     KERNELS,
+    LOSS_SCALES,
     LR_SCHEDULES,
     MODES,
     MONITOR_MODES,
@@ -40,6 +42,7 @@ FINGERPRINT_FIELDS = (
     "warmup_epochs", "min_lr", "lr_gamma", "lr_step_size", "lr_milestones", "lr_power", "seed",
     "data_source", "data_cache", "val_split", "augment", "nesterov", "init", "decay_bias",
     "clip_grad_norm", "clip_grad_value", "accumulate_steps", "ema_decay", "label_smoothing",
+    "amp_level", "loss_scale", "loss_scale_value",
 )
 
 
@@ -166,6 +169,19 @@ class TrainConfig:
                             minimum=0.0, group="optimisation", float32=True)
     label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy", minimum=0.0,
                                   group="optimisation", float32=True)
+    amp_level: str = _opt("O0", "mixed precision of the training step (mindspore.amp): O0 "
+                          "float32; O1 float16 for the operators on MindSpore's white list "
+                          "(convolutions, dense layers); O2 float16 except batch norm; O3 float16 "
+                          "throughout; auto MindSpore's own choice per operator. Weights, "
+                          "validation, checkpoints and export stay float32",
+                          choices=AMP_LEVELS, group="optimisation")
+    loss_scale: str = _opt("none", "loss scaling against float16 gradient underflow: none, fixed "
+                           "(--loss-scale-value throughout), or dynamic (starts at "
+                           "--loss-scale-value, halves on an overflow, doubles after 1000 clean "
+                           "updates); an update whose gradients overflow is skipped and counted",
+                           choices=LOSS_SCALES, group="optimisation")
+    loss_scale_value: float = _opt(1024.0, "the loss scale (fixed) or its starting value "
+                                   "(dynamic)", minimum=1.0, group="optimisation", float32=True)
     seed: int = _opt(0, "random seed: the same seed gives bit-identical weights", minimum=0,
                      maximum=2**32 - 1, group="optimisation")
     # The learning-rate schedule.
@@ -184,7 +200,9 @@ class TrainConfig:
     lr_power: float = _opt(1.0, "power of the polynomial schedule", above=0.0, maximum=100.0,
                            group="schedule")
     # Where and how it runs.
-    device: str = _opt("CPU", "device target", choices=DEVICES, group="run")
+    device: str = _opt("CPU", "where MindSpore computes: CPU, or a GPU (CUDA 11.1/11.6 with cuDNN "
+                       "8) or an Ascend NPU (CANN 8.5.0) set up as docs/devices.md says",
+                       choices=DEVICES, group="run")
     mode: str = _opt("graph", "graph compiles each step (fast); pynative runs op by op",
                      choices=MODES, group="run")
     kernels: str = _opt("native", "who computes the training step's convolutions and pooling "

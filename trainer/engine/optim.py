@@ -112,16 +112,24 @@ def training_loss(cfg: TrainConfig):
 
 
 def build_train_cells(cfg: TrainConfig, network, lr: np.ndarray) -> TrainCells:
-    """``TrainStep`` (the training loss, the configured optimizer and train-step options) and
-    the evaluation cell around the same ``network``; validation always reports the plain
-    cross-entropy, so its loss compares across recipes."""
+    """``TrainStep`` (the training loss, the configured optimizer and train-step options, at
+    ``--amp-level`` with ``--loss-scale``) and the evaluation cell around the same ``network``;
+    validation always reports the plain cross-entropy, so its loss compares across recipes, and
+    runs in float32 (see :mod:`trainer.engine.amp`).
+
+    Raises:
+        ConfigError: the network cannot be converted to the mixed-precision level.
+    """
     from mindspore import nn
 
+    from trainer.engine import amp
     from trainer.engine.step import TrainStep
 
+    trained = amp.mixed_precision(network, cfg.amp_level)
     optimizer = build_optimizer(cfg, network.trainable_params(), lr)
-    step = TrainStep(network, training_loss(cfg), optimizer, clip_norm=cfg.clip_grad_norm,
+    step = TrainStep(trained, training_loss(cfg), optimizer, clip_norm=cfg.clip_grad_norm,
                      clip_value=cfg.clip_grad_value, accumulate=cfg.accumulate_steps,
-                     ema_decay=cfg.ema_decay)
+                     ema_decay=cfg.ema_decay, loss_scaler=amp.loss_scaler(cfg))
+    amp.announce(cfg)
     plain = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     return TrainCells(step, nn.WithEvalCell(network, plain))

@@ -9,12 +9,14 @@ through ``callbacks.stats.EpochStats``. The totals live in the checkpoint with t
 run resumed in the middle of an epoch still reports that epoch's full mean loss and accuracy. In a
 data-parallel run (``trainer.engine.distributed``) they count the samples of all workers, and the
 step returns the loss averaged over all workers' batches, so every worker sees the same numbers.
+With a loss scaler (``--loss-scale``, :mod:`trainer.engine.amp`) the step scales the loss's
+gradient, unscales the gradients, and applies an update only when they are all finite.
 """
 
 from __future__ import annotations
 
 import mindspore as ms
-from mindspore import Parameter, Tensor, context, nn, ops
+from mindspore import Parameter, Tensor, amp, context, nn, ops
 
 try:  # the executor behind Cell.__call__ in graph mode (MindSpore 2.7)
     from mindspore.common.api import _cell_graph_executor as _EXECUTOR
@@ -63,6 +65,15 @@ class TrainStep(nn.TrainOneStepCell):
     parameters of the cell, saved in every checkpoint, so a run may stop and resume between two
     micro-batches of one update.
 
+    With ``loss_scaler`` (a ``mindspore.amp.StaticLossScaler`` or ``DynamicLossScaler``), the
+    backward pass starts from the loss's gradient times the scale, and the gradients are
+    unscaled before anything else sees them, so accumulation, clipping and EMA work on unscaled
+    gradients. At each update (after the workers' average), ``mindspore.amp.all_finite`` decides:
+    finite gradients are applied; otherwise nothing changes (weights, optimizer state and step,
+    EMA) and ``loss_scale.overflows`` counts one. The scaler then adjusts its scale. The scale,
+    the dynamic scaler's counter and the overflow count are parameters of the step, saved in
+    every checkpoint.
+
     Args:
         backbone: The network producing logits.
         loss_fn: Loss on ``(logits, label)``, returning a scalar.
@@ -75,6 +86,7 @@ class TrainStep(nn.TrainOneStepCell):
             update, starting from the initial weights (0: off). Defaults to `0.0`.
         fast_launch: After the first step, run the compiled graph without ``Cell.__call__``'s
             per-call lookup (see :meth:`__call__`). Defaults to `True`.
+        loss_scaler: A ``mindspore.amp`` loss scaler (None: no scaling). Defaults to `None`.
 
     Example:
         >>> step = TrainStep(LeNet5(), nn.SoftmaxCrossEntropyWithLogits(sparse=True,
@@ -84,7 +96,8 @@ class TrainStep(nn.TrainOneStepCell):
 
     def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, *,
                  clip_norm: float = 0.0, clip_value: float = 0.0, accumulate: int = 1,
-                 ema_decay: float = 0.0, fast_launch: bool = True) -> None:
+                 ema_decay: float = 0.0, fast_launch: bool = True,
+                 loss_scaler: amp.LossScaler | None = None) -> None:
         # MindSpore walks the cell tree on every call, so the backbone is reachable only once
         # (through self.network); a second reference would double that per-step cost.
         super().__init__(_LossAndLogits(backbone, loss_fn), optimizer)
@@ -108,6 +121,19 @@ class TrainStep(nn.TrainOneStepCell):
                                          requires_grad=False)
         if self.ema_decay > 0:
             self.ema = self.weights.clone(prefix="ema", init="same")
+        self.scaled = loss_scaler is not None
+        if self.scaled:
+            self.loss_scaler = loss_scaler
+            # The scaler's own parameters, named for the checkpoint and held by the step, so
+            # that they are saved and restored with it (the scaler alone is not a Cell).
+            loss_scaler.scale_value.name = "loss_scale.value"
+            self.loss_scale = loss_scaler.scale_value
+            counter = getattr(loss_scaler, "counter", None)
+            if counter is not None:
+                counter.name = "loss_scale.counter"
+                self.loss_scale_counter = counter
+            self.overflow_count = Parameter(Tensor(0, ms.int64), name="loss_scale.overflows",
+                                            requires_grad=False)
         # Data-parallel (TrainOneStepCell set reducer_flag from the parallel context): the totals
         # count what all workers saw, so every worker reports, and decides on, the same loss and
         # accuracy. Three float32 values (CPU collectives reduce float32 only; per-step counts are
@@ -120,8 +146,12 @@ class TrainStep(nn.TrainOneStepCell):
     def construct(self, data, label):
         loss, logits = self.network(data, label)
         forward_loss = loss  # not waiting for the update: its all-reduce may join the gradients'
-        sens = (ops.fill(loss.dtype, loss.shape, self.sens), ops.zeros_like(logits))
-        grads = self.grad(self.network, self.weights)(data, label, sens)
+        sens = ops.fill(loss.dtype, loss.shape, self.sens)
+        if self.scaled:
+            sens = sens * self.loss_scale.astype(loss.dtype)
+        grads = self.grad(self.network, self.weights)(data, label, (sens, ops.zeros_like(logits)))
+        if self.scaled:
+            grads = self.loss_scaler.unscale(grads)
         if self.accumulate > 1:
             loss = ops.depend(loss, self._accumulate(grads))
         else:
@@ -144,8 +174,21 @@ class TrainStep(nn.TrainOneStepCell):
         return loss
 
     def _update(self, grads):
-        """Averages over the workers, clips, applies, and moves the average of the weights."""
+        """Averages over the workers, then applies (see :meth:`_apply`); with a loss scaler, only
+        when every gradient is finite, counting the update that is skipped, and adjusts the
+        scale. The check follows the average, so every worker decides alike."""
         grads = self.grad_reducer(grads)
+        if not self.scaled:
+            return self._apply(grads)
+        finite = amp.all_finite(grads)
+        done = ops.assign_add(self.overflow_count, ops.logical_not(finite).astype(ms.int64))
+        if finite:
+            done = ops.depend(done, self._apply(grads))
+        self.loss_scaler.adjust(finite)
+        return done
+
+    def _apply(self, grads):
+        """Clips, applies, and moves the average of the weights."""
         if self.clip_norm > 0:
             grads = ops.clip_by_global_norm(grads, self.clip_norm)
         if self.clip_value > 0:
