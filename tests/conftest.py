@@ -31,7 +31,8 @@ SLOW_FIRST = ("tune/test_postgres.py", "test_benchmarks.py", "checkpoint/test_re
               "e2e/test_faults.py", "tune/test_study.py", "engine/test_distributed.py",
               "tracking/test_tracking_e2e.py", "e2e/test_faults_data.py",
               "tracking/test_tracking_server.py", "tracking/test_tracking_bounds.py",
-              "e2e/test_train.py", "data/test_mindvision.py", "tune/test_study_folders.py")
+              "e2e/test_train.py", "data/test_mindvision.py", "tune/test_study_folders.py",
+              "e2e/test_amp_cli.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
