@@ -6,6 +6,10 @@ import os
 
 from trainer.errors import ConfigError
 
+#: Device targets and execution modes (``--device``, ``--mode``).
+DEVICES = ("CPU", "GPU", "Ascend")
+MODES = ("graph", "pynative")
+
 
 def quiet_compiler_files() -> None:
     """Sends the graph dumps MindSpore writes when a compilation fails (``rank_0/om/...``) to the
