@@ -64,7 +64,7 @@ def final_test(cfg, network, step, dataset, best_path, ema: bool,
     from trainer.checkpoint import network_weights, read_checkpoint
 
     num_classes = num_classes or cfg.num_classes or 10
-    swap = Swap(step.weights, step.ema) if ema else None
+    swap = Swap(step.averaged, step.ema) if ema else None
     if swap is not None:
         swap()
     try:
