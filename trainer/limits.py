@@ -78,3 +78,8 @@ SOURCE_MAX_BYTES = 4 << 30
 MAX_CLASSES = 10_000
 #: Characters of one class name (a folder name of an image folder, a line of batches.meta.txt).
 CLASS_NAME_MAX_CHARS = 200
+#: One member of a CIFAR-10 archive, or one of its extracted batch files (a batch of 10,000
+#: images is 30,730,000 bytes).
+CIFAR_MEMBER_MAX_BYTES = 64 << 20
+#: Members of a CIFAR-10 archive (it holds 8).
+CIFAR_MAX_MEMBERS = 1_000

@@ -577,3 +577,59 @@ def _install(verified: Mapping[str, Path], root: Path, dataset: IdxDataset = MNI
             f"Verified {dataset.title} files could not be moved into {root}: "
             f"{exc.strerror or exc}. {dataset.guidance(root)}"
         ) from exc
+
+
+def ensure_file(target: str | os.PathLike[str], urls: Sequence[str], md5: str, *, title: str,
+                guidance: str, allow_download: bool = True, progress: bool = True,
+                timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Makes sure one published file (an archive such as CIFAR-10's) is at ``target``: a file
+    there is trusted; otherwise it is fetched from each URL in turn into a staging folder beside
+    it, checked against ``md5``, and renamed into place only when it matches.
+
+    Raises:
+        DataError: the file is missing and downloading is off, or every URL failed (the message
+            gives each reason and ``guidance``); nothing is left under ``target``.
+    """
+    target = Path(target).expanduser()
+    refuse_special(target, "Archive")
+    if target.is_file():
+        return target
+    if not allow_download:
+        raise DataError(f"{title} is missing: {target} does not exist and downloading is turned "
+                        f"off. {guidance}")
+    root = target.parent
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(root)
+        staging = Path(tempfile.mkdtemp(prefix=".download-", suffix=".tmp", dir=root))
+        building = hold_lock(staging / ".building")
+    except OSError as exc:
+        raise DataError(f"Cannot prepare the data folder {root} for downloading {title}: "
+                        f"{exc.strerror or exc}. {guidance}") from exc
+    failures: list[str] = []
+    try:
+        for index, url in enumerate(urls):
+            logger.info("Fetching %s: %s", title, url)
+            staged = staging / f"source-{index}"
+            try:
+                _download(url, staged, progress, timeout, label="")
+                actual = md5sum(staged)
+                if actual != md5:
+                    raise _SourceError(_mismatch(url, md5, actual))
+            except _SourceError as exc:
+                failures.append(f"({index + 1}) {url}: {exc}")
+                logger.warning("%s source failed: %s: %s", title, url, exc)
+                continue
+            try:
+                os.replace(staged, target)
+            except OSError as exc:
+                raise DataError(f"The verified {title} could not be moved to {target}: "
+                                f"{exc.strerror or exc}. {guidance}") from exc
+            logger.info("%s is ready in %s", title, target)
+            return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        building.close()
+    raise DataError(f"Could not download {title} into {root}; every source failed: "
+                    f"{'; '.join(failures) or 'no URL was given'}. No partial files were kept. "
+                    f"{guidance}")
