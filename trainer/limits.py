@@ -83,3 +83,5 @@ CLASS_NAME_MAX_CHARS = 200
 CIFAR_MEMBER_MAX_BYTES = 64 << 20
 #: Members of a CIFAR-10 archive (it holds 8).
 CIFAR_MAX_MEMBERS = 1_000
+#: Bytes of one file of an image folder (a large JPEG photo is a few MB).
+IMAGE_FILE_MAX_BYTES = 64 << 20

@@ -488,6 +488,11 @@ def _check_train_options(cfg: TrainConfig) -> None:
         raise ConfigError("Option 'augment' works on the decoded-data cache's feed; it does not "
                           f"go with {'--data-source ' + cfg.data_source if own else ''}"
                           f"{'' if own else '--no-data-cache'}.")
+    if (not cfg.data_dir and cfg.data_source in SOURCES
+            and SOURCES.info(cfg.data_source, "needs_dir", False)):
+        raise ConfigError(f"Option 'data_source' is {cfg.data_source}, which reads the folder "
+                          "you name: pass --data-dir DIR (e.g. a folder holding train/<class>/ "
+                          "with your images).")
     if cfg.num_classes == 1:
         raise ConfigError("Option 'num_classes' is 1; a classifier needs at least 2 outputs. "
                           "Leave it at 0 to take the data source's class count.")
