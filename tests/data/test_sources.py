@@ -203,5 +203,7 @@ def test_trainer_takes_a_source_object(tmp_path):
     assert history.history["val_accuracy"][-1] >= 0.8
     assert trainer.config.data_source == "mine"
     assert trainer.data_record()["mean"] == [0.2, 0.2, 0.2]  # the source's own constants
+    report = trainer.evaluate(trainer.run_dir)  # on the same object's test split
+    assert report["count"] == 60 and report["accuracy"] >= 0.8
     with pytest.raises(DataError, match="gave list, not a trainer.data.sources.Source"):
         Trainer(cfg, source=[1, 2])

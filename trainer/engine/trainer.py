@@ -401,10 +401,11 @@ class Trainer:
     # --------------------------------------------------------------- evaluate
     def evaluate(self, ckpt: str | Path, results_dir: str | Path | None = None,
                  net: str | None = None) -> dict[str, Any]:
-        """Evaluates a checkpoint on this configuration's test split and writes a report (see
+        """Evaluates a checkpoint on this configuration's test split (or the source object given
+        to the trainer) and writes a report (see
         :func:`trainer.serving.evaluate.evaluate_checkpoint`); builds the network the checkpoint
         records unless ``net`` names another."""
         from trainer.serving.evaluate import evaluate_checkpoint
 
         setup_logging()
-        return evaluate_checkpoint(ckpt, self.config, results_dir, net=net)
+        return evaluate_checkpoint(ckpt, self.config, results_dir, net=net, source=self.source)

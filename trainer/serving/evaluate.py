@@ -313,7 +313,7 @@ def plot_mistakes(ev: Evaluation, path: str | os.PathLike) -> None:
 
 
 def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None, *,
-                        net: str | None = None) -> dict[str, Any]:
+                        net: str | None = None, source: Any = None) -> dict[str, Any]:
     """Evaluates a checkpoint's weights on the test split and writes a report.
 
     One pass over the test split of ``cfg``'s data gives the loss, the accuracy, per-class
@@ -328,6 +328,8 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
             (the folder holding ``checkpoints/``), or the folder the checkpoint is in.
         net: The network to build instead of the one the checkpoint records. Defaults to
             `None`.
+        source: A data source object to evaluate on instead of ``cfg.data_source`` (what
+            ``Trainer(source=...)`` trained on). Defaults to `None`.
 
     Returns:
         ``{"accuracy", "loss", "count", "correct", "per_class", "confusion_matrix", "files",
@@ -349,7 +351,7 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
     logger = logging.getLogger("mstrain")
     check_tracking(cfg.trackers())  # a missing extra is refused before any work
     loaded = load_network(ckpt, net=net, device=cfg.device, mode=cfg.mode)
-    prepared = prepare_data(cfg, progress=sys.stderr.isatty(), need_train=False)
+    prepared = prepare_data(cfg, progress=sys.stderr.isatty(), need_train=False, source=source)
     info = prepared.info
     if info.channels != loaded.in_channels or info.num_classes > loaded.num_classes:
         raise DataError(f"Checkpoint {loaded.bundle.path} was trained on {loaded.in_channels}-"
