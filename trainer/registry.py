@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,35 +148,56 @@ def _module_of(path: Path) -> str:
 
 
 def _declarations(path: Path, decorator: str) -> list[Entry]:
-    """The ``@decorator("name", **literals)`` declarations of one module, read from its source.
+    """The ``@decorator("name", **literals)`` declarations of one module, read from its source
+    (only the decorators' text is parsed, so listing names stays cheap).
 
     Raises:
         ValueError: a declaration that is not a string literal with literal keywords.
     """
     source = path.read_text(encoding="utf-8")
-    if decorator not in source:  # most modules declare nothing: no parse needed
-        return []
     found = []
-    for node in ast.walk(ast.parse(source, str(path))):
-        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            continue
-        for call in node.decorator_list:
-            if not isinstance(call, ast.Call):
-                continue
-            func = call.func
-            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-            if called != decorator:
-                continue
-            where = f"{path.name}:{call.lineno}"
-            if (len(call.args) != 1 or not isinstance(call.args[0], ast.Constant)
-                    or not isinstance(call.args[0].value, str)):
-                raise ValueError(f"{where}: @{decorator} takes the name as one string literal")
-            try:
-                info = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
-            except ValueError:
-                raise ValueError(f"{where}: @{decorator}'s keywords must be literals") from None
-            found.append(Entry(call.args[0].value, _module_of(path), info))
+    for match in re.finditer(rf"^[ \t]*@{re.escape(decorator)}\(", source, re.M):
+        start = match.end() - 1  # the opening parenthesis
+        line = source.count("\n", 0, start) + 1
+        where = f"{path.name}:{line}"
+        call = _call_text(source, start, where)
+        try:
+            node = ast.parse(f"f{call}", mode="eval").body
+        except SyntaxError:
+            raise ValueError(f"{where}: @{decorator}'s arguments cannot be read") from None
+        if (not isinstance(node, ast.Call) or len(node.args) != 1
+                or not isinstance(node.args[0], ast.Constant)
+                or not isinstance(node.args[0].value, str)):
+            raise ValueError(f"{where}: @{decorator} takes the name as one string literal")
+        try:
+            info = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+        except ValueError:
+            raise ValueError(f"{where}: @{decorator}'s keywords must be literals") from None
+        found.append(Entry(node.args[0].value, _module_of(path), info))
     return found
+
+
+def _call_text(source: str, start: int, where: str) -> str:
+    """The text from the parenthesis at ``start`` to the one that closes it (strings with
+    parentheses inside are skipped)."""
+    depth, index, quote = 0, start, ""
+    while index < len(source):
+        char = source[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return source[start:index + 1]
+        index += 1
+    raise ValueError(f"{where}: a decorator's parenthesis is never closed")
 
 
 # The registries. Each lists where its entries are declared.

@@ -19,7 +19,7 @@ from typing import Any
 from trainer.config import CONFIG_FIELDS, TrainConfig, default_of, load_yaml
 from trainer.errors import ConfigError, UserError
 from trainer.registry import NETWORKS
-from trainer.serving.export import FORMATS
+from trainer.serving import FORMATS
 
 COMMANDS = ("train", "eval", "export")
 # The option groups of --help, in order, with their titles.
@@ -35,6 +35,8 @@ EPILOG = """examples:
   python train.py --net lenet --epochs 10
   python train.py --config configs/mlp_mnist.yaml --lr 0.05
   python train.py --data-source synthetic --epochs 2          # no download needed
+  python train.py --data-source cifar10 --net resnet20 --augment
+  python train.py --data-source imagefolder --data-dir photos  # photos/train/<class>/*.jpg
   python train.py --run-name demo --resume auto               # continue run 'demo'
   python train.py --eval-only --ckpt runs/demo                # evaluate a saved run (best.ckpt)
   python train.py --export mindir --ckpt runs/demo            # runs/demo/export/lenet.mindir
@@ -97,8 +99,9 @@ def build_parser(command: str = "train", prog: str = "train.py") -> argparse.Arg
     if command not in COMMANDS:
         raise ValueError(f"command must be one of {COMMANDS}, got {command!r}")
     descriptions = {
-        "train": "Train LeNet-5 or an MLP on MNIST with MindSpore's Model, with checkpoints, "
-                 "history and exact resume.",
+        "train": "Train a network (LeNet-5, an MLP, ResNet-20 or your own) on MNIST, "
+                 "Fashion-MNIST, KMNIST, CIFAR-10 or your own images with MindSpore's Model, "
+                 "with checkpoints, history and exact resume.",
         "eval": "Evaluate a checkpoint on the test split: accuracy, per-class table, confusion "
                 "matrix (writes confusion.png, mistakes.png, evaluation.json).",
         "export": "Write a checkpoint's network for serving (MINDIR or ONNX), checked against "

@@ -35,12 +35,11 @@ from trainer.config import TrainConfig
 from trainer.errors import ConfigError, OutputError, UserError, os_fault
 from trainer.extras import extra_hint
 from trainer.fileio import atomic_path
+from trainer.serving import FORMATS
 
 logger = logging.getLogger("mstrain")
 
-# The formats, each with its file's suffix (mstrain export --format).
-SUFFIXES = {"mindir": ".mindir", "onnx": ".onnx"}
-FORMATS = tuple(SUFFIXES)
+SUFFIXES = {"mindir": ".mindir", "onnx": ".onnx"}  # one per format of trainer.serving.FORMATS
 VERIFY_COUNT = 32
 RTOL = ATOL = 1e-5
 # MindSpore refuses file names with other characters (spaces, non-ASCII) when exporting.
