@@ -174,8 +174,6 @@ def _takes_num_classes(function: Any) -> bool:
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
         return False
-    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return True
     param = parameters.get("num_classes")
     return param is not None and param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                                 inspect.Parameter.KEYWORD_ONLY)

@@ -62,7 +62,8 @@ USER_NETS = textwrap.dedent("""
                                                         num_classes))
 
 
-    def everything(**kwargs):
+    def everything(num_classes, **kwargs):
+        kwargs["num_classes"] = num_classes
         seen["everything"] = kwargs
         return nn.SequentialCell(nn.Flatten(), nn.Dense(kwargs["in_channels"]
                                                         * kwargs["image_size"] ** 2,
