@@ -35,15 +35,16 @@ class EMAValidation(Callback):
     all judge the average, which is what is exported.
 
     Args:
-        step: A train step with ``weights`` and their averages ``ema`` (``TrainStep`` built
-            with ``ema_decay``).
+        step: A train step with the parameters it averages (``averaged``: the weights, and batch
+            norm's running statistics) and their averages ``ema`` (``TrainStep`` built with
+            ``ema_decay``).
     """
 
     launch_aware = True
 
     def __init__(self, step) -> None:
         super().__init__()
-        self.swap = Swap(step.weights, step.ema)
+        self.swap = Swap(step.averaged, step.ema)
         self._swapped = False
 
     def on_eval_begin(self, run_context) -> None:

@@ -17,6 +17,10 @@ from collections.abc import Callable, Iterator
 
 from trainer.errors import ConfigError
 
+#: Device targets and execution modes (``--device``, ``--mode``).
+DEVICES = ("CPU", "GPU", "Ascend")
+MODES = ("graph", "pynative")
+
 # The shared libraries MindSpore 2.7.2's GPU back end (lib/plugin/libmindspore_gpu.so.11.1 and
 # .11.6) links against, by what they are. CUDA 11's runtime keeps the soname libcudart.so.11.0
 # for every 11.x release.

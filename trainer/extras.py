@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 from trainer.errors import ConfigError
+from trainer.registry import TRACKERS
 
 
 def extra_hint(extra: str) -> str:
@@ -56,13 +57,9 @@ def import_mindvision(module: str, needed_for: str) -> ModuleType:
         "and --net lenet, which do not need mindvision.") from None
 
 
-# What each tracker needs installed: the module to look for, and the package that brings it.
-TRACKING_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
-
-
 def _missing_tracking(tracker: str, needed_for: str, cause: str) -> ConfigError:
     return ConfigError(
-        f"{needed_for} needs the package {TRACKING_PACKAGES[tracker]}, which is not installed "
+        f"{needed_for} needs the package {_package(tracker)}, which is not installed "
         f"({cause}). Install the tracking extra with {extra_hint('tracking')}, which brings "
         "tensorboard and mlflow in releases that work with numpy<2; or leave --report-to out "
         "(the run directory keeps history.json, history.csv and history.png either way).")
@@ -78,7 +75,7 @@ def check_tracking(trackers: list[str] | tuple[str, ...], needed_for: str = "--r
     import importlib.util
 
     for tracker in trackers:
-        module = TRACKING_PACKAGES[tracker]
+        module = _package(tracker)
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):  # a module set to None, a broken package
@@ -86,6 +83,11 @@ def check_tracking(trackers: list[str] | tuple[str, ...], needed_for: str = "--r
         if not found:
             raise _missing_tracking(tracker, f"{needed_for} {tracker}",
                                     f"no module named {module!r}")
+
+
+def _package(tracker: str) -> str:
+    """The module a tracker needs (its registry entry's ``package``)."""
+    return TRACKERS.info(tracker, "package") or tracker
 
 
 def import_tensorboard(needed_for: str) -> ModuleType:

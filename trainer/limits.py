@@ -66,3 +66,22 @@ TENSORBOARD_REWIND_MAX_TAGS = 10_000
 TRACKING_REPLY_MAX_BYTES = 16 << 20
 #: One answer line the training process reads from its MLflow process (a run id, or an error).
 TRACKING_ANSWER_MAX_BYTES = 64 << 10
+
+#: Images of one split a data source gives (CIFAR-10's training split has 50,000).
+SOURCE_MAX_IMAGES = 2_000_000
+#: Side of a data source's square images, and of ``--image-size``.
+SOURCE_MAX_SIDE = 1024
+#: Bytes of one split's decoded uint8 images (at the source's size and at the network's), so a
+#: data set never takes more memory than a small machine has.
+SOURCE_MAX_BYTES = 4 << 30
+#: Classes of a data source (and outputs of a network).
+MAX_CLASSES = 10_000
+#: Characters of one class name (a folder name of an image folder, a line of batches.meta.txt).
+CLASS_NAME_MAX_CHARS = 200
+#: One member of a CIFAR-10 archive, or one of its extracted batch files (a batch of 10,000
+#: images is 30,730,000 bytes).
+CIFAR_MEMBER_MAX_BYTES = 64 << 20
+#: Members of a CIFAR-10 archive (it holds 8).
+CIFAR_MAX_MEMBERS = 1_000
+#: Bytes of one file of an image folder (a large JPEG photo is a few MB).
+IMAGE_FILE_MAX_BYTES = 64 << 20

@@ -7,7 +7,10 @@ that way is called until its kind is checked:
 * a callback must be a class that subclasses ``mindspore.train.Callback``; only then is it
   constructed with the recipe's arguments;
 * a network must be a class that subclasses ``mindspore.nn.Cell``, or a Python function with a
-  ``num_classes`` parameter, and what it returns must be an ``nn.Cell``.
+  ``num_classes`` parameter, and what it returns must be an ``nn.Cell``;
+* a data source must be a class that subclasses ``trainer.data.sources.Source``, or a Python
+  function, whose parameters are all among the settings the tool gives; what it returns must be
+  a ``Source`` (its arrays are checked before training).
 
 So ``os:system``, ``subprocess:run`` or ``subprocess:Popen`` named as a callback or a network
 are refused without being called. Checkpoints never name code: a network recorded in a
@@ -106,6 +109,64 @@ def network_factory(spec: str, option: str = "net") -> Any:
     raise ConfigError(f"Network {spec!r}: {spec.replace(':', '.').rpartition('.')[2]!r} is "
                       f"{what}, so it was not called: --net takes {hint} (a 'num_classes' "
                       "parameter is required).")
+
+
+def source_factory(spec: str, base: type, settings: tuple[str, ...],
+                   option: str = "data_source", base_name: str = "") -> Any:
+    """The data source class or factory function named by ``spec``; nothing is called.
+
+    Args:
+        spec: ``pkg.module:factory``.
+        base: The class a source class must subclass (``trainer.data.sources.Source``).
+        settings: The keyword arguments the tool can give a factory.
+        option: The option that named it, for messages. Defaults to `"data_source"`.
+        base_name: How messages name ``base``. Defaults to `""`: its module and name.
+
+    Raises:
+        ConfigError: the name leads to something else than a ``base`` subclass or a Python
+            function, or to one with a required parameter the tool cannot give.
+    """
+    hint = f"a {base_name or base.__module__ + '.' + base.__name__} subclass, or a function " \
+           "returning one"
+    found = import_object(spec, what="data source", option=option, hint=hint)
+    name = spec.replace(":", ".").rpartition(".")[2]
+    if not ((isinstance(found, type) and issubclass(found, base)) or inspect.isfunction(found)):
+        what = _kind(found) if callable(found) else f"not callable ({_kind(found)})"
+        raise ConfigError(f"Data source {spec!r}: {name!r} is {what}, so it was not called: "
+                          f"--data-source takes {hint}.")
+    missing = [p for p in required_parameters(found) if p not in settings]
+    if missing:
+        raise ConfigError(f"Data source {spec!r}: {name!r} requires the parameter(s) "
+                          f"{', '.join(missing)}, which the tool does not give, so it was not "
+                          f"called. A source's factory may take any of: {', '.join(settings)}; "
+                          "give the others defaults.")
+    return found
+
+
+def required_parameters(factory: Any) -> list[str]:
+    """The parameters of a class's ``__init__`` or a function that have no default (a class
+    needs no ``self``)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY,
+             inspect.Parameter.POSITIONAL_ONLY)
+    return [name for name, p in parameters.items()
+            if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
+def declared_arguments(factory: Any, available: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``available`` that ``factory`` (a class or function) declares as
+    parameters; all of them when it takes ``**kwargs``."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(available)
+    return {k: v for k, v in available.items() if k in parameters
+            and parameters[k].kind != inspect.Parameter.POSITIONAL_ONLY}
 
 
 def _takes_num_classes(function: Any) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
+from trainer.registry import TRACKERS, register_tracker
 
 logger = logging.getLogger("mstrain")
 
@@ -50,25 +51,60 @@ def run_tags(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
 def build_trackers(cfg: TrainConfig, run_dir: Path, stats, history=None) -> list[Any]:
     """The loggers ``cfg.report_to`` names, for a run in ``run_dir`` (rank 0 only); given the
     run's ``History``, a tracker that joins a resumed run records its earlier epochs."""
-    trackers: list[Any] = []
     hparams = _hparams(cfg)
-    for name in cfg.trackers():
-        if name == "tensorboard":
-            from callbacks.tensorboard_logger import TensorBoardLogger
-
-            trackers.append(TensorBoardLogger(run_dir / TENSORBOARD_DIR, log_every=cfg.log_every,
-                                              hparams=hparams, stats=stats, history=history))
-        else:
-            from callbacks.mlflow_logger import MLflowLogger
-
-            uri, artifacts = mlflow_store(cfg)
-            trackers.append(MLflowLogger(uri, cfg.mlflow_experiment or None,
-                                         run_name=run_dir.name, tags=run_tags(cfg, run_dir),
-                                         log_every=cfg.log_every, hparams=hparams, stats=stats,
-                                         artifact_location=artifacts, history=history))
+    trackers = [TRACKERS.get(name).for_run(cfg, run_dir, stats=stats, history=history,
+                                           hparams=hparams)
+                for name in cfg.trackers()]
     for tracker in trackers:
         tracker.managed = True
     return trackers
+
+
+# The trackers, by name (``--report-to``): each makes its logger for a training run, and for
+# the results of an evaluation or an export added to the record of the run that saved them.
+# ``package`` is what must be installed (checked before anything starts, trainer.extras).
+@register_tracker("tensorboard", rank=0, package="tensorboard",
+                  help="event files in RUN/tensorboard")
+class _TensorBoard:
+    @staticmethod
+    def for_run(cfg: TrainConfig, run_dir: Path, *, stats, history, hparams):
+        from callbacks.tensorboard_logger import TensorBoardLogger
+
+        return TensorBoardLogger(run_dir / TENSORBOARD_DIR, log_every=cfg.log_every,
+                                 hparams=hparams, stats=stats, history=history)
+
+    @staticmethod
+    def for_serving(cfg: TrainConfig, bundle, run_dir: Path, what: str):
+        from callbacks.tensorboard_logger import TensorBoardLogger
+
+        return TensorBoardLogger(run_dir / TENSORBOARD_DIR)
+
+
+@register_tracker("mlflow", rank=1, package="mlflow",
+                  help="an MLflow run (--mlflow-uri, default sqlite:///OUTPUT_DIR/mlflow.db)")
+class _MLflow:
+    @staticmethod
+    def for_run(cfg: TrainConfig, run_dir: Path, *, stats, history, hparams):
+        from callbacks.mlflow_logger import MLflowLogger
+
+        uri, artifacts = mlflow_store(cfg)
+        return MLflowLogger(uri, cfg.mlflow_experiment or None, run_name=run_dir.name,
+                            tags=run_tags(cfg, run_dir), log_every=cfg.log_every,
+                            hparams=hparams, stats=stats, artifact_location=artifacts,
+                            history=history)
+
+    @staticmethod
+    def for_serving(cfg: TrainConfig, bundle, run_dir: Path, what: str):
+        from callbacks.mlflow_logger import MLflowLogger
+
+        recorded = recorded_run(bundle)
+        uri, artifacts = mlflow_store(cfg)
+        if not recorded:
+            logger.info("MLflow: %s records no MLflow run; the %s goes into a new run.",
+                        bundle.path, what)
+        return MLflowLogger(uri, cfg.mlflow_experiment or None, run_name=f"{run_dir.name}-{what}",
+                            tags=run_tags(cfg, run_dir), artifact_location=artifacts,
+                            attach=True, **recorded)
 
 
 def _hparams(cfg: TrainConfig) -> dict[str, Any]:
@@ -140,24 +176,7 @@ def report_serving(cfg: TrainConfig, bundle, run_dir: Path, metrics: dict[str, f
     if not trackers:
         return
     step = int(getattr(bundle, "global_step", 0) or 0)
-    made: list[Any] = []
-    for name in trackers:
-        if name == "tensorboard":
-            from callbacks.tensorboard_logger import TensorBoardLogger
-
-            made.append(TensorBoardLogger(run_dir / TENSORBOARD_DIR))
-        else:
-            from callbacks.mlflow_logger import MLflowLogger
-
-            recorded = recorded_run(bundle)
-            uri, artifacts = mlflow_store(cfg)
-            if not recorded:
-                logger.info("MLflow: %s records no MLflow run; the %s goes into a new run.",
-                            bundle.path, what)
-            made.append(MLflowLogger(uri, cfg.mlflow_experiment or None,
-                                     run_name=f"{run_dir.name}-{what}",
-                                     tags=run_tags(cfg, run_dir), artifact_location=artifacts,
-                                     attach=True, **recorded))
+    made = [TRACKERS.get(name).for_serving(cfg, bundle, run_dir, what) for name in trackers]
     for tracker in made:
         tracker.last_step = step
         tracker.managed = True

@@ -19,9 +19,9 @@ import pytest
 from trainer.config import TrainConfig
 from trainer.data import entries
 from trainer.data.cache import decoded_split
-from trainer.data.holdout import split_training_files
 from trainer.data.idx import SPLIT_FILES, read_idx, write_idx
-from trainer.data.splits import ensure_data, prepare_split
+from trainer.data.pipeline import build_run_data, prepare_data
+from trainer.data.splits import prepare_split
 from trainer.errors import DataError
 
 TRAIN_IMAGES, TRAIN_LABELS = SPLIT_FILES["train"]
@@ -70,58 +70,67 @@ def _rebuilt(warnings: list[str], entry: Path, fault: str) -> None:
     assert str(entry) in lines[0] and fault in lines[0] and "rebuilding it" in lines[0]
 
 
-def _holdout(digits_dir: Path):
-    train_dir, val_dir, _, val_count = split_training_files(digits_dir / "train", 0.1)
-    return train_dir.parent, val_dir, val_count
+def _raw(digits: Path):
+    """The raw copies of a gzipped training split: the entry and its folder."""
+    split = prepare_split(digits, "train")
+    return split.folder.parent, split.folder
+
+
+def ensure_data(cfg, progress: bool = False) -> Path:
+    return prepare_data(cfg, progress=progress).source.data_dir
 
 
 # ------------------------------------------------------------------------------- the checks
-def test_an_entry_records_every_file_and_is_hashed_once_per_run(cache, digits_dir, monkeypatch):
-    entry, val_dir, _ = _holdout(digits_dir)
+def test_an_entry_records_every_file_and_is_hashed_once_per_run(cache, digits_gz_dir,
+                                                                monkeypatch):
+    entry, folder = _raw(digits_gz_dir)
     manifest = json.loads((entry / "manifest.json").read_text())
-    assert manifest["kind"] == "holdout" and manifest["key"] == entry.name
-    assert set(manifest["files"]) == {f"train/{TRAIN_IMAGES}", f"train/{TRAIN_LABELS}",
-                                      f"val/test/{TEST_IMAGES}", f"val/test/{TEST_LABELS}"}
-    record = manifest["files"][f"val/test/{TEST_LABELS}"]
-    assert record["size"] == (val_dir / TEST_LABELS).stat().st_size and len(record["sha256"]) == 64
+    assert manifest["kind"] == "idx" and manifest["key"] == entry.name
+    assert set(manifest["files"]) == {f"train/{TRAIN_IMAGES}", f"train/{TRAIN_LABELS}"}
+    record = manifest["files"][f"train/{TRAIN_LABELS}"]
+    assert record["size"] == (folder / TRAIN_LABELS).stat().st_size
+    assert len(record["sha256"]) == 64
     hashed = []
     real = entries._digest
     monkeypatch.setattr(entries, "_digest", lambda path, **kw: hashed.append(path) or
                         real(path, **kw))
     _new_run()
-    _holdout(digits_dir)
-    assert len(hashed) == 4  # a new run checks every file once
-    _holdout(digits_dir)
-    decoded_split(val_dir, "test", image_size=28)
-    assert len(hashed) == 4 + 2  # the same run again: only the new decoded entry is hashed
+    _raw(digits_gz_dir)
+    assert len(hashed) == 2  # a new run checks every file once
+    _raw(digits_gz_dir)
+    decoded_split(folder, "train", image_size=28)
+    assert len(hashed) == 2 + 2  # the same run again: only the new decoded entry is hashed
 
 
-def test_held_out_labels_edited_in_place_are_caught_and_rebuilt(cache, digits_dir, warnings):
-    entry, val_dir, _ = _holdout(digits_dir)
-    labels = val_dir / TEST_LABELS
+def test_labels_edited_in_place_are_caught_and_rebuilt(cache, digits_gz_dir, warnings):
+    entry, folder = _raw(digits_gz_dir)
+    labels = folder / TRAIN_LABELS
     good = labels.read_bytes()
     write_idx(labels, ((read_idx(labels).astype(int) + 1) % 10).astype(np.uint8))
     assert labels.stat().st_size == len(good)  # same size: only the digest tells
     _new_run()
-    assert _holdout(digits_dir)[0] == entry
-    _rebuilt(warnings, entry, f"val/test/{TEST_LABELS} does not match its recorded SHA-256")
+    assert _raw(digits_gz_dir)[0] == entry
+    _rebuilt(warnings, entry, f"train/{TRAIN_LABELS} does not match its recorded SHA-256")
     assert labels.read_bytes() == good
 
 
-def test_a_link_to_another_data_sets_split_is_refused(cache, digits_dir, tmp_path, warnings):
-    other = _labels_of(Path(shutil.copytree(digits_dir, tmp_path / "other")))
-    entry, val_dir, _ = _holdout(digits_dir)
-    other_entry = _holdout(other)[0]
-    good = (val_dir / TEST_LABELS).read_bytes()
-    kept = (other_entry / "val" / "test" / TEST_LABELS).read_bytes()
+def test_a_link_to_another_data_sets_split_is_refused(cache, digits_gz_dir, tmp_path, warnings):
+    other = Path(shutil.copytree(digits_gz_dir, tmp_path / "other"))
+    for split, (_, labels_name) in SPLIT_FILES.items():
+        path = other / split / f"{labels_name}.gz"
+        write_idx(path, ((read_idx(path).astype(int) + 1) % 10).astype(np.uint8))
+    entry, folder = _raw(digits_gz_dir)
+    other_entry = _raw(other)[0]
+    good = (folder / TRAIN_LABELS).read_bytes()
+    kept = (other_entry / "train" / TRAIN_LABELS).read_bytes()
     assert kept != good and len(kept) == len(good)
     shutil.rmtree(entry)
     entry.symlink_to(other_entry)  # the same sizes, another data set
     _new_run()
-    assert _holdout(digits_dir)[0] == entry
+    assert _raw(digits_gz_dir)[0] == entry
     _rebuilt(warnings, entry, "it is a link to")
-    assert not entry.is_symlink() and (val_dir / TEST_LABELS).read_bytes() == good
-    assert (other_entry / "val" / "test" / TEST_LABELS).read_bytes() == kept  # not followed
+    assert not entry.is_symlink() and (folder / TRAIN_LABELS).read_bytes() == good
+    assert (other_entry / "train" / TRAIN_LABELS).read_bytes() == kept  # not followed
 
 
 def test_a_file_linked_out_of_its_entry_is_refused(cache, digits_dir, tmp_path, warnings):
@@ -210,9 +219,11 @@ def test_a_kind_folder_linked_out_of_the_cache_is_replaced(cache, digits_gz_dir,
 def test_nothing_is_written_into_the_data_folder(cache, digits_gz_dir, tmp_path):
     data = Path(shutil.copytree(digits_gz_dir, tmp_path / "data"))
     before = sorted(p.relative_to(data) for p in data.rglob("*"))
-    train = prepare_split(data, "train")
-    split_training_files(train.folder, 0.1)
+    cfg = TrainConfig(data_dir=str(data), download=False, val_split=0.1).validate()
+    prepared = prepare_data(cfg, progress=False)
+    build_run_data(cfg, prepared, 28)  # held-out rows, decoded splits: all in the cache
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    assert {p.parent.parent.name for p in cache.glob("*/*/manifest.json")} == {"idx", "decoded"}
 
 
 # -------------------------------------------------------------------------- generated digits

@@ -1,19 +1,13 @@
-"""The validation split: held out of the training files, stratified, stable, disjoint."""
+"""The validation split: rows held out of the training split, stratified, stable, disjoint."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainer.data.holdout import choose_holdout, holdout_count, split_training_files
+from trainer.data.holdout import choose_holdout, holdout_count, holdout_rows
 from trainer.data.idx import SPLIT_FILES, read_idx
 from trainer.errors import ConfigError
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MSTRAIN_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def test_the_choice_is_stratified_and_exact():
@@ -44,27 +38,15 @@ def test_a_split_taking_no_digit_or_all_is_refused(split):
         holdout_count(split, 1600)
 
 
-def test_the_split_files_hold_exactly_the_digits_of_the_training_files(cache, digits_dir):
-    folder = digits_dir / "train"
-    images = read_idx(folder / SPLIT_FILES["train"][0])
-    labels = read_idx(folder / SPLIT_FILES["train"][1])
-    train_dir, val_dir, train_count, val_count = split_training_files(folder, 0.1)
-    assert (train_count, val_count) == (1440, 160)
-    kept_images = read_idx(train_dir / SPLIT_FILES["train"][0])
-    held_images = read_idx(val_dir / SPLIT_FILES["test"][0])  # under the test split's names
-    held_labels = read_idx(val_dir / SPLIT_FILES["test"][1])
-    # Disjoint and complete: every training digit is in exactly one of the two.
-    rows = {row.tobytes(): i for i, row in enumerate(images.reshape(len(images), -1))}
-    held_rows = [rows[r.tobytes()] for r in held_images.reshape(val_count, -1)]
-    kept_rows = [rows[r.tobytes()] for r in kept_images.reshape(train_count, -1)]
-    assert sorted(held_rows + kept_rows) == list(range(len(images)))
-    assert np.array_equal(held_labels, labels[held_rows])
-    assert np.array_equal(np.bincount(held_labels, minlength=10), np.full(10, 16))
-    # Stable: the same call again reuses the same files.
-    assert split_training_files(folder, 0.1) == (train_dir, val_dir, 1440, 160)
-
-
-def test_another_split_is_another_folder(cache, digits_dir):
-    first = split_training_files(digits_dir / "train", 0.1)
-    second = split_training_files(digits_dir / "train", 400)
-    assert first[0] != second[0] and second[2:] == (1200, 400)
+def test_the_rows_cover_the_training_split_once_and_are_stable(digits_dir):
+    labels = read_idx(digits_dir / "train" / SPLIT_FILES["train"][1])
+    held, keep = holdout_rows(labels, 0.1)
+    assert (len(keep), len(held)) == (1440, 160)
+    # Disjoint and complete, in increasing order: every training image is in exactly one.
+    assert sorted([*held.tolist(), *keep.tolist()]) == list(range(len(labels)))
+    assert list(held) == sorted(held) and list(keep) == sorted(keep)
+    assert np.array_equal(np.bincount(labels[held], minlength=10), np.full(10, 16))
+    again = holdout_rows(labels, 0.1)
+    assert np.array_equal(again[0], held) and np.array_equal(again[1], keep)
+    other = holdout_rows(labels, 400)
+    assert (len(other[0]), len(other[1])) == (400, 1200)

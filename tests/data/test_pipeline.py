@@ -16,7 +16,7 @@ from trainer.data import (  # noqa: E402
     MNIST_STD,
     build_dataset,
     check_batch_size,
-    ensure_data,
+    prepare_data,
     prepare_split,
 )
 from trainer.data.idx import SPLIT_FILES, read_idx, write_idx  # noqa: E402
@@ -237,6 +237,11 @@ def test_corrupt_labels_are_named(tmp_path, digits_dir):
     with pytest.raises(DataError) as info:
         prepare_split(root, "test")
     assert str(labels_path) in str(info.value) and "12" in str(info.value)
+
+
+def ensure_data(cfg, progress: bool = False) -> Path:
+    """The data folder of ``cfg``'s source, its files fetched or generated and checked."""
+    return prepare_data(cfg, progress=progress).source.data_dir
 
 
 def test_ensure_data_generates_synthetic_digits_once(tmp_path):

@@ -168,30 +168,31 @@ def test_derived_data_stays_out_of_the_data_folder(first_run):
     _ok(first_run["result"])
     assert _files(first_run["data"]) == first_run["before"]  # no decompressed/ copies
     kinds = {p.name for p in first_run["cache"].iterdir()}
-    assert kinds == {"idx", "holdout", "decoded"}
+    assert kinds == {"idx", "decoded"}  # the held-out split is rows of the decoded training split
 
 
 def test_a_damaged_and_a_redirected_cache_are_rebuilt(first_run):
     _ok(first_run["result"])
     work, cache = first_run["work"], first_run["cache"]
-    [holdout] = (cache / "holdout").iterdir()
-    labels = holdout / "val" / "test" / TEST_LABELS
+    raw = next(p for p in (cache / "idx").iterdir() if (p / "test").is_dir())
+    labels = raw / "test" / TEST_LABELS
     good = labels.read_bytes()
     write_idx(labels, ((read_idx(labels).astype(int) + 1) % 10).astype(np.uint8))  # same size
     # The test split's decoded labels pointed at another split's: a link out of the entry.
-    test_entry, val_entry = (next(p for p in (cache / "decoded").iterdir()
-                                  if json.loads((p / "manifest.json").read_text())["meta"]
-                                  ["count"] == count) for count in (160, 64))
+    test_entry, train_entry = (next(p for p in (cache / "decoded").iterdir()
+                                    if json.loads((p / "manifest.json").read_text())["meta"]
+                                    ["count"] == count) for count in (160, 640))
     (test_entry / "labels.npy").unlink()
-    (test_entry / "labels.npy").symlink_to(val_entry / "labels.npy")
+    (test_entry / "labels.npy").symlink_to(train_entry / "labels.npy")
     result = run_measured(_run_args(first_run["data"], "--run-name", "second"), work)
     _ok(result)
     lines = [line for line in result.stdout.splitlines() if line.startswith("Cache entry")]
     assert len(lines) == 2, result.stdout
-    assert lines[0] == (f"Cache entry {holdout} is damaged (val/test/{TEST_LABELS} does not "
+    # The decoded split is opened first; rebuilding it reads the raw copies, found damaged too.
+    assert lines[0].startswith(f"Cache entry {test_entry} is damaged (labels.npy is a link to "
+                               f"{train_entry / 'labels.npy'}, outside the entry)")
+    assert lines[1] == (f"Cache entry {raw} is damaged (test/{TEST_LABELS} does not "
                         "match its recorded SHA-256); rebuilding it.")
-    assert lines[1].startswith(f"Cache entry {test_entry} is damaged (labels.npy is a link to "
-                               f"{val_entry / 'labels.npy'}, outside the entry)")
     assert labels.read_bytes() == good and not (test_entry / "labels.npy").is_symlink()
     first, second = _history(work, "first"), _history(work, "second")
     # The same data, seed and machine: the same results as before the damage.
@@ -212,8 +213,8 @@ def test_cache_list_and_clear_keep_what_a_run_uses(first_run):
     assert lines[0] == f"Cache folder: {cache}"
     entries = sorted(p for kind in cache.iterdir() for p in kind.iterdir())
     assert len(lines) == len(entries) + 2 and lines[-1].startswith(f"{len(entries)} entries, ")
-    used = next(p for p in entries if p.parent.name == "holdout")
-    holder = subprocess.Popen([sys.executable, "-c", (  # a run using the held-out split
+    used = next(p for p in entries if p.parent.name == "decoded")
+    holder = subprocess.Popen([sys.executable, "-c", (  # a run using the decoded split
         "import fcntl, time\n"
         f"h = open({str(used / '.in-use')!r}, 'a+'); fcntl.flock(h, fcntl.LOCK_SH)\n"
         "print('held', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
@@ -224,7 +225,7 @@ def test_cache_list_and_clear_keep_what_a_run_uses(first_run):
         holder.kill()
         holder.wait()
     _ok(cleared, QUICK)
-    assert f"Kept holdout/{used.name}: a run is using or building it" in cleared.stdout
+    assert f"Kept decoded/{used.name}: a run is using or building it" in cleared.stdout
     assert f"Removed {len(entries) - 1} entries" in cleared.stdout
     assert [p for kind in cache.iterdir() for p in kind.iterdir()] == [used]
     with open(used / ".in-use", "a+") as handle:  # the holder's lock went with it

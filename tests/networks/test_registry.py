@@ -14,11 +14,10 @@ ms = pytest.importorskip("mindspore")
 
 from mindspore import nn  # noqa: E402
 
-from trainer.config import NETWORKS  # noqa: E402
 from trainer.errors import ConfigError  # noqa: E402
 from trainer.networks import (  # noqa: E402
     MLP,
-    REGISTRY,
+    NETWORKS,
     BuiltNetwork,
     LeNet5,
     build_network,
@@ -102,11 +101,12 @@ def test_lenet_has_the_tutorial_layers():
     assert shapes["fc3.weight"] == (10, 84)
 
 
-def test_registry_matches_the_configurable_names():
-    assert set(REGISTRY) == set(NETWORKS)
-    for name in NETWORKS:
-        module, _, attr = REGISTRY[name].partition(":")
-        assert resolve_factory(name) is getattr(importlib.import_module(module), attr)
+def test_registry_names_build_networks():
+    for name in NETWORKS.names():
+        entry = NETWORKS.entry(name)
+        factory = resolve_factory(name)
+        assert factory.__module__ == entry.module
+        assert factory is vars(importlib.import_module(entry.module))[factory.__name__]
         assert isinstance(build_network(name).cell, nn.Cell)
 
 

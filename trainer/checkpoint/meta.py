@@ -43,6 +43,7 @@ class RunRecord:
     train_count: int
     epochs_planned: int
     workers: int = 1
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def net(self) -> str:
@@ -51,8 +52,30 @@ class RunRecord:
 
     @property
     def num_classes(self) -> int:
-        """Outputs of the network."""
-        return self.config.get("num_classes", 10)
+        """Outputs of the network: the data record's, else the configuration's (10 for runs
+        saved before sources had other counts)."""
+        return self.data.get("num_classes") or self.config.get("num_classes", 10) or 10
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the network's input (1 for runs saved before sources had others)."""
+        return self.data.get("channels", 1)
+
+    @property
+    def image_size(self) -> int | None:
+        """Side of the network's input, or None (a run saved before it was recorded: the
+        network's own)."""
+        return self.data.get("image_size")
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class names, in label order, or None."""
+        return self.data.get("class_names")
+
+    @property
+    def kind(self) -> str:
+        """``digits`` or ``natural`` (runs saved before sources had kinds trained on digits)."""
+        return self.data.get("kind", "digits")
 
 
 @dataclass(frozen=True)
@@ -176,7 +199,7 @@ def _run_record(data: dict[str, Any]) -> RunRecord | None:
     net = config.get("net", "lenet")
     if not isinstance(net, str) or not net or len(net) > 4096:
         raise MetaFault(f"field 'config.net' is {shown(net)}, not a network name")
-    _whole(config, "num_classes", 2, 10_000, default=10, prefix="config.")
+    _whole(config, "num_classes", 0, 10_000, default=10, prefix="config.")
     fingerprint = data.get("fingerprint", "")
     if not isinstance(fingerprint, str) or len(fingerprint) > 128:
         raise MetaFault(f"field 'fingerprint' is {shown(fingerprint)}, not a fingerprint")
@@ -184,7 +207,41 @@ def _run_record(data: dict[str, Any]) -> RunRecord | None:
                      fingerprint_fields=_mapping(data, "fingerprint_fields"),
                      train_count=_whole(data, "train_count", 1, _BIG),
                      epochs_planned=_whole(data, "epochs_planned", 1, _BIG),
-                     workers=_whole(data, "workers", 1, 65_536, default=1))
+                     workers=_whole(data, "workers", 1, 65_536, default=1),
+                     data=_check_data(_mapping(data, "data")))
+
+
+def _check_data(record: dict[str, Any]) -> dict[str, Any]:
+    """The data record of a run: the source, the kind of images, their channels and side, the
+    class names and the normalisation, each checked."""
+    from trainer.limits import CLASS_NAME_MAX_CHARS, MAX_CLASSES, SOURCE_MAX_SIDE
+
+    if not record:
+        return {}
+    kind = record.get("kind", "digits")
+    if kind not in ("digits", "natural"):
+        raise MetaFault(f"field 'data.kind' is {shown(kind)}, not digits or natural")
+    channels = _whole(record, "channels", 1, 3, default=1, prefix="data.")
+    if "num_classes" in record:
+        _whole(record, "num_classes", 2, MAX_CLASSES, prefix="data.")
+    if channels == 2:
+        raise MetaFault("field 'data.channels' is 2, not 1 or 3")
+    if "image_size" in record:
+        _whole(record, "image_size", 1, SOURCE_MAX_SIDE, prefix="data.")
+    names = record.get("class_names")
+    if names is not None and (not isinstance(names, list) or not 2 <= len(names) <= MAX_CLASSES
+                              or not all(isinstance(n, str) and 0 < len(n) <= CLASS_NAME_MAX_CHARS
+                                         for n in names)):
+        raise MetaFault(f"field 'data.class_names' is {shown(names)}, not a list of class names")
+    for key in ("mean", "std"):
+        values = record.get(key)
+        if values is not None and (not isinstance(values, list) or len(values) != channels
+                                   or not all(_is_number(v) and math.isfinite(v) and
+                                              (v > 0 if key == "std" else 0 <= v <= 1)
+                                              for v in values)):
+            raise MetaFault(f"field 'data.{key}' is {shown(values)}, not {channels} number(s) "
+                            f"{'above 0' if key == 'std' else 'from 0 to 1'}")
+    return record
 
 
 def _check_epoch_stats(stats: dict[str, Any]) -> dict[str, Any]:

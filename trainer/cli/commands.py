@@ -20,16 +20,17 @@ COMMANDS = {
     "train": "train a network (the options of python train.py)",
     "eval": "evaluate a checkpoint on the test split: accuracy, confusion matrix, plots",
     "export": "write a checkpoint's network as MINDIR or ONNX, checked against it",
-    "predict": "predict the digits in your own images (the options of python predict.py)",
+    "predict": "predict the classes of your own images (the options of python predict.py)",
     "summary": "show a network's layers, output shapes and parameter counts",
     "tune": "search hyperparameters with Optuna (pip install -e \".[tune]\")",
-    "cache": "list or clear the cache folder (decoded digits, held-out splits, raw copies)",
+    "cache": "list or clear the cache folder (decoded images, raw copies of IDX files)",
 }
 
 
 def overview() -> str:
     lines = ["usage: mstrain COMMAND [options]", "",
-             "A MindSpore training toolkit: LeNet-5 and an MLP on MNIST through Model.fit.", "",
+             "A MindSpore training toolkit: networks on MNIST, CIFAR-10 or your own images "
+             "through Model.fit.", "",
              "commands:"]
     lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
     lines += ["", "Run 'mstrain COMMAND --help' for a command's options."]

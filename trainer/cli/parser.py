@@ -16,8 +16,10 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trainer.config import CONFIG_FIELDS, EXPORT_FORMATS, TrainConfig, default_of, load_yaml
+from trainer.config import CONFIG_FIELDS, TrainConfig, default_of, load_yaml
 from trainer.errors import ConfigError, UserError
+from trainer.registry import NETWORKS
+from trainer.serving import FORMATS
 
 COMMANDS = ("train", "eval", "export")
 # The option groups of --help, in order, with their titles.
@@ -33,6 +35,8 @@ EPILOG = """examples:
   python train.py --net lenet --epochs 10
   python train.py --config configs/mlp_mnist.yaml --lr 0.05
   python train.py --data-source synthetic --epochs 2          # no download needed
+  python train.py --data-source cifar10 --net resnet20 --augment
+  python train.py --data-source imagefolder --data-dir photos  # photos/train/<class>/*.jpg
   python train.py --run-name demo --resume auto               # continue run 'demo'
   python train.py --eval-only --ckpt runs/demo                # evaluate a saved run (best.ckpt)
   python train.py --export mindir --ckpt runs/demo            # runs/demo/export/lenet.mindir
@@ -51,7 +55,10 @@ class UserParser(argparse.ArgumentParser):
 
 def _help(meta: dict[str, Any], default: Any) -> str:
     text = meta["help"]
-    if default in ("", [], None) or "default" in text:
+    listed = meta.get("listed")
+    if listed is not None:  # the registry's names, as the option takes them
+        text += f" [choices: {', '.join(listed.names())}]"
+    if default in ("", [], None) or "default" in meta["help"]:
         return text
     shown = default if not isinstance(default, bool) else ("on" if default else "off")
     return f"{text} (default: {shown})"
@@ -75,7 +82,11 @@ def add_config_options(parser: argparse.ArgumentParser, groups: Sequence[str] = 
             section.add_argument(flag, type=int, nargs="+", metavar="N", help=help_text)
         else:
             metavar = meta.get("metavar") or {int: "N", float: "X"}.get(type(default))
-            section.add_argument(flag, type=type(default), choices=meta.get("choices"),
+            choices = meta.get("choices")
+            registry = meta.get("registry")
+            if registry is not None and not meta.get("plugin"):
+                choices, metavar = registry.names(), metavar or "NAME"
+            section.add_argument(flag, type=type(default), choices=choices,
                                  metavar=metavar, help=help_text)
 
 
@@ -88,8 +99,9 @@ def build_parser(command: str = "train", prog: str = "train.py") -> argparse.Arg
     if command not in COMMANDS:
         raise ValueError(f"command must be one of {COMMANDS}, got {command!r}")
     descriptions = {
-        "train": "Train LeNet-5 or an MLP on MNIST with MindSpore's Model, with checkpoints, "
-                 "history and exact resume.",
+        "train": "Train a network (LeNet-5, an MLP, ResNet-20 or your own) on MNIST, "
+                 "Fashion-MNIST, KMNIST, CIFAR-10 or your own images with MindSpore's Model, "
+                 "with checkpoints, history and exact resume.",
         "eval": "Evaluate a checkpoint on the test split: accuracy, per-class table, confusion "
                 "matrix (writes confusion.png, mistakes.png, evaluation.json).",
         "export": "Write a checkpoint's network for serving (MINDIR or ONNX), checked against "
@@ -113,8 +125,8 @@ def build_parser(command: str = "train", prog: str = "train.py") -> argparse.Arg
         _serving_actions(actions, export=command == "export")
         for action in parser._actions:
             if "--net" in action.option_strings:
-                action.help = ("the network to build: lenet, mlp, mindvision-lenet or "
-                               "'pkg.module:function' (default: the one the checkpoint records)")
+                action.help = ("the network to build, or 'pkg.module:function' (default: the one "
+                               f"the checkpoint records) [choices: {', '.join(NETWORKS.names())}]")
     return parser
 
 
@@ -135,10 +147,10 @@ def _serving_actions(group, *, aliases: bool = False, export: bool = False) -> N
     if aliases:
         group.add_argument("--eval-only", action="store_true", help="evaluate --ckpt instead of "
                            "training (mstrain eval)")
-        group.add_argument("--export", choices=EXPORT_FORMATS, help="export --ckpt's network "
+        group.add_argument("--export", choices=FORMATS, help="export --ckpt's network "
                            "instead of training (mstrain export --format)")
     elif export:
-        group.add_argument("--format", choices=EXPORT_FORMATS, dest="export", required=True,
+        group.add_argument("--format", choices=FORMATS, dest="export", required=True,
                            help="MINDIR (dynamic batch) or ONNX (fixed batch)")
     group.add_argument("--ckpt", metavar="PATH", required=not aliases, help="the checkpoint: a "
                        ".ckpt, a latest.json, or a run directory (its best.ckpt)")

@@ -16,9 +16,14 @@ from typing import Any
 import numpy as np
 
 from trainer.cli.parser import UserParser, run_reporting_errors
-from trainer.config.choices import DEVICES, MODES
+from trainer.device import DEVICES, MODES
 from trainer.errors import ConfigError
-from trainer.serving.predict import Inputs, collect_inputs, predict_probabilities
+from trainer.serving.predict import (
+    Inputs,
+    Preparation,
+    collect_inputs,
+    predict_probabilities,
+)
 
 EPILOG = """examples:
   python predict.py --ckpt runs/demo my_digit.png photo.jpg
@@ -38,8 +43,10 @@ SHOWN_LINES = 10
 def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
     """The argument parser of ``predict.py``."""
     parser = UserParser(prog=prog, usage="%(prog)s --ckpt PATH [options] INPUT [INPUT ...]",
-                     description="Predict the digits in images with a trained checkpoint. Images "
-                     "of any size and colour are brought to MNIST's convention first.",
+                     description="Predict the classes of images with a trained checkpoint. For a "
+                     "model of digits, images of any size and colour are brought to MNIST's "
+                     "convention first; other images are converted to the model's channels and "
+                     "size.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, "
                         "BMP, GIF, TIFF, WebP, PGM), folders of them, or an IDX images file (raw "
@@ -67,14 +74,17 @@ def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
     return parser
 
 
-def _report(inputs: Inputs, probs: np.ndarray, top: int, ckpt: str, net: str) -> dict[str, Any]:
+def _report(inputs: Inputs, probs: np.ndarray, top: int, ckpt: str, net: str,
+            name_of=str) -> dict[str, Any]:
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
     rows = []
     for i, name in enumerate(inputs.names):
         row: dict[str, Any] = {"input": name, "top": [
-            {"class": int(k), "probability": float(probs[i, k])} for k in order[i]]}
+            {"class": int(k), "name": name_of(int(k)), "probability": float(probs[i, k])}
+            for k in order[i]]}
         if inputs.labels is not None:
             row["label"] = int(inputs.labels[i])
+            row["label_name"] = name_of(int(inputs.labels[i]))
         if i in inputs.blank:
             row["blank"] = True  # no digit in the picture: the classes mean nothing
         rows.append(row)
@@ -87,10 +97,11 @@ def _report(inputs: Inputs, probs: np.ndarray, top: int, ckpt: str, net: str) ->
 
 
 def _line(row: dict[str, Any]) -> str:
-    shown = "  ".join(f"{t['class']} ({t['probability']:.3f})" for t in row["top"])
+    shown = "  ".join(f"{t.get('name', t['class'])} ({t['probability']:.3f})"
+                      for t in row["top"])
     if "label" in row:
         mark = "" if row["top"][0]["class"] == row["label"] else "  wrong"
-        shown += f"  label {row['label']}{mark}"
+        shown += f"  label {row.get('label_name', row['label'])}{mark}"
     if row.get("blank"):
         shown += "  (blank image: no digit found)"
     return f"{row['input']}: {shown}"
@@ -105,9 +116,11 @@ def _print_text(report: dict[str, Any], every: bool = False) -> None:
     if len(shown) < len(rows):
         lines.append(f"... and {len(rows) - len(shown):,} more images (--all prints a line for "
                      "each; --json gives every prediction)")
-        counts = Counter(row["top"][0]["class"] for row in rows)
+        counts = Counter((row["top"][0]["class"], row["top"][0].get("name",
+                                                                  row["top"][0]["class"]))
+                         for row in rows)
         lines.append("Predicted classes: " + ", ".join(
-            f"{k}: {counts[k]:,}" for k in sorted(counts)))
+            f"{name}: {counts[k, name]:,}" for k, name in sorted(counts)))
         blank = sum(1 for row in rows if row.get("blank"))
         if blank:
             lines.append(f"Blank images (no digit found): {blank:,}")
@@ -131,19 +144,24 @@ def main(argv: Sequence[str] | None = None, prog: str = "predict.py") -> int:
                                                                     65_536)):
             if not 1 <= value <= high:
                 raise ConfigError(f"{flag} is {value}; it must be from 1 to {high}.")
+        # Read as digits first, so mistakes in the inputs answer before MindSpore starts; a
+        # model of other images reads them again as it takes them.
         inputs = collect_inputs(args.inputs, args.labels)
-        for i in sorted(inputs.blank):
-            print(f"warning: {inputs.names[i]} holds no digit (blank, or no contrast); its "
-                  "prediction means nothing.", file=sys.stderr)
         from trainer.logs import setup_logging
         from trainer.serving.loading import load_network
 
         setup_logging(to_stderr=True)  # standard output is the predictions
         loaded = load_network(args.ckpt, net=args.net, device=args.device, mode=args.mode)
+        preparation = Preparation.of(loaded)
+        if not preparation.digits:
+            inputs = collect_inputs(args.inputs, args.labels, preparation)
+        for i in sorted(inputs.blank):
+            print(f"warning: {inputs.names[i]} holds no digit (blank, or no contrast); its "
+                  "prediction means nothing.", file=sys.stderr)
         probs = predict_probabilities(loaded.cell, inputs.images, loaded.image_size,
-                                      args.batch_size)
+                                      args.batch_size, loaded.normalisation)
         report = _report(inputs, probs, min(args.top, probs.shape[1]), str(loaded.bundle.path),
-                         loaded.net)
+                         loaded.net, loaded.class_name)
         if args.json:
             print(json.dumps(report, indent=2))
         else:

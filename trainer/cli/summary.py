@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "mstrain summary") -> in
         from trainer.networks.summary import summarize
 
         set_mode_and_device("graph", "CPU")
-        built = build_network(cfg.net, cfg.num_classes)
-        print(summarize(built.cell, built.image_size, cfg.net).format())
+        built = build_network(cfg.net, cfg.num_classes or 10, in_channels=cfg.channels or 1,
+                              image_size=cfg.image_size)
+        print(summarize(built.cell, built.image_size, cfg.net,
+                        in_channels=built.in_channels).format())
 
     return run_reporting_errors(command)

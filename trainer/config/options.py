@@ -18,22 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config.choices import (
-    AMP_LEVELS,
-    DATA_SOURCES,
-    DEVICES,
-    INITS,
-    KERNELS,
-    LOSS_SCALES,
-    LR_SCHEDULES,
-    MODES,
-    MONITOR_MODES,
-    MONITORS,
-    NETWORKS,
-    OPTIMIZERS,
-    TRACKERS,
-)
+from trainer.device import DEVICES, MODES
 from trainer.errors import ConfigError, shown
+from trainer.limits import MAX_CLASSES, SOURCE_MAX_SIDE
+from trainer.registry import NETWORKS, OPTIMIZERS, SCHEDULES, SOURCES, TRACKERS, Registry
+
+# The fixed choices of options (the pluggable ones, networks, data sources, optimizers,
+# schedules and trackers, come from their registries, trainer.registry).
+# Initialisers of convolution and dense weights; "default" keeps each layer's own.
+INITS = ("default", "normal", "xavier", "he", "uniform")
+# Who computes the training step's convolutions and pooling on CPU (trainer/networks/native).
+KERNELS = ("native", "mindspore")
+# Mixed-precision levels of mindspore.amp.auto_mixed_precision, and the loss scaling of the step.
+AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
+LOSS_SCALES = ("none", "fixed", "dynamic")
+MONITOR_MODES = ("min", "max")
+# What a run logs every epoch that --monitor may watch (val_* are measured on the validation data).
+MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 # Fields that decide what a checkpoint's tensors mean and how training proceeds from them. A resume
 # is refused when any of them differs; everything else (epochs, logging, output) may change.
@@ -43,7 +44,12 @@ FINGERPRINT_FIELDS = (
     "data_source", "data_cache", "val_split", "augment", "nesterov", "init", "decay_bias",
     "clip_grad_norm", "clip_grad_value", "accumulate_steps", "ema_decay", "label_smoothing",
     "amp_level", "loss_scale", "loss_scale_value",
+    "image_size", "channels", "test_split",
 )
+# Fingerprint fields added later: left out of the hash at their defaults, so runs saved before
+# they existed still resume.
+_LATER_FIELDS = ("image_size", "channels", "test_split", "amp_level", "loss_scale",
+                 "loss_scale_value")
 
 
 
@@ -52,10 +58,10 @@ def launch_blocker(cfg: TrainConfig) -> str | None:
     """Why ``cfg`` must launch one step at a time, or None when several steps per launch work."""
     if cfg.mode != "graph":
         return "--mode pynative runs operator by operator"
-    if cfg.data_source == "mindvision":
-        return "--data-source mindvision reads through mindvision's own pipeline"
+    if cfg.data_source in SOURCES and SOURCES.info(cfg.data_source, "own_pipeline", False):
+        return f"--data-source {cfg.data_source} reads through its own pipeline"
     if not cfg.data_cache:
-        return "--no-data-cache streams single batches from MnistDataset"
+        return "--no-data-cache streams single batches from the source's reader"
     if cfg.distributed:
         return "--distributed averages gradients step by step"
     return None
@@ -80,15 +86,21 @@ def as_float32(value: float) -> float:
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
          above: float | None = None, maximum: float | None = None, cli: bool = True,
-         metavar: str | None = None, group: str = "training", float32: bool = False) -> Any:
+         metavar: str | None = None, group: str = "training", float32: bool = False,
+         registry: Registry | None = None, plugin: str = "",
+         listed: Registry | None = None) -> Any:
     """Declares one option: its default, help text, the values allowed and its help group;
     ``float32`` for a number the compiled step uses in float32, so its bounds are checked on
-    the value it has there."""
+    the value it has there; ``registry`` for a name that must be one of a registry's (its
+    choices, read when needed), or with ``plugin`` (its form, ``pkg.module:factory``) a user's
+    own; ``listed``
+    for a registry whose names the help lists without checking the value against it."""
     if maximum is None and isinstance(default, int) and not isinstance(default, bool):
         maximum = _INT_MAX
     meta = {"help": help, "choices": choices, "minimum": minimum, "above": above,
             "maximum": maximum, "cli": cli, "metavar": metavar, "group": group,
-            "float32": float32}
+            "float32": float32, "registry": registry, "plugin": plugin,
+            "listed": listed or registry}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -109,21 +121,31 @@ class TrainConfig:
     """
 
     # What to train.
-    net: str = _opt("lenet", "network: lenet, mlp, mindvision-lenet (mindvision's LeNet), or a "
-                    "factory 'pkg.module:function' taking num_classes", metavar="NAME",
-                    group="network")
-    num_classes: int = _opt(10, "outputs of the network (MNIST's digits need 10)", minimum=10,
-                            maximum=10_000, group="network")
+    net: str = _opt("lenet", "network: a built-in one, or your own as 'pkg.module:function' (a "
+                    "factory taking num_classes, and in_channels and image_size if it wants "
+                    "them)", metavar="NAME", group="network", registry=NETWORKS,
+                    plugin="pkg.module:function")
+    num_classes: int = _opt(0, "outputs of the network; 0: the data source's class count (a "
+                            "larger count leaves outputs unused)", minimum=0,
+                            maximum=MAX_CLASSES, group="network")
     # Data.
-    data_source: str = _opt("mnist", "where the digits come from: MNIST IDX files in --data-dir "
-                            "(downloaded when missing), read by MindSpore's MnistDataset (mnist) "
-                            "or by mindvision's Mnist (mindvision, slower), or generated digits",
-                            choices=DATA_SOURCES, group="data")
-    data_dir: str = _opt("", "folder holding train/ and test/ with the IDX files (raw or .gz); "
-                         "default data/mnist, or data/synthetic for generated digits",
-                         metavar="DIR", group="data")
-    download: bool = _opt(True, "download MNIST into --data-dir when files are missing",
+    data_source: str = _opt("mnist", "where the images come from: a built-in source, or your "
+                            "own as 'pkg.module:factory' (a trainer.data.sources.Source subclass "
+                            "or a function returning one)", metavar="NAME", group="data",
+                            registry=SOURCES, plugin="pkg.module:factory")
+    data_dir: str = _opt("", "the data folder (default: data/SOURCE, e.g. data/mnist; "
+                         "imagefolder needs one)", metavar="DIR", group="data")
+    download: bool = _opt(True, "download the data into --data-dir when files are missing",
                           group="data")
+    image_size: int = _opt(0, "side the images are resized to; 0: the network's input size, "
+                           "else the source's", minimum=0, maximum=SOURCE_MAX_SIDE, metavar="N",
+                           group="data")
+    channels: int = _opt(0, "channels of the images (1: grayscale, 3: RGB); imagefolder "
+                         "converts to them; 0: the source's own", choices=(0, 1, 3),
+                         metavar="N", group="data")
+    test_split: float = _opt(0.2, "share of each class of an image folder without test/ held "
+                             "out as its test split, by a seeded stratified choice", above=0.0,
+                             maximum=0.9, metavar="F", group="data")
     synthetic_train_size: int = _opt(6000, "generated training digits", minimum=1,
                                      maximum=100_000, group="data")
     synthetic_test_size: int = _opt(1000, "generated test digits", minimum=1, maximum=100_000,
@@ -140,13 +162,14 @@ class TrainConfig:
                             "fixed class-stratified choice: a fraction (0.1) or a count (5000); "
                             "0 validates on the test split", minimum=0.0, metavar="F",
                             group="data")
-    augment: bool = _opt(False, "random shifts, small rotations and scaling of the training "
-                         "digits, drawn from (seed, epoch, step)", group="data")
+    augment: bool = _opt(False, "augment the training images, drawn from (seed, epoch, step): "
+                         "shifts, small rotations and scaling of digits; random crops (4-pixel "
+                         "padding) and horizontal flips of photos", group="data")
     # Optimisation.
     epochs: int = _opt(10, "number of epochs", minimum=1, maximum=100_000, group="optimisation")
     batch_size: int = _opt(32, "samples per training step", minimum=1, maximum=65_536,
                            group="optimisation")
-    optimizer: str = _opt("momentum", "optimizer", choices=OPTIMIZERS, group="optimisation")
+    optimizer: str = _opt("momentum", "optimizer", group="optimisation", registry=OPTIMIZERS)
     lr: float = _opt(0.01, "base learning rate", above=0.0, group="optimisation", float32=True)
     momentum: float = _opt(0.9, "momentum (momentum optimizer) or beta1 (adam)", minimum=0.0,
                            maximum=1.0, group="optimisation", float32=True)
@@ -185,8 +208,8 @@ class TrainConfig:
     seed: int = _opt(0, "random seed: the same seed gives bit-identical weights", minimum=0,
                      maximum=2**32 - 1, group="optimisation")
     # The learning-rate schedule.
-    lr_schedule: str = _opt("constant", "learning-rate schedule", choices=LR_SCHEDULES,
-                            group="schedule")
+    lr_schedule: str = _opt("constant", "learning-rate schedule", group="schedule",
+                            registry=SCHEDULES)
     warmup_epochs: float = _opt(0.0, "linear warm-up before the schedule, in epochs", minimum=0.0,
                                 group="schedule")
     min_lr: float = _opt(0.0, "floor of the cosine and polynomial schedules", minimum=0.0,
@@ -254,9 +277,9 @@ class TrainConfig:
     save_best: bool = _opt(True, "keep the checkpoint with the best --monitor value",
                            group="checkpoints")
     # Experiment tracking.
-    report_to: str = _opt("none", "record the run in TensorBoard (RUN/tensorboard) and/or MLflow "
-                          "as well: none, tensorboard, mlflow, or both comma-separated; needs "
-                          'pip install -e ".[tracking]"', metavar="LIST", group="tracking")
+    report_to: str = _opt("none", "record the run in trackers as well: none, or one or more "
+                          "trackers comma-separated; needs pip install -e \".[tracking]\"",
+                          metavar="LIST", group="tracking", listed=TRACKERS)
     mlflow_uri: str = _opt("", "MLflow tracking URI (http://host:port or a database); default "
                            "$MLFLOW_TRACKING_URI, else sqlite:///OUTPUT_DIR/mlflow.db",
                            metavar="URI", group="tracking")
@@ -277,13 +300,9 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _check_value(f, getattr(self, f.name)))
         if not self.net.strip():
-            raise ConfigError("Option 'net' is empty. Name a network: " + ", ".join(NETWORKS)
+            raise ConfigError("Option 'net' is empty. Name a network: "
+                              + ", ".join(NETWORKS.names())
                               + ", or a factory as 'pkg.module:function'.")
-        if self.net not in NETWORKS and ":" not in self.net:
-            raise ConfigError(
-                f"Option 'net' is {shown(self.net)}, which is not a known network. Allowed: "
-                f"{', '.join(NETWORKS)}, or your own factory as 'pkg.module:function' (a "
-                f"callable taking num_classes and returning a mindspore.nn.Cell).")
         milestones = self.lr_milestones
         if (not milestones or len(milestones) > 1000
                 or not all(isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 100_000
@@ -314,10 +333,13 @@ class TrainConfig:
         return [] if self.report_to == "none" else self.report_to.split(",")
 
     def resolved_data_dir(self) -> Path:
-        """The data folder, with the default that depends on the data source."""
+        """The data folder, with the default that depends on the data source (``data`` for
+        one without a default)."""
         if self.data_dir:
             return Path(self.data_dir).expanduser()
-        return Path("data") / ("synthetic" if self.data_source == "synthetic" else "mnist")
+        if self.data_source in SOURCES:
+            return Path(SOURCES.info(self.data_source, "default_dir") or "data")
+        return Path("data")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON- and YAML-safe copy of every option."""
@@ -325,7 +347,8 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         """A short hash of the options that must match for a checkpoint to resume this run."""
-        values = {k: getattr(self, k) for k in FINGERPRINT_FIELDS}
+        values = {k: getattr(self, k) for k in FINGERPRINT_FIELDS
+                  if k not in _LATER_FIELDS or getattr(self, k) != default_of(CONFIG_FIELDS[k])}
         blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -374,6 +397,9 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
     if expected is str and len(value) > 4096:
         raise ConfigError(f"Option '{key}' is a string of {len(value)} characters, "
                           f"{shown(value)}; it is limited to 4096 ({meta['help']}).")
+    registry = meta.get("registry")
+    if registry is not None:
+        _check_name(key, value, registry, meta.get("plugin", ""))
     choices = meta.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"Option '{key}' is {shown(value)}, which is not allowed. Choose one "
@@ -388,6 +414,15 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"Option '{key}' is {shown(value)}, but it must be at most "
                           f"{meta['maximum']!r} ({meta['help']}).")
     return value
+
+
+def _check_name(key: str, value: str, registry: Registry, plugin: str) -> None:
+    """A registry's name, or with ``plugin`` a ``pkg.module:factory`` (checked when used)."""
+    if value in registry or (plugin and ":" in value and value.strip() == value):
+        return
+    own = f", or your own as '{plugin}'" if plugin else ""
+    raise ConfigError(f"Option '{key}' is {shown(value)}, which is not a known {registry.kind}. "
+                      f"Choose one of: {', '.join(registry.names())}{own}.")
 
 
 def _check_float32(key: str, value: float, meta: dict[str, Any]) -> None:
@@ -409,10 +444,10 @@ def _check_report_to(value: str) -> str:
     """``report_to`` in its plain form (``tensorboard,mlflow``), or a ConfigError."""
     names = [part.strip().lower() for part in value.split(",")]
     names = [n for i, n in enumerate(names) if n and n not in names[:i]]
-    bad = [n for n in names if n not in (*TRACKERS, "none")]
+    bad = [n for n in names if n not in (*TRACKERS.names(), "none")]
     if bad or not names or ("none" in names and len(names) > 1):
         raise ConfigError(f"Option 'report_to' is {shown(value)}; name none, or one or more of "
-                          f"{', '.join(TRACKERS)} separated by commas (e.g. "
+                          f"{', '.join(TRACKERS.names())} separated by commas (e.g. "
                           "--report-to tensorboard,mlflow).")
     return ",".join(names)
 
@@ -432,16 +467,17 @@ def _check_schedule(cfg: TrainConfig) -> None:
     Only a warm-up that rounds to the whole run for a tiny data set is left to
     ``trainer.engine.schedules.build_schedule``.
     """
-    if cfg.lr_schedule in ("cosine", "polynomial") and not as_float32(cfg.min_lr) < as_float32(
-            cfg.lr):
+    if SCHEDULES.info(cfg.lr_schedule, "floor", False) and not as_float32(
+            cfg.min_lr) < as_float32(cfg.lr):
         raise ConfigError(
             f"Option 'min_lr' is {cfg.min_lr!r}, but the {cfg.lr_schedule} schedule decays from "
             f"--lr {cfg.lr!r} down to it, so it must be below --lr. Lower --min-lr or raise --lr."
         )
-    if cfg.lr_schedule == "onecycle" and cfg.warmup_epochs > 0:
+    if not SCHEDULES.info(cfg.lr_schedule, "warmup", True) and cfg.warmup_epochs > 0:
         raise ConfigError(
-            f"Option 'warmup_epochs' is {cfg.warmup_epochs!r}, but the onecycle schedule warms up "
-            "by itself; leave --warmup-epochs at 0 with --lr-schedule onecycle."
+            f"Option 'warmup_epochs' is {cfg.warmup_epochs!r}, but the {cfg.lr_schedule} "
+            "schedule warms up by itself; leave --warmup-epochs at 0 with --lr-schedule "
+            f"{cfg.lr_schedule}."
         )
     if cfg.warmup_epochs >= cfg.epochs:
         raise ConfigError(
@@ -461,13 +497,25 @@ def _check_train_options(cfg: TrainConfig) -> None:
             raise ConfigError(f"Option '{key}' is {getattr(cfg, key)!r}; it must be below 1 in "
                               "float32, the precision training uses it in (a value within 6e-8 "
                               "of 1 rounds to 1 there).")
-    if cfg.nesterov and (cfg.optimizer not in ("momentum", "sgd") or cfg.momentum == 0):
+    if cfg.nesterov and (not OPTIMIZERS.info(cfg.optimizer, "nesterov", False)
+                         or cfg.momentum == 0):
+        ahead = " or ".join(n for n in OPTIMIZERS.names() if OPTIMIZERS.info(n, "nesterov"))
         raise ConfigError(f"Option 'nesterov' is on, but --optimizer {cfg.optimizer} with "
                           f"--momentum {cfg.momentum} has no momentum to look ahead with; use "
-                          "--optimizer momentum (or sgd) with --momentum above 0.")
-    if cfg.augment and (cfg.data_source == "mindvision" or not cfg.data_cache):
+                          f"--optimizer {ahead} with --momentum above 0.")
+    own = cfg.data_source in SOURCES and SOURCES.info(cfg.data_source, "own_pipeline", False)
+    if cfg.augment and (own or not cfg.data_cache):
         raise ConfigError("Option 'augment' works on the decoded-data cache's feed; it does not "
-                          "go with --data-source mindvision or --no-data-cache.")
+                          f"go with {'--data-source ' + cfg.data_source if own else ''}"
+                          f"{'' if own else '--no-data-cache'}.")
+    if (not cfg.data_dir and cfg.data_source in SOURCES
+            and SOURCES.info(cfg.data_source, "needs_dir", False)):
+        raise ConfigError(f"Option 'data_source' is {cfg.data_source}, which reads the folder "
+                          "you name: pass --data-dir DIR (e.g. a folder holding train/<class>/ "
+                          "with your images).")
+    if cfg.num_classes == 1:
+        raise ConfigError("Option 'num_classes' is 1; a classifier needs at least 2 outputs. "
+                          "Leave it at 0 to take the data source's class count.")
     if cfg.clip_grad_norm and cfg.clip_grad_value:
         raise ConfigError("Options 'clip_grad_norm' and 'clip_grad_value' are both set; clip by "
                           "the global norm or by value, not both.")

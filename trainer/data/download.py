@@ -1,9 +1,11 @@
-"""Fetch MNIST once, check every file against known MD5 sums, and never leave half a data set.
+"""Fetch a data set of MNIST's four IDX files once (MNIST, Fashion-MNIST, KMNIST), check every
+file against known MD5 sums, and never leave half a data set.
 
-`ensure_mnist` returns at once when the four IDX files are already in place. Otherwise it tries a
-list of sources in order (MindSpore's MNIST archive first, then mirrors of the official gzipped
-files), stages each attempt in a temporary folder inside the data folder, verifies every file's
-MD5, and only then moves the files into ``train/`` and ``test/``.
+`ensure_idx` (`ensure_mnist` for MNIST) returns at once when the four IDX files are already in
+place. Otherwise it tries a list of sources in order (for MNIST: MindSpore's archive first, then
+mirrors of the official gzipped files; for the others, their publishers' files), stages each
+attempt in a temporary folder inside the data folder, verifies every file's MD5, and only then
+moves the files into ``train/`` and ``test/``.
 
 Example:
     >>> from trainer.data.download import ensure_mnist
@@ -168,6 +170,33 @@ DEFAULT_SOURCES: tuple[Source, ...] = (
     *(Source("files", url) for url in MIRROR_URLS),
 )
 
+@dataclass(frozen=True)
+class IdxDataset:
+    """A data set published as MNIST's four IDX files (the same names), and where to get it.
+
+    Args:
+        title: Its name in messages (``"Fashion-MNIST"``).
+        sources: Where to fetch it from, in order; each source's ``md5`` holds its sums.
+        hint: How to get the files by hand, for the messages, after the folders to put them in.
+    """
+
+    title: str
+    sources: tuple[Source, ...]
+    hint: str
+
+    def guidance(self, root: Path) -> str:
+        """Where to put the files and where to get them, for every data error."""
+        return (f"Put the four files {', '.join(MNIST_FILES)} (raw, or gzipped with .gz added) "
+                f"into {root / 'train'} and {root / 'test'}. {self.hint}")
+
+
+MNIST = IdxDataset(
+    "MNIST", DEFAULT_SOURCES,
+    f"Get them from MindSpore's MNIST archive {MINDSPORE_MNIST_URL} (unzip it and copy the files "
+    f"from MNIST_Data/train and MNIST_Data/test) or from the mirror {MIRROR_URLS[0]} (file name "
+    "+ .gz), or pass --data-source synthetic to try the tool on generated digits.")
+
+
 
 class _SourceError(Exception):
     """One source could not deliver four verified files; the message says why."""
@@ -212,7 +241,20 @@ def ensure_mnist(
     progress: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Path:
-    """Make sure the four MNIST files are under ``data_dir``, downloading them if allowed.
+    """:func:`ensure_idx` for MNIST (see there for the arguments)."""
+    return ensure_idx(MNIST, data_dir, allow_download, sources, progress, timeout)
+
+
+def ensure_idx(
+    dataset: IdxDataset,
+    data_dir: str | os.PathLike[str],
+    allow_download: bool = True,
+    sources: Sequence[Source | Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Path:
+    """Make sure the four files of ``dataset`` are under ``data_dir``, downloading them if
+    allowed.
 
     Files already present (raw or ``.gz``) are trusted and nothing is fetched. Otherwise each
     source is tried in order until one delivers all four files with matching MD5 sums; those are
@@ -220,10 +262,11 @@ def ensure_mnist(
     file in either form so that only the verified one remains.
 
     Args:
+        dataset: The data set (:data:`MNIST`, or one of the sources' own).
         data_dir: The data folder; created if needed.
         allow_download: Whether missing files may be fetched. Defaults to `True`.
         sources: Where to fetch from, in order, as `Source` objects or mappings with the same
-            keys. Defaults to `None`: `DEFAULT_SOURCES`.
+            keys. Defaults to `None`: the data set's own.
         progress: Whether to show a progress bar per download. Defaults to `True`.
         timeout: Seconds to wait for a server to connect or send more data. Defaults to `30.0`.
 
@@ -246,16 +289,17 @@ def ensure_mnist(
     missing = missing_mnist_files(root)
     if not missing:
         return root
+    title, guidance = dataset.title, dataset.guidance(root)
     if not allow_download:
         raise DataError(
-            f"MNIST files are missing under {root}: {', '.join(missing)}; downloading is turned "
-            f"off. {_guidance(root)}"
+            f"{title} files are missing under {root}: {', '.join(missing)}; downloading is "
+            f"turned off. {guidance}"
         )
-    chosen = DEFAULT_SOURCES if sources is None else tuple(Source.coerce(s) for s in sources)
+    chosen = dataset.sources if sources is None else tuple(Source.coerce(s) for s in sources)
     if not chosen:
         raise DataError(
-            f"MNIST files are missing under {root}: {', '.join(missing)}; no download sources "
-            f"were given. {_guidance(root)}"
+            f"{title} files are missing under {root}: {', '.join(missing)}; no download sources "
+            f"were given. {guidance}"
         )
 
     try:
@@ -266,12 +310,12 @@ def ensure_mnist(
         building = hold_lock(staging / ".building")
     except OSError as exc:
         raise DataError(
-            f"Cannot prepare the data folder {root} for downloading MNIST: "
-            f"{exc.strerror or exc}. {_guidance(root)}"
+            f"Cannot prepare the data folder {root} for downloading {title}: "
+            f"{exc.strerror or exc}. {guidance}"
         ) from exc
 
     try:
-        failures = _try_sources(chosen, root, staging, progress, timeout)
+        failures = _try_sources(chosen, root, staging, progress, timeout, dataset)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         building.close()
@@ -279,47 +323,36 @@ def ensure_mnist(
         return root
 
     raise DataError(
-        f"Could not download MNIST into {root}; every source failed: {'; '.join(failures)}. "
-        f"No partial files were kept. {_guidance(root)}"
+        f"Could not download {title} into {root}; every source failed: {'; '.join(failures)}. "
+        f"No partial files were kept. {guidance}"
     )
 
 
 def _try_sources(chosen: Sequence[Source], root: Path, staging: Path, progress: bool,
-                 timeout: float) -> list[str] | None:
+                 timeout: float, dataset: IdxDataset = MNIST) -> list[str] | None:
     """Tries each source in turn; None once one delivered and was installed, else the reasons
     each failed."""
     failures: list[str] = []
     for index, source in enumerate(chosen):
         workdir = staging / f"source-{index}"
         workdir.mkdir()
-        logger.info("Fetching MNIST: %s", source.describe())
+        logger.info("Fetching %s: %s", dataset.title, source.describe())
         try:
             verified = _fetch(source, workdir, progress, timeout)
         except _SourceError as exc:
             failures.append(f"({index + 1}) {source.describe()}: {exc}")
-            logger.warning("MNIST source failed: %s: %s", source.describe(), exc)
+            logger.warning("%s source failed: %s: %s", dataset.title, source.describe(), exc)
             continue
         except OSError as exc:
             # Writing the staged copy failed (disk full, permissions): no source would help.
             raise DataError(
-                f"Could not write MNIST files under {root}: {exc.strerror or exc}. "
-                f"{_guidance(root)}"
+                f"Could not write {dataset.title} files under {root}: {exc.strerror or exc}. "
+                f"{dataset.guidance(root)}"
             ) from exc
-        _install(verified, root)
-        logger.info("MNIST is ready in %s", root)
+        _install(verified, root, dataset)
+        logger.info("%s is ready in %s", dataset.title, root)
         return None
     return failures
-
-
-def _guidance(root: Path) -> str:
-    """Where to put the files and where to get them, for every data error."""
-    return (
-        f"Put the four files {', '.join(MNIST_FILES)} (raw, or gzipped with .gz added) into "
-        f"{root / 'train'} and {root / 'test'}. Get them from MindSpore's MNIST archive "
-        f"{MINDSPORE_MNIST_URL} (unzip it and copy the files from MNIST_Data/train and "
-        f"MNIST_Data/test) or from the mirror {MIRROR_URLS[0]} (file name + .gz), or pass "
-        f"--data-source synthetic to try the tool on generated digits."
-    )
 
 
 def _fetch(source: Source, workdir: Path, progress: bool, timeout: float) -> dict[str, Path]:
@@ -529,7 +562,7 @@ def _copy_hashed(stream: IO[bytes], target: Path, member: str) -> str:
     return digest.hexdigest()
 
 
-def _install(verified: Mapping[str, Path], root: Path) -> None:
+def _install(verified: Mapping[str, Path], root: Path, dataset: IdxDataset = MNIST) -> None:
     """Move verified files into ``root/train`` and ``root/test``, dropping stale other forms."""
     try:
         for name, path in verified.items():
@@ -541,6 +574,62 @@ def _install(verified: Mapping[str, Path], root: Path) -> None:
             (folder / other).unlink(missing_ok=True)
     except OSError as exc:
         raise DataError(
-            f"Verified MNIST files could not be moved into {root}: {exc.strerror or exc}. "
-            f"{_guidance(root)}"
+            f"Verified {dataset.title} files could not be moved into {root}: "
+            f"{exc.strerror or exc}. {dataset.guidance(root)}"
         ) from exc
+
+
+def ensure_file(target: str | os.PathLike[str], urls: Sequence[str], md5: str, *, title: str,
+                guidance: str, allow_download: bool = True, progress: bool = True,
+                timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Makes sure one published file (an archive such as CIFAR-10's) is at ``target``: a file
+    there is trusted; otherwise it is fetched from each URL in turn into a staging folder beside
+    it, checked against ``md5``, and renamed into place only when it matches.
+
+    Raises:
+        DataError: the file is missing and downloading is off, or every URL failed (the message
+            gives each reason and ``guidance``); nothing is left under ``target``.
+    """
+    target = Path(target).expanduser()
+    refuse_special(target, "Archive")
+    if target.is_file():
+        return target
+    if not allow_download:
+        raise DataError(f"{title} is missing: {target} does not exist and downloading is turned "
+                        f"off. {guidance}")
+    root = target.parent
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(root)
+        staging = Path(tempfile.mkdtemp(prefix=".download-", suffix=".tmp", dir=root))
+        building = hold_lock(staging / ".building")
+    except OSError as exc:
+        raise DataError(f"Cannot prepare the data folder {root} for downloading {title}: "
+                        f"{exc.strerror or exc}. {guidance}") from exc
+    failures: list[str] = []
+    try:
+        for index, url in enumerate(urls):
+            logger.info("Fetching %s: %s", title, url)
+            staged = staging / f"source-{index}"
+            try:
+                _download(url, staged, progress, timeout, label="")
+                actual = md5sum(staged)
+                if actual != md5:
+                    raise _SourceError(_mismatch(url, md5, actual))
+            except _SourceError as exc:
+                failures.append(f"({index + 1}) {url}: {exc}")
+                logger.warning("%s source failed: %s: %s", title, url, exc)
+                continue
+            try:
+                os.replace(staged, target)
+            except OSError as exc:
+                raise DataError(f"The verified {title} could not be moved to {target}: "
+                                f"{exc.strerror or exc}. {guidance}") from exc
+            logger.info("%s is ready in %s", title, target)
+            return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        building.close()
+    raise DataError(f"Could not download {title} into {root}; every source failed: "
+                    f"{'; '.join(failures) or 'no URL was given'}. No partial files were kept. "
+                    f"{guidance}")

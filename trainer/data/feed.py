@@ -17,38 +17,48 @@ class BatchFeed:
     early (MindSpore's probe of shapes and types) never shifts the order.
 
     After :meth:`group`, each element holds several consecutive batches stacked on a new first
-    axis (``[k, B, 1, S, S]`` and ``[k, B]``), for ``trainer.engine.step.LaunchSteps`` to train on
+    axis (``[k, B, C, S, S]`` and ``[k, B]``), for ``trainer.engine.step.LaunchSteps`` to train on
     in one graph launch. The batches and their order are the same either way.
 
     Args:
-        images: ``float32 [N, 1, S, S]``, or ``uint8`` with ``values``.
+        images: ``float32 [N, C, S, S]``, or ``uint8`` with ``values``.
         labels: ``int32 [N]``.
         batch_size: Samples per batch (per worker).
         training: Shuffle every epoch and drop the last incomplete batch.
         seed: Seed of the shuffle (and of the augmentation). Defaults to `0`.
         num_shards: Number of data-parallel workers. Defaults to `1`.
         shard_id: This worker's rank. Defaults to `0`.
-        augment: Shift, rotate and scale every training batch at random, from
-            ``(seed, epoch, step, shard)`` (see :mod:`trainer.data.augment`). Defaults to
-            `False`.
-        fill: The normalised background value that augmentation fills in. Defaults to `0.0`.
-        values: ``float32 [256]``, what each uint8 pixel value of ``images`` becomes (see
+        augment: Augment every training batch at random, from ``(seed, epoch, step, shard)``
+            (see :mod:`trainer.data.augment`): ``"digits"`` (or True) shifts, rotates and scales,
+            ``"natural"`` crops and flips. Defaults to `False`.
+        fill: The normalised background value that augmentation fills in, one per channel (or
+            one for all). Defaults to `0.0`.
+        values: ``float32 [C, 256]`` (or ``[256]`` for one channel), what each uint8 pixel value
+            of each channel of ``images`` becomes (see
             :func:`trainer.data.transforms.value_table`); batches are looked up in it as they are
             cut. Defaults to `None` (``images`` are already what the network sees).
+        rows: The rows of ``images`` and ``labels`` this feed reads (a held-out split's, or the
+            rest), in this order; the arrays are never copied whole. Defaults to `None`: all.
     """
 
     def __init__(self, images, labels, batch_size: int, *, training: bool, seed: int = 0,
-                 num_shards: int = 1, shard_id: int = 0, augment: bool = False,
-                 fill: float = 0.0, values: np.ndarray | None = None) -> None:
-        self.images, self.labels, self.values = images, labels, values
-        self.augment, self.fill = augment and training, fill
+                 num_shards: int = 1, shard_id: int = 0, augment: bool | str = False,
+                 fill=0.0, values: np.ndarray | None = None,
+                 rows: np.ndarray | None = None) -> None:
+        if values is not None and np.ndim(values) == 1:
+            values = np.asarray(values)[None]
+        self.images, self.labels, self.values, self.rows = images, labels, values, rows
+        kind = "digits" if augment is True else augment or None
+        self.augment, self.fill = (kind if training else None), fill
         self.batch_size, self.training, self.seed = batch_size, training, seed
         self.num_shards, self.shard_id = num_shards, shard_id
         self.epoch = 0  # the epoch the next full read delivers
+        count = len(labels) if rows is None else len(rows)
+        self.count = count
         if training:
-            self.steps = len(labels) // (batch_size * num_shards)
+            self.steps = count // (batch_size * num_shards)
         else:
-            self.steps = -(-len(labels) // batch_size)
+            self.steps = -(-count // batch_size)
         self.groups: list[tuple[int, int]] | None = None  # in-epoch [start, stop) of each element
         self._start: tuple[int, int] | None = None  # (epoch, step): where a resumed run begins
 
@@ -94,8 +104,10 @@ class BatchFeed:
     def order(self, epoch: int) -> np.ndarray:
         """The sample order of ``epoch``: a permutation when training, else the file order."""
         if not self.training:
-            return np.arange(len(self.labels))
-        return np.random.default_rng((self.seed, epoch)).permutation(len(self.labels))
+            order = np.arange(self.count)
+        else:
+            order = np.random.default_rng((self.seed, epoch)).permutation(self.count)
+        return order if self.rows is None else self.rows[order]
 
     def _batches(self, order: np.ndarray, first: int, stop: int) -> np.ndarray:
         """Indices of the batches ``first`` to ``stop - 1`` of this worker, ``[k, B]``."""
@@ -109,14 +121,14 @@ class BatchFeed:
         own generator (see :mod:`trainer.data.augment`)."""
         images = self.images[index]
         if self.values is not None:
-            images = self.values[images]
+            images = _look_up(self.values, images)
         if not self.augment:
             return images
         from trainer.data.augment import augment_batch
 
         batches = images.reshape(-1, *images.shape[-4:])
         out = [augment_batch(batch, np.random.default_rng(
-            (self.seed, epoch, first + i, self.shard_id)), self.fill)
+            (self.seed, epoch, first + i, self.shard_id)), self.fill, kind=self.augment)
             for i, batch in enumerate(batches)]
         return np.stack(out).reshape(images.shape)
 
@@ -140,6 +152,17 @@ class BatchFeed:
         if self._start and self._start[0] == epoch:
             self._start = None
         self.epoch = epoch + 1
+
+
+def _look_up(values: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """``images`` (uint8, channels on the third axis from the end) through the per-channel
+    tables ``values [C, 256]``."""
+    if len(values) == 1:
+        return values[0][images]
+    out = np.empty(images.shape, dtype=values.dtype)
+    for channel, table in enumerate(values):
+        out[..., channel, :, :] = table[images[..., channel, :, :]]
+    return out
 
 
 def feed_dataset(feed: BatchFeed):

@@ -286,12 +286,14 @@ def find_split(split_dir: str | os.PathLike[str], split: str) -> tuple[Path, Pat
     return images, labels
 
 
-def validate_split(images_path: str | os.PathLike[str], labels_path: str | os.PathLike[str]) -> int:
+def validate_split(images_path: str | os.PathLike[str], labels_path: str | os.PathLike[str],
+                   num_classes: int = NUM_CLASSES) -> int:
     """Checks that an images file and a labels file form a usable MNIST split.
 
     Args:
         images_path: IDX file of 28x28 images.
         labels_path: IDX file of labels, one per image.
+        num_classes: Classes of the data set (labels run from 0 to one less). Defaults to `10`.
 
     Returns:
         The number of examples.
@@ -332,13 +334,13 @@ def validate_split(images_path: str | os.PathLike[str], labels_path: str | os.Pa
             f"{labels.shape[0]} labels; they must pair up one to one. Make sure both files come "
             "from the same download, or delete the folder and run again so it is fetched."
         )
-    bad = labels >= NUM_CLASSES
+    bad = labels >= num_classes
     n_bad = int(np.count_nonzero(bad))
     if n_bad:
         first = int(np.argmax(bad))
         raise DataError(
             f"Labels file {labels_path} has {n_bad} value{'s' if n_bad > 1 else ''} outside "
-            f"0-{NUM_CLASSES - 1} (first: {labels[first]} at index {first}). {_REFETCH}"
+            f"0-{num_classes - 1} (first: {labels[first]} at index {first}). {_REFETCH}"
         )
     return count
 

@@ -46,7 +46,7 @@ _DEPRECATION = "from mindspore.dataset.vision.c_transforms is deprecated"
 
 def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int, training: bool,
                   num_workers: int = 2, num_shards: int | None = None,
-                  shard_id: int | None = None):
+                  shard_id: int | None = None, rows=None, native: int = 28):
     """Builds one split through mindvision's ``Mnist``, with the arguments of the default source.
 
     Training uses ``Mnist(...).run()`` as the tutorial does (shuffled, last incomplete batch
@@ -64,6 +64,10 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
             about four times slower here. Defaults to `2`.
         num_shards: Number of data-parallel workers, or None. Defaults to `None`.
         shard_id: This worker's rank, or None. Defaults to `None`.
+        rows: Only these rows of the files (the held-out split, or the rest), in this order.
+            Defaults to `None`: all.
+        native: The side of the files' images (accepted for symmetry; ``Mnist`` resizes).
+            Defaults to `28`.
 
     Returns:
         A ``mindspore.dataset.Dataset`` yielding ``(image float32 [N,1,S,S], label int32 [N])``.
@@ -72,7 +76,7 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
         ConfigError: mindvision is missing or broken.
         DataError: the folder of links for mindvision cannot be written.
     """
-    del num_workers  # see the docstring
+    del num_workers, native  # see the docstring
     datasets = import_mindvision("mindvision.classification.dataset", "--data-source mindvision")
     root = mindvision_root(Path(folder), split)
     with _quiet_deprecations():
@@ -80,10 +84,27 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
                                 shuffle=training, num_parallel_workers=1,
                                 num_shards=num_shards, shard_id=shard_id, resize=image_size,
                                 download=False)
+        if rows is not None:
+            _keep_rows(reader, rows, training, num_shards, shard_id)
         if training:
             return reader.run()
         reader.transforms()
         return reader.dataset.batch(batch_size, drop_remainder=False)
+
+
+def _keep_rows(reader, rows, training: bool, num_shards, shard_id) -> None:
+    """Makes ``reader`` (mindvision's ``Mnist``) read only ``rows`` of what it parsed, through
+    the same kind of dataset it builds itself (its ``GeneratorDataset`` of parsed arrays)."""
+    import mindspore.dataset as ds
+    from mindvision.dataset.generator import DatasetGenerator
+
+    reader.image, reader.label = reader.image[rows], reader.label[rows]
+    reader.dataset = ds.GeneratorDataset(DatasetGenerator(reader.image, reader.label,
+                                                          mode=reader.mode),
+                                         column_names=list(reader.columns_list),
+                                         num_parallel_workers=reader.num_parallel_workers,
+                                         shuffle=training, num_shards=num_shards,
+                                         shard_id=shard_id)
 
 
 def mindvision_root(folder: Path, split: str) -> Path:

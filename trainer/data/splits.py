@@ -1,5 +1,5 @@
-"""Where a run's digits come from: the four IDX files located (downloaded or generated when
-missing), validated, and presented to MindSpore's reader as a folder of raw files.
+"""IDX files presented to MindSpore's reader as a folder of raw files, and the batch size's
+check against a training split.
 
 Files are validated with :mod:`trainer.data.idx` so a bad file gets a plain message instead of the
 pipeline's traceback, and decompressed when they are gzipped (MindSpore's reader only takes raw
@@ -13,14 +13,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.config import TrainConfig
 from trainer.data.entries import Damaged, cached_entry
 from trainer.data.idx import (
     IMAGE_SIZE,
     NUM_CLASSES,
     SPLIT_FILES,
     find_split,
-    missing_files,
     read_idx,
     read_idx_header,
     validate_split,
@@ -45,58 +43,7 @@ class SplitInfo:
     count: int
 
 
-def ensure_data(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Makes sure the four IDX files of ``cfg``'s data source exist and returns their folder.
-
-    MNIST is downloaded into the data folder when files are missing (unless ``download`` is off);
-    generated digits are written there on first use, and digits generated earlier are used only
-    when they are as many as ``cfg`` asks for.
-
-    Raises:
-        DataError: the files are missing and cannot be fetched or generated, or the generated
-            digits there are of other sizes than ``cfg`` records.
-    """
-    data_dir = cfg.resolved_data_dir()
-    if cfg.data_source == "synthetic":
-        if missing_files(data_dir):
-            from trainer.data.synthetic import generate_digits
-
-            logger.info("Generating %d + %d synthetic digits in %s", cfg.synthetic_train_size,
-                        cfg.synthetic_test_size, data_dir)
-            generate_digits(data_dir, cfg.synthetic_train_size, cfg.synthetic_test_size,
-                            seed=cfg.seed)
-        else:
-            _check_synthetic_sizes(cfg, data_dir)
-        return data_dir
-    from trainer.data.download import ensure_mnist
-
-    return ensure_mnist(data_dir, allow_download=cfg.download, progress=progress)
-
-
-def _check_synthetic_sizes(cfg: TrainConfig, data_dir: Path) -> None:
-    """Refuses digits of other sizes than the configuration records (it would train on other
-    data than ``config.yaml`` says). They are not regenerated in place: earlier runs, and runs
-    going on, use them."""
-    asked = {"train": cfg.synthetic_train_size, "test": cfg.synthetic_test_size}
-    held = {}
-    for split in asked:
-        found = find_split(data_dir / split, split)
-        held[split] = read_idx_header(found[1])[0] if found else None
-    if held == asked:
-        return
-    flags = [f"--synthetic-{split}-size {held[split]}" for split in asked
-             if held[split] != asked[split] and held[split] is not None]
-    raise DataError(
-        f"The data folder {data_dir} holds {held['train']} training and {held['test']} test "
-        f"digits, but this run asks for {asked['train']} and {asked['test']} "
-        "(--synthetic-train-size, --synthetic-test-size); the folder is not generated again, "
-        "since earlier runs used it as it is. Pass " + " ".join(flags) + " to use it, or "
-        "another --data-dir (a new folder gets the digits you ask for), or delete the folder "
-        "to generate it again."
-    )
-
-
-def prepare_split(data_dir: Path, split: str) -> SplitInfo:
+def prepare_split(data_dir: Path, split: str, num_classes: int = NUM_CLASSES) -> SplitInfo:
     """Validates one split and returns a folder holding it as raw IDX files.
 
     MindSpore's reader takes every file of the folder whose name *contains* an expected name, so
@@ -117,14 +64,15 @@ def prepare_split(data_dir: Path, split: str) -> SplitInfo:
         ensure_mnist(data_dir, allow_download=False)  # raises the message listing the files
         raise AssertionError("unreachable: ensure_mnist found the files missing")
     images, labels = found
-    count = validate_split(images, labels)
+    count = validate_split(images, labels, num_classes=num_classes)
     names = SPLIT_FILES[split]
     if not any(p.suffix == ".gz" for p in found) and _only_raw_files(folder, names):
         return SplitInfo(folder, count)
-    return SplitInfo(raw_copies(found, split, count), count)
+    return SplitInfo(raw_copies(found, split, count, num_classes), count)
 
 
-def raw_copies(found: tuple[Path, Path], split: str, count: int) -> Path:
+def raw_copies(found: tuple[Path, Path], split: str, count: int,
+               num_classes: int = NUM_CLASSES) -> Path:
     """A folder named ``split`` holding raw copies of a split's validated files (raw or
     gzipped), in an entry of the cache (checked against its manifest once per run, rebuilt when
     damaged).
@@ -148,7 +96,7 @@ def raw_copies(found: tuple[Path, Path], split: str, count: int) -> Path:
                 "about": f"raw copy of the {count:,} digits in {origin}"}
 
     def check(target: Path, meta: dict) -> None:
-        check_split_folder(target / split, split, count)
+        check_split_folder(target / split, split, count, num_classes)
 
     try:
         return cached_entry(KIND, key.hexdigest()[:16], fill, check) / split
@@ -159,7 +107,8 @@ def raw_copies(found: tuple[Path, Path], split: str, count: int) -> Path:
                         f"{folder} yourself (gunzip).") from None
 
 
-def check_split_folder(folder: Path, split: str, count: int) -> None:
+def check_split_folder(folder: Path, split: str, count: int,
+                       num_classes: int = NUM_CLASSES) -> None:
     """The values of a split in the cache: ``count`` 28x28 images and as many labels, each a
     class.
 
@@ -177,8 +126,8 @@ def check_split_folder(folder: Path, split: str, count: int) -> None:
                       f"{count} x {IMAGE_SIZE} x {IMAGE_SIZE}")
     if values.shape != (count,):
         raise Damaged(f"{labels.name} holds {values.size} labels, not {count}")
-    if count and int(values.max()) >= NUM_CLASSES:
-        raise Damaged(f"{labels.name} holds labels outside 0-{NUM_CLASSES - 1}")
+    if count and int(values.max()) >= num_classes:
+        raise Damaged(f"{labels.name} holds labels outside 0-{num_classes - 1}")
 
 
 def _only_raw_files(folder: Path, names: tuple[str, ...]) -> bool:

@@ -47,7 +47,7 @@ def _holding(network, bundle, net: str):
 
 
 def final_test(cfg, network, step, dataset, best_path, ema: bool,
-               eval_net=None) -> dict[str, Any]:
+               eval_net=None, num_classes: int | None = None) -> dict[str, Any]:
     """Scores the final weights (their moving average with ``--ema-decay``) and, when the run
     kept one, the best checkpoint on the test split.
 
@@ -63,11 +63,12 @@ def final_test(cfg, network, step, dataset, best_path, ema: bool,
     from callbacks.ema_validation import Swap
     from trainer.checkpoint import network_weights, read_checkpoint
 
-    swap = Swap(step.weights, step.ema) if ema else None
+    num_classes = num_classes or cfg.num_classes or 10
+    swap = Swap(step.averaged, step.ema) if ema else None
     if swap is not None:
         swap()
     try:
-        results: dict[str, Any] = {"final": _score(network, dataset, cfg.num_classes, eval_net)}
+        results: dict[str, Any] = {"final": _score(network, dataset, num_classes, eval_net)}
         scored = _values(network)
     finally:
         if swap is not None:
@@ -79,7 +80,7 @@ def final_test(cfg, network, step, dataset, best_path, ema: bool,
             best = dict(results["final"])
         else:
             with _holding(network, bundle, cfg.net):
-                best = _score(network, dataset, cfg.num_classes, eval_net)
+                best = _score(network, dataset, num_classes, eval_net)
             network.set_train(True)
         results["best"] = {**best, "checkpoint": str(best_path), "epoch": bundle.epoch}
     final = results["final"]

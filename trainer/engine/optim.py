@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from trainer.config import TrainConfig
+from trainer.registry import OPTIMIZERS, register_optimizer
 
 
 @dataclass
@@ -78,25 +79,58 @@ def build_optimizer(cfg: TrainConfig, params: list, lr: np.ndarray):
     first-moment decay (beta1) of ``adam`` and ``adamw``.
     """
     import mindspore as ms
-    from mindspore import nn
 
     rates = ms.Tensor(np.asarray(lr, dtype=np.float32))
     groups = parameter_groups(cfg, params)
     decay = cfg.weight_decay if groups is params else 0.0  # per group otherwise
-    if cfg.optimizer == "momentum":
-        return nn.Momentum(groups, rates, cfg.momentum, weight_decay=decay,
-                           use_nesterov=cfg.nesterov)
-    if cfg.optimizer == "sgd":
-        if cfg.nesterov:
-            return nn.SGD(groups, rates, momentum=cfg.momentum, nesterov=True,
-                          weight_decay=decay)
-        return nn.SGD(groups, rates, weight_decay=decay)
-    if cfg.optimizer == "adam":
-        return nn.Adam(groups, rates, beta1=cfg.momentum, weight_decay=decay)
-    if cfg.optimizer == "adamw":
-        return nn.AdamWeightDecay(groups, rates, beta1=cfg.momentum, weight_decay=decay)
-    if cfg.optimizer == "rmsprop":
-        return nn.RMSProp(groups, rates, decay=0.9, weight_decay=decay)
+    return OPTIMIZERS.get(cfg.optimizer)(groups, rates, cfg, decay)
+
+
+# The optimizers, by name: each builds MindSpore's optimizer over ``groups`` with the per-step
+# ``rates``, the configuration's options and the weight decay ``decay`` (0 when it is per group).
+@register_optimizer("momentum", rank=0, nesterov=True,
+                    help="SGD with momentum (--momentum), MindSpore's tutorial's")
+def _momentum(groups, rates, cfg: TrainConfig, decay: float):
+    from mindspore import nn
+
+    return nn.Momentum(groups, rates, cfg.momentum, weight_decay=decay,
+                       use_nesterov=cfg.nesterov)
+
+
+@register_optimizer("sgd", rank=1, nesterov=True, help="plain SGD (with --nesterov, momentum)")
+def _sgd(groups, rates, cfg: TrainConfig, decay: float):
+    from mindspore import nn
+
+    if cfg.nesterov:
+        return nn.SGD(groups, rates, momentum=cfg.momentum, nesterov=True, weight_decay=decay)
+    return nn.SGD(groups, rates, weight_decay=decay)
+
+
+@register_optimizer("adam", rank=2, help="Adam, beta1 --momentum")
+def _adam(groups, rates, cfg: TrainConfig, decay: float):
+    from mindspore import nn
+
+    return nn.Adam(groups, rates, beta1=cfg.momentum, weight_decay=decay)
+
+
+@register_optimizer("adamw", rank=3, help="Adam with decoupled weight decay, beta1 --momentum")
+def _adamw(groups, rates, cfg: TrainConfig, decay: float):
+    from mindspore import nn
+
+    return nn.AdamWeightDecay(groups, rates, beta1=cfg.momentum, weight_decay=decay)
+
+
+@register_optimizer("rmsprop", rank=4, help="RMSProp, decay 0.9")
+def _rmsprop(groups, rates, cfg: TrainConfig, decay: float):
+    from mindspore import nn
+
+    return nn.RMSProp(groups, rates, decay=0.9, weight_decay=decay)
+
+
+@register_optimizer("adagrad", rank=5, help="Adagrad")
+def _adagrad(groups, rates, cfg: TrainConfig, decay: float):
+    from mindspore import nn
+
     return nn.Adagrad(groups, learning_rate=rates, weight_decay=decay)
 
 

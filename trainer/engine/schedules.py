@@ -39,12 +39,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from trainer.config.choices import LR_SCHEDULES
 from trainer.errors import ConfigError
-
-#: Names accepted by :func:`build_schedule` (the one list, shared with ``--lr-schedule``).
-SCHEDULES: tuple[str, ...] = LR_SCHEDULES
-
+from trainer.registry import SCHEDULES as REGISTRY
+from trainer.registry import register_schedule
 
 # --------------------------------------------------------------------------------------------
 # Validation helpers. Every message names the setting, the value received and what is allowed.
@@ -156,6 +153,7 @@ def constant_lr(base_lr: float, total_steps: int) -> list[float]:
     return _constant(base_lr, total_steps).tolist()
 
 
+@register_schedule("constant", rank=0, help="the base rate throughout")
 def _constant(base_lr: float, total_steps: int) -> np.ndarray:
     base_lr = _check_positive("base_lr", base_lr)
     total_steps = _check_int("total_steps", total_steps, 1)
@@ -190,6 +188,7 @@ def step_lr(
     return _step(base_lr, total_steps, steps_per_epoch, step_size, gamma).tolist()
 
 
+@register_schedule("step", rank=1, help="times --lr-gamma every --lr-step-size epochs")
 def _step(
     base_lr: float, total_steps: int, steps_per_epoch: int, step_size: int, gamma: float
 ) -> np.ndarray:
@@ -235,6 +234,7 @@ def multistep_lr(
     return _multistep(base_lr, total_steps, steps_per_epoch, milestones, gamma).tolist()
 
 
+@register_schedule("multistep", rank=2, help="times --lr-gamma at each of --lr-milestones")
 def _multistep(
     base_lr: float,
     total_steps: int,
@@ -279,6 +279,7 @@ def exponential_lr(
     return _exponential(base_lr, total_steps, steps_per_epoch, gamma).tolist()
 
 
+@register_schedule("exponential", rank=3, help="times --lr-gamma every epoch")
 def _exponential(
     base_lr: float, total_steps: int, steps_per_epoch: int, gamma: float
 ) -> np.ndarray:
@@ -316,6 +317,7 @@ def cosine_lr(base_lr: float, total_steps: int, min_lr: float = 0.0) -> list[flo
     return _cosine(base_lr, total_steps, min_lr).tolist()
 
 
+@register_schedule("cosine", rank=4, floor=True, help="cosine annealing to --min-lr")
 def _cosine(base_lr: float, total_steps: int, min_lr: float = 0.0) -> np.ndarray:
     base_lr = _check_positive("base_lr", base_lr)
     total_steps = _check_int("total_steps", total_steps, 1)
@@ -353,6 +355,8 @@ def polynomial_lr(
     return _polynomial(base_lr, total_steps, min_lr, power).tolist()
 
 
+@register_schedule("polynomial", rank=5, floor=True,
+                   help="polynomial decay to --min-lr, power --lr-power")
 def _polynomial(
     base_lr: float, total_steps: int, min_lr: float = 0.0, power: float = 1.0
 ) -> np.ndarray:
@@ -407,6 +411,8 @@ def one_cycle_lr(
     return _one_cycle(max_lr, total_steps, pct_start, div_factor, final_div_factor).tolist()
 
 
+@register_schedule("onecycle", rank=6, warmup=False,
+                   help="one cycle: up to --lr and down again, its own warm-up")
 def _one_cycle(
     max_lr: float,
     total_steps: int,
@@ -596,21 +602,15 @@ def schedule_values(
     """
     base_lr, total_steps, warmup_steps, warmup_start_lr, min_lr = _checked_run(
         name, base_lr, epochs, steps_per_epoch, warmup_epochs, warmup_start_lr, min_lr)
+    from trainer.plugins import declared_arguments
+
     main_steps = total_steps - warmup_steps
-    if name == "constant":
-        values = _constant(base_lr, main_steps)
-    elif name == "step":
-        values = _step(base_lr, main_steps, steps_per_epoch, step_size, gamma)
-    elif name == "multistep":
-        values = _multistep(base_lr, main_steps, steps_per_epoch, milestones, gamma)
-    elif name == "exponential":
-        values = _exponential(base_lr, main_steps, steps_per_epoch, gamma)
-    elif name == "cosine":
-        values = _cosine(base_lr, main_steps, min_lr)
-    elif name == "polynomial":
-        values = _polynomial(base_lr, main_steps, min_lr, power)
-    else:
-        values = _one_cycle(base_lr, main_steps, pct_start, div_factor, final_div_factor)
+    schedule = REGISTRY.get(name)
+    settings = {"steps_per_epoch": steps_per_epoch, "step_size": step_size,
+                "milestones": milestones, "gamma": gamma, "min_lr": min_lr, "power": power,
+                "pct_start": pct_start, "div_factor": div_factor,
+                "final_div_factor": final_div_factor}
+    values = schedule(base_lr, main_steps, **declared_arguments(schedule, settings))
     return _warmup(values, warmup_steps, warmup_start_lr)
 
 
@@ -637,12 +637,16 @@ def _checked_run(name, base_lr, epochs, steps_per_epoch, warmup_epochs, warmup_s
     if not 0.0 <= warmup_start_lr <= base_lr:
         raise _reject("warmup_start_lr", warmup_start_lr, start_allowed)
     min_lr = _check_non_negative("min_lr", min_lr)
-    if name == "onecycle" and warmup_steps > 0:
+    if not REGISTRY.info(name, "warmup", True) and warmup_steps > 0:
         raise _reject(
             "warmup_epochs",
             warmup_epochs,
-            "it must be 0 for the 'onecycle' schedule, which warms up by itself: set pct_start "
+            f"it must be 0 for the '{name}' schedule, which warms up by itself: set pct_start "
             "to choose how much of the run is spent rising",
         )
 
     return base_lr, total_steps, warmup_steps, warmup_start_lr, min_lr
+
+
+#: Names accepted by :func:`build_schedule` (the registry's, as ``--lr-schedule`` offers them).
+SCHEDULES: tuple[str, ...] = REGISTRY.names()

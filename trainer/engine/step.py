@@ -83,7 +83,8 @@ class TrainStep(nn.TrainOneStepCell):
             Defaults to `0.0`.
         accumulate: Micro-batches per optimizer update. Defaults to `1`.
         ema_decay: Keep ``ema.<name>`` = ``decay * ema + (1 - decay) * weight`` after every
-            update, starting from the initial weights (0: off). Defaults to `0.0`.
+            update, starting from the initial weights (0: off), for the weights and batch
+            norm's running statistics (``averaged``). Defaults to `0.0`.
         fast_launch: After the first step, run the compiled graph without ``Cell.__call__``'s
             per-call lookup (see :meth:`__call__`). Defaults to `True`.
         loss_scaler: A ``mindspore.amp`` loss scaler (None: no scaling). Defaults to `None`.
@@ -120,7 +121,12 @@ class TrainStep(nn.TrainOneStepCell):
             self.accum_count = Parameter(Tensor(0, ms.int32), name="grad_accum.count",
                                          requires_grad=False)
         if self.ema_decay > 0:
-            self.ema = self.weights.clone(prefix="ema", init="same")
+            # Batch norm's running statistics are averaged with the weights, so the average is
+            # validated (and exported) with statistics of its own time.
+            buffers = [p for p in backbone.get_parameters() if not p.requires_grad]
+            self.averaged = (ms.ParameterTuple([*self.weights, *buffers]) if buffers
+                             else self.weights)
+            self.ema = self.averaged.clone(prefix="ema", init="same")
         self.scaled = loss_scaler is not None
         if self.scaled:
             self.loss_scaler = loss_scaler
@@ -196,7 +202,7 @@ class TrainStep(nn.TrainOneStepCell):
         done = self.optimizer(grads)
         if self.ema_decay > 0:
             done = ops.depend(self.hyper_map(ops.partial(_ema, self.ema_decay), self.ema,
-                                             self.weights), done)
+                                             self.averaged), done)
         return done
 
     def _accumulate(self, grads):

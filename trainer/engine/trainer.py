@@ -53,11 +53,14 @@ def run_dir_for(cfg: TrainConfig, when: float | None = None) -> Path:
 
 
 class Trainer:
-    """Trains a network on MNIST through ``mindspore.train.Model``.
+    """Trains a network on a data source's images through ``mindspore.train.Model``.
 
     Args:
         config: The run's configuration; copied and validated here (the caller's object is
             never changed). Defaults to `None`: the defaults.
+        source: A data source object (a ``trainer.data.sources.Source``, such as an
+            ``ArraySource`` of a notebook's arrays) to train on instead of
+            ``config.data_source``. Defaults to `None`.
         **overrides: Option values replacing those in ``config``.
 
     Attributes:
@@ -77,10 +80,18 @@ class Trainer:
         0.97
     """
 
-    def __init__(self, config: TrainConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: TrainConfig | None = None, source: Any = None,
+                 **overrides: Any) -> None:
         check_keys(overrides, "Trainer(...) arguments")
         base = config if config is not None else TrainConfig()
         self.config = dataclasses.replace(base, **overrides).validate()
+        self.source = source
+        if source is not None:
+            from trainer.data.sources import as_source
+
+            as_source(source, "The source given to Trainer")
+            self.config.data_source = str(getattr(source, "name", "arrays"))
+        self.prepared = None
         self.run_dir = run_dir_for(self.config)
         self.stop = StopRequest()
         self.show_summary = True
@@ -123,7 +134,7 @@ class Trainer:
                     "by it. Run the same command again.", exit_code=130) from None
 
     def _fit(self, callbacks: list, resume, init_from, overwrite: bool):
-        from trainer.data import locate_splits
+        from trainer.data import prepare_data
         from trainer.engine.context import setup_run_context
         from trainer.engine.rundir import RunDir
         from trainer.engine.wiring import check_callbacks, config_callbacks
@@ -139,7 +150,8 @@ class Trainer:
             from trainer.extras import check_tracking
 
             check_tracking(cfg.trackers())
-        splits = locate_splits(cfg, progress=sys.stderr.isatty())
+        prepared = self.prepared = prepare_data(cfg, progress=sys.stderr.isatty(),
+                                                source=self.source)
         cluster = setup_run_context(cfg)
         if cfg.distributed and not cfg.run_name:
             # Rank 0's clock names the run, so every worker resumes from the same folder.
@@ -150,12 +162,12 @@ class Trainer:
             if claim.replaced:
                 logger.info("Moved the earlier run to %s.", claim.replaced)
         try:
-            return self._train(splits, cluster, user, resume, init_from)
+            return self._train(prepared, cluster, user, resume, init_from)
         finally:
             if claim is not None:
                 claim.release()
 
-    def _train(self, splits, cluster, user: list, resume, init_from):
+    def _train(self, prepared, cluster, user: list, resume, init_from):
         from callbacks.tracking import FAILED, FINISHED, STOPPED
         from trainer.checkpoint.resume import check_resume, find_resume
         from trainer.data import build_run_data
@@ -172,12 +184,15 @@ class Trainer:
         from trainer.tracking import finish_trackers
 
         cfg = self.config
-        built = build_network(cfg.net, cfg.num_classes, kernels=cfg.kernels)
+        info = prepared.info
+        built = build_network(cfg.net, cfg.num_classes or info.num_classes, kernels=cfg.kernels,
+                              in_channels=info.channels, image_size=cfg.image_size,
+                              native=info.image_size)
         self.network, self.image_size = built.cell, built.image_size
         apply_init(self.network, cfg.init)
         if cluster.main and self.show_summary:
             self._log_summary(built)
-        data = self.data = build_run_data(cfg, splits, built.image_size, shards=cluster.size,
+        data = self.data = build_run_data(cfg, prepared, built.image_size, shards=cluster.size,
                                           shard_id=cluster.rank)
         check_run_length(cfg, data.steps_per_epoch)
         self._stop_if_requested()
@@ -247,17 +262,38 @@ class Trainer:
 
         best = run.checkpoint.best_path if run.checkpoint is not None else None
         results = final_test(self.config, self.network, self.train_network, self.data.test,
-                             best, ema=bool(self.config.ema_decay), eval_net=self.eval_network)
+                             best, ema=bool(self.config.ema_decay), eval_net=self.eval_network,
+                             num_classes=self.num_classes)
         run.history.add_test(results)
 
     def resolved_config(self) -> TrainConfig:
         """The configuration as config.yaml and the bundles record it: with the values this run
         uses where an option was left to its default (the data folder, the run directory's
-        name), and a tracking URI's credentials hidden (give them to MLflow through
-        MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead)."""
+        name; what the data source decides, its class count, channels and the network's input
+        side, is in the bundles' data record), and a tracking URI's credentials hidden (give
+        them to MLflow through MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD
+        instead)."""
         return dataclasses.replace(self.config, data_dir=str(self.config.resolved_data_dir()),
                                    run_name=self.run_dir.name,
                                    mlflow_uri=redact(self.config.mlflow_uri))
+
+    @property
+    def num_classes(self) -> int:
+        """The network's outputs: ``--num-classes``, else the data source's class count."""
+        info = self.prepared.info if self.prepared is not None else None
+        return self.config.num_classes or (info.num_classes if info else 10)
+
+    def data_record(self) -> dict[str, Any]:
+        """What a checkpoint records of the data, for evaluation, prediction and export: the
+        source, the kind of images, their channels and side, the class names and the
+        normalisation."""
+        info = self.prepared.info
+        norm = self.data.normalisation if self.data is not None else info.normalisation
+        return {"source": self.config.data_source, "kind": info.kind,
+                "channels": info.channels, "image_size": self.image_size,
+                "num_classes": self.num_classes,
+                "class_names": list(info.class_names),
+                **(norm.to_dict() if norm is not None else {})}
 
     def _record(self, data):
         from trainer.checkpoint.meta import RunRecord
@@ -266,7 +302,7 @@ class Trainer:
         return RunRecord(config=self.resolved_config().to_dict(), fingerprint=cfg.fingerprint(),
                          fingerprint_fields=cfg.fingerprint_fields(),
                          train_count=data.train_count, epochs_planned=cfg.epochs,
-                         workers=distributed.world_size())
+                         workers=distributed.world_size(), data=self.data_record())
 
     def _start(self, bundle, init_from, run) -> int:
         """Restores ``bundle`` (a resume) or loads ``init_from``'s weights; the initial epoch."""
@@ -299,7 +335,9 @@ class Trainer:
     def _log_summary(self, built) -> None:
         from trainer.networks.summary import summarize
 
-        for line in summarize(built.cell, built.image_size, self.config.net).format().split("\n"):
+        text = summarize(built.cell, built.image_size, self.config.net,
+                         in_channels=built.in_channels).format()
+        for line in text.split("\n"):
             logger.info("%s", line)
 
     def summary(self) -> str:
@@ -310,8 +348,11 @@ class Trainer:
         from trainer.networks.summary import summarize
 
         set_mode_and_device(self.config.mode, self.config.device)
-        built = build_network(self.config.net, self.config.num_classes)
-        return summarize(built.cell, built.image_size, self.config.net).format()
+        cfg = self.config
+        built = build_network(cfg.net, cfg.num_classes or 10, in_channels=cfg.channels or 1,
+                              image_size=cfg.image_size)
+        return summarize(built.cell, built.image_size, cfg.net,
+                         in_channels=built.in_channels).format()
 
     def _write_config(self) -> None:
         try:
@@ -329,10 +370,11 @@ class Trainer:
                       if workers > 1 else " on 1 worker")
         if cfg.accumulate_steps > 1:
             batch += f", {cfg.accumulate_steps} per update"
-        where = (f"validating on {data.valid_count} digits held out of the training files "
+        noun = "digits" if self.prepared.info.kind == "digits" else "images"
+        where = (f"validating on {data.valid_count} {noun} held out of the training files "
                  f"(the test split's {data.test_count} are scored once, at the end)"
                  if data.test is not None else
-                 f"validating on the test split's {data.valid_count} digits (--val-split 0)")
+                 f"validating on the test split's {data.valid_count} {noun} (--val-split 0)")
         logger.info("Run directory: %s", self.run_dir)
         logger.info("Training %s on %d samples (%d steps/epoch, %s), %s; %d epoch(s), %s, lr %s "
                     "(%s), mode %s, %s%s.", cfg.net, data.train_count, data.steps_per_epoch,
@@ -374,10 +416,11 @@ class Trainer:
     # --------------------------------------------------------------- evaluate
     def evaluate(self, ckpt: str | Path, results_dir: str | Path | None = None,
                  net: str | None = None) -> dict[str, Any]:
-        """Evaluates a checkpoint on this configuration's test split and writes a report (see
+        """Evaluates a checkpoint on this configuration's test split (or the source object given
+        to the trainer) and writes a report (see
         :func:`trainer.serving.evaluate.evaluate_checkpoint`); builds the network the checkpoint
         records unless ``net`` names another."""
         from trainer.serving.evaluate import evaluate_checkpoint
 
         setup_logging()
-        return evaluate_checkpoint(ckpt, self.config, results_dir, net=net)
+        return evaluate_checkpoint(ckpt, self.config, results_dir, net=net, source=self.source)

@@ -1,4 +1,4 @@
-"""Networks: LeNet-5 and the tutorial MLP, mindvision's LeNet, and users' own factories.
+"""Networks: LeNet-5, the tutorial MLP, mindvision's LeNet, and users' own factories.
 
 Importing this package does not import MindSpore; the network classes load when first used.
 """
@@ -8,15 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.networks.registry import (
-    REGISTRY,
     BuiltNetwork,
     build_network,
+    input_size,
     is_builtin,
     resolve_factory,
 )
+from trainer.registry import NETWORKS
 
-__all__ = ["MLP", "REGISTRY", "BuiltNetwork", "LeNet5", "build_network", "is_builtin",
-           "resolve_factory"]
+__all__ = ["MLP", "NETWORKS", "BuiltNetwork", "LeNet5", "build_network", "input_size",
+           "is_builtin", "resolve_factory"]
 
 _LAZY = {"LeNet5": "trainer.networks.lenet", "MLP": "trainer.networks.mlp"}
 

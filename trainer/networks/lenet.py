@@ -7,8 +7,11 @@ from mindspore.common.initializer import Normal
 
 from trainer.networks.native import native_conv_relu_pool
 from trainer.networks.pool import MaxPool2x2
+from trainer.registry import register_network
 
 
+@register_network("lenet", rank=0, image_size=32, native_kernels=True,
+                  help="LeNet-5 of MindSpore's tutorials, 32x32 inputs")
 class LeNet5(nn.Cell):
     """LeNet-5 as in MindSpore's tutorials: two 5x5 valid convolutions and three dense layers.
 
@@ -23,18 +26,22 @@ class LeNet5(nn.Cell):
 
     Args:
         num_classes: Number of output logits. Defaults to `10`.
-        num_channel: Input channels. Defaults to `1`.
+        in_channels: Input channels. Defaults to `1`.
+        image_size: Side of the square input, at least 16 (the tutorial's 32 leaves 5x5 after
+            the second pooling). Defaults to `32`.
         kernels: ``"native"`` or ``"mindspore"``. Defaults to `"mindspore"`.
     """
 
-    image_size = 32
-
-    def __init__(self, num_classes: int = 10, num_channel: int = 1,
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 32,
                  kernels: str = "mindspore") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(num_channel, 6, 5, pad_mode="valid")
+        if image_size < 16:
+            raise ValueError(f"LeNet-5 needs inputs of at least 16x16 pixels, not {image_size}")
+        self.image_size = image_size
+        side = ((image_size - 4) // 2 - 4) // 2  # after two valid 5x5 convolutions and poolings
+        self.conv1 = nn.Conv2d(in_channels, 6, 5, pad_mode="valid")
         self.conv2 = nn.Conv2d(6, 16, 5, pad_mode="valid")
-        self.fc1 = nn.Dense(16 * 5 * 5, 120, weight_init=Normal(0.02))
+        self.fc1 = nn.Dense(16 * side * side, 120, weight_init=Normal(0.02))
         self.fc2 = nn.Dense(120, 84, weight_init=Normal(0.02))
         self.fc3 = nn.Dense(84, num_classes, weight_init=Normal(0.02))
         self.relu = nn.ReLU()

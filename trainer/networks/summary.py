@@ -59,7 +59,7 @@ def _layers(network) -> list[tuple[str, object]]:
     return layers
 
 
-def summarize(network, image_size: int, net: str = "") -> Summary:
+def summarize(network, image_size: int, net: str = "", in_channels: int = 1) -> Summary:
     """Runs one forward pass of a zero image through ``network`` and records every leaf layer's
     output shape and its own parameters.
 
@@ -71,7 +71,7 @@ def summarize(network, image_size: int, net: str = "") -> Summary:
 
     names = {id(cell): name for name, cell in network.cells_and_names() if name}
     counted: set[int] = set()
-    summary = Summary(net, (1, 1, image_size, image_size))
+    summary = Summary(net, (1, in_channels, image_size, image_size))
 
     def hook(cell, inputs, outputs):
         first = id(cell) not in counted

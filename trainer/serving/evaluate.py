@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.data.transforms import MNIST_MEAN, MNIST_STD
+from trainer.data.transforms import MNIST
 from trainer.fileio import atomic_path, atomic_write_text
 
 # How many misclassified digits mistakes.png shows (a 6 x 6 grid), most confident first.
@@ -37,7 +37,7 @@ class Mistake:
     label: int
     predicted: int
     probability: float
-    image: np.ndarray = field(repr=False)  # [H, W] float32 in [0, 1], for plotting
+    image: np.ndarray = field(repr=False)  # [H, W] or [H, W, 3] float32 in [0, 1], for plotting
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Evaluation:
             first.
         checkpoint: The checkpoint evaluated, for the report. Defaults to `""`.
         net: The network's name, for the report. Defaults to `""`.
+        class_names: One name per class, in label order. Defaults to `None`: the numbers.
     """
 
     matrix: np.ndarray
@@ -58,6 +59,12 @@ class Evaluation:
     mistakes: list[Mistake]
     checkpoint: str = ""
     net: str = ""
+    class_names: list[str] | None = None
+
+    def name(self, k: int) -> str:
+        """The name of class ``k`` (its number when there are no names)."""
+        names = self.class_names
+        return names[k] if names and 0 <= k < len(names) else str(k)
 
     @property
     def count(self) -> int:
@@ -81,7 +88,7 @@ class Evaluation:
         for k in range(self.matrix.shape[0]):
             hits = int(self.matrix[k, k])
             count, predicted = int(true_totals[k]), int(predicted_totals[k])
-            rows.append({"class": k, "count": count, "correct": hits,
+            rows.append({"class": k, "name": self.name(k), "count": count, "correct": hits,
                          "accuracy": hits / count if count else None,
                          "precision": hits / predicted if predicted else None})
         return rows
@@ -92,6 +99,7 @@ class Evaluation:
                 "correct": self.correct, "accuracy": self.accuracy, "loss": self.loss,
                 "per_class": self.per_class(),
                 "confusion_matrix": self.matrix.tolist(),
+                "class_names": [self.name(k) for k in range(self.matrix.shape[0])],
                 "confusion_matrix_axes": "rows: true class, columns: predicted class",
                 "mistakes_shown": [{"index": m.index, "label": m.label, "predicted": m.predicted,
                                     "probability": m.probability} for m in self.mistakes]}
@@ -113,7 +121,8 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
 
 
 def evaluate_network(network, dataset, num_classes: int, *,
-                     keep_mistakes: int = MISTAKES_SHOWN, eval_net=None) -> Evaluation:
+                     keep_mistakes: int = MISTAKES_SHOWN, eval_net=None,
+                     normalisation=MNIST) -> Evaluation:
     """Runs ``network`` over ``dataset`` once and gathers the matrix, the loss and the mistakes.
 
     Args:
@@ -126,6 +135,8 @@ def evaluate_network(network, dataset, num_classes: int, *,
         eval_net: An ``nn.WithEvalCell`` around ``network`` with the mean cross-entropy to run
             instead of a new one: training passes the cell it validated with, whose graph is
             compiled already. Defaults to `None` (a new cell).
+        normalisation: The mean and deviation the images were normalised with, to show the
+            mistakes as they were. Defaults to MNIST's.
 
     Returns:
         An :class:`Evaluation` (``checkpoint`` and ``net`` left empty).
@@ -145,6 +156,8 @@ def evaluate_network(network, dataset, num_classes: int, *,
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     heap: list[tuple[float, int, Mistake]] = []  # the most confident mistakes, smallest on top
     seen = 0
+    mean = np.asarray(normalisation.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(normalisation.std, dtype=np.float32)[:, None, None]
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
         loss, logits, _ = eval_net(images, labels)
         probs = softmax(logits.asnumpy())
@@ -160,7 +173,8 @@ def evaluate_network(network, dataset, num_classes: int, *,
                     continue
                 if pixels is None:
                     pixels = images.asnumpy()
-                image = np.clip(pixels[i, 0] * MNIST_STD + MNIST_MEAN, 0.0, 1.0)
+                image = np.clip(pixels[i] * std + mean, 0.0, 1.0)
+                image = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
                 item = (p, seen + int(i), Mistake(seen + int(i), int(truth[i]),
                                                   int(predicted[i]), p, image))
                 if len(heap) < keep_mistakes:
@@ -176,19 +190,24 @@ def evaluate_network(network, dataset, num_classes: int, *,
 
 def format_report(ev: Evaluation) -> str:
     """The per-class table and the confusion matrix as aligned text."""
-    lines = ["class  count  correct  accuracy  precision"]
-    for row in ev.per_class():
+    rows = ev.per_class()
+    side = max(5, *(len(row["name"]) for row in rows))
+    lines = [f"{'class':<{side}}  count  correct  accuracy  precision"]
+    for row in rows:
         acc = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
         prec = f"{row['precision']:.4f}" if row["precision"] is not None else "-"
-        lines.append(f"{row['class']:>5}  {row['count']:>5}  {row['correct']:>7}  {acc:>8}  "
-                     f"{prec:>9}")
-    lines.append(f"{'all':>5}  {ev.count:>5}  {ev.correct:>7}  {ev.accuracy:>8.4f}")
+        lines.append(f"{row['name']:>{side}}  {row['count']:>5}  {row['correct']:>7}  "
+                     f"{acc:>8}  {prec:>9}")
+    lines.append(f"{'all':>{side}}  {ev.count:>5}  {ev.correct:>7}  {ev.accuracy:>8.4f}")
     width = max(4, len(str(int(ev.matrix.max(initial=0)))) + 1)
     n = ev.matrix.shape[0]
+    named = any(ev.name(k) != str(k) for k in range(n))
     lines += ["", "Confusion matrix (rows: true class, columns: predicted class):",
               "true\\pred" + "".join(f"{k:>{width}}" for k in range(n))]
     for k in range(n):
         lines.append(f"{k:>9}" + "".join(f"{v:>{width}}" for v in ev.matrix[k]))
+    if named:
+        lines.append("Classes: " + ", ".join(f"{k} {ev.name(k)}" for k in range(n)))
     return "\n".join(lines)
 
 
@@ -242,7 +261,8 @@ def plot_confusion(ev: Evaluation, path: str | os.PathLike) -> None:
     """Draws the confusion matrix as a heatmap with the counts in the cells (Agg backend)."""
     matrix = ev.matrix
     n = matrix.shape[0]
-    fig = _figure(max(5.0, 0.55 * n + 2.2), max(4.4, 0.5 * n + 1.8))
+    extra = 0.07 * max(len(ev.name(k)) for k in range(n))  # room for long class names
+    fig = _figure(max(5.0, 0.55 * n + 2.2 + extra), max(4.4, 0.5 * n + 1.8 + extra))
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="samples")
@@ -251,8 +271,9 @@ def plot_confusion(ev: Evaluation, path: str | os.PathLike) -> None:
         if value:
             ax.text(col, row, str(value), ha="center", va="center", fontsize=8,
                     color="white" if value > top / 2 else "black")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
+    labels = [ev.name(k) for k in range(n)]
+    ax.set_xticks(range(n), labels, rotation=90 if max(map(len, labels)) > 2 else 0, fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     name = f"{ev.net}: " if ev.net else ""
@@ -268,7 +289,7 @@ def plot_mistakes(ev: Evaluation, path: str | os.PathLike) -> None:
     wrong = ev.count - ev.correct
     if not shown:
         fig = _figure(4.0, 1.5)
-        fig.text(0.5, 0.5, f"No misclassified digits ({ev.count} evaluated).", ha="center",
+        fig.text(0.5, 0.5, f"No misclassified images ({ev.count} evaluated).", ha="center",
                  va="center")
         _save(fig, Path(path))
         return
@@ -277,18 +298,22 @@ def plot_mistakes(ev: Evaluation, path: str | os.PathLike) -> None:
     fig = _figure(1.35 * cols + 0.3, 1.5 * rows + 0.6)
     for k, mistake in enumerate(shown):
         ax = fig.add_subplot(rows, cols, k + 1)
-        ax.imshow(mistake.image, cmap="gray", vmin=0.0, vmax=1.0)
-        ax.set_title(f"true {mistake.label}, pred {mistake.predicted}\n"
+        if mistake.image.ndim == 3:  # colour, shown in colour
+            ax.imshow(mistake.image, vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(mistake.image, cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(f"true {ev.name(mistake.label)[:12]}, pred "
+                     f"{ev.name(mistake.predicted)[:12]}\n"
                      f"p={mistake.probability:.2f}  #{mistake.index}", fontsize=7)
         ax.axis("off")
-    fig.suptitle(f"{len(shown)} of {wrong} misclassified test digits, most confident first",
+    fig.suptitle(f"{len(shown)} of {wrong} misclassified test images, most confident first",
                  fontsize=9)
     fig.tight_layout()
     _save(fig, Path(path))
 
 
 def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None, *,
-                        net: str | None = None) -> dict[str, Any]:
+                        net: str | None = None, source: Any = None) -> dict[str, Any]:
     """Evaluates a checkpoint's weights on the test split and writes a report.
 
     One pass over the test split of ``cfg``'s data gives the loss, the accuracy, per-class
@@ -303,6 +328,8 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
             (the folder holding ``checkpoints/``), or the folder the checkpoint is in.
         net: The network to build instead of the one the checkpoint records. Defaults to
             `None`.
+        source: A data source object to evaluate on instead of ``cfg.data_source`` (what
+            ``Trainer(source=...)`` trained on). Defaults to `None`.
 
     Returns:
         ``{"accuracy", "loss", "count", "correct", "per_class", "confusion_matrix", "files",
@@ -315,8 +342,8 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
     import logging
     import sys
 
-    from trainer.data import build_run_data, locate_splits
-    from trainer.errors import OutputError, os_fault
+    from trainer.data import build_run_data, prepare_data
+    from trainer.errors import DataError, OutputError, os_fault
     from trainer.extras import check_tracking
     from trainer.serving.loading import load_network
     from trainer.tracking import report_serving
@@ -324,10 +351,19 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
     logger = logging.getLogger("mstrain")
     check_tracking(cfg.trackers())  # a missing extra is refused before any work
     loaded = load_network(ckpt, net=net, device=cfg.device, mode=cfg.mode)
-    splits = locate_splits(cfg, progress=sys.stderr.isatty(), need_train=False)
-    data = build_run_data(cfg, splits, loaded.image_size)
-    ev = evaluate_network(loaded.cell, data.valid, loaded.num_classes)
+    prepared = prepare_data(cfg, progress=sys.stderr.isatty(), need_train=False, source=source)
+    info = prepared.info
+    if info.channels != loaded.in_channels or info.num_classes > loaded.num_classes:
+        raise DataError(f"Checkpoint {loaded.bundle.path} was trained on {loaded.in_channels}-"
+                        f"channel images of {loaded.num_classes} classes, but --data-source "
+                        f"{cfg.data_source} ({info.about}) has {info.channels}-channel images of "
+                        f"{info.num_classes} classes. Evaluate it on the data it was trained on "
+                        "(--data-source and --data-dir as in its config.yaml).")
+    data = build_run_data(cfg, prepared, loaded.image_size, normalisation=loaded.normalisation)
+    ev = evaluate_network(loaded.cell, data.valid, loaded.num_classes,
+                          normalisation=data.normalisation)
     ev.checkpoint, ev.net = str(loaded.bundle.path), loaded.net
+    ev.class_names = loaded.class_names or list(info.class_names)
     logger.info("Checkpoint %s: test accuracy %.4f (%d/%d), test loss %.4f.", loaded.bundle.path,
                 ev.accuracy, ev.correct, ev.count, ev.loss)
     logger.info("%s", format_report(ev))

@@ -7,7 +7,8 @@ otherwise); only when its outputs match the network's (``numpy.allclose`` with r
 1e-5) is it copied atomically into place. A file that does not match is never left behind.
 
 * MINDIR (``mindspore.export``) keeps the batch dimension dynamic by default: the input is
-  ``[N, 1, S, S]`` float32 for any N, checked with batches of two sizes (31 images, then 1).
+  ``[N, C, S, S]`` float32 (the channels and side the checkpoint records) for any N, checked
+  with batches of two sizes (31 images, then 1).
   ``--export-batch N`` fixes it. It is loaded back with ``mindspore.load`` and ``nn.GraphCell``.
 * ONNX (``mindspore.onnx.export``, input ``image``, output ``logits``) needs a fixed batch in
   MindSpore 2.7 (its dynamic axes leave the output declared with batch 1), so it is exported with
@@ -30,15 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from trainer.config import EXPORT_FORMATS, TrainConfig
+from trainer.config import TrainConfig
 from trainer.errors import ConfigError, OutputError, UserError, os_fault
 from trainer.extras import extra_hint
 from trainer.fileio import atomic_path
+from trainer.serving import FORMATS
 
 logger = logging.getLogger("mstrain")
 
-FORMATS = EXPORT_FORMATS
-SUFFIXES = {"mindir": ".mindir", "onnx": ".onnx"}
+SUFFIXES = {"mindir": ".mindir", "onnx": ".onnx"}  # one per format of trainer.serving.FORMATS
 VERIFY_COUNT = 32
 RTOL = ATOL = 1e-5
 # MindSpore refuses file names with other characters (spaces, non-ASCII) when exporting.
@@ -106,17 +107,18 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
     check_tracking(cfg.trackers())  # a missing extra is refused before any work
     loaded = load_network(ckpt, net=net, device=cfg.device, mode=cfg.mode)
     bundle, network, size, name = loaded.bundle, loaded.cell, loaded.image_size, loaded.net
+    channels = loaded.in_channels
     folder = Path(out_dir) if out_dir else output_folder(bundle.path) / "export"
     target = folder / f"{slug(name)}{SUFFIXES[fmt]}"
-    inputs, checked_on = verification_inputs(cfg, size)
+    inputs, checked_on = verification_inputs(cfg, loaded)
 
     with tempfile.TemporaryDirectory(prefix="mstrain-export-") as work:
         if not _SAFE_NAME.match(work):
             raise ConfigError(f"The temporary folder {work} has characters MindSpore refuses in "
                               "export paths; set TMPDIR to a plain ASCII path such as /tmp.")
-        written = _export(network, Path(work) / "model", fmt, batch, size, name)
-        difference, structure, checked_on = _verify(written, network, fmt, batch, size, inputs,
-                                                    checked_on, target)
+        written = _export(network, Path(work) / "model", fmt, batch, (channels, size), name)
+        difference, structure, checked_on = _verify(written, network, fmt, batch,
+                                                    (channels, size), inputs, checked_on, target)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(target, suffix=SUFFIXES[fmt]) as tmp:
@@ -125,7 +127,7 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
             raise OutputError(f"Cannot write {target}: {os_fault(exc)}. Pass "
                               "--results-dir DIR, a folder you may write to.") from None
 
-    shape = f"[{batch if batch else 'N'}, 1, {size}, {size}] float32"
+    shape = f"[{batch if batch else 'N'}, {channels}, {size}, {size}] float32"
     if difference is not None:
         how = (f"outputs match the checkpoint on {checked_on} (largest difference "
                f"{difference:.2g})")
@@ -139,8 +141,9 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
     return ExportResult(target, batch, difference, checked_on)
 
 
-def _verify(written: Path, network, fmt: str, batch: int | None, size: int, inputs: np.ndarray,
-            checked_on: str, target: Path) -> tuple[float | None, str | None, str]:
+def _verify(written: Path, network, fmt: str, batch: int | None, size: tuple[int, int],
+            inputs: np.ndarray, checked_on: str,
+            target: Path) -> tuple[float | None, str | None, str]:
     """Runs the exported file on ``inputs`` and compares it with the network.
 
     Returns:
@@ -172,45 +175,59 @@ def _verify(written: Path, network, fmt: str, batch: int | None, size: int, inpu
     return difference, structure, checked_on
 
 
-def verification_inputs(cfg: TrainConfig, image_size: int) -> tuple[np.ndarray, str]:
-    """Network inputs to compare on: the first test images if the split is at hand, else random.
+def verification_inputs(cfg: TrainConfig, loaded) -> tuple[np.ndarray, str]:
+    """Network inputs to compare on: the first test images of the configuration's data source
+    when they are at hand (of the checkpoint's channels), else random images.
 
     Nothing is downloaded or generated for this.
 
     Returns:
-        ``([32, 1, S, S] float32, description)``.
+        ``([32, C, S, S] float32, description)``.
     """
-    from trainer.data.idx import IMAGE_SIZE, find_split, read_idx
+    from trainer.data.cache import decode_split
+    from trainer.data.sources import make_source
+    from trainer.data.transforms import value_table
     from trainer.errors import DataError
-    from trainer.serving.predict import network_inputs
 
-    found = find_split(cfg.resolved_data_dir() / "test", "test")
-    images = None
-    if found is not None:
-        try:
-            images = read_idx(found[0])[:VERIFY_COUNT]
-            where = f"the first {len(images)} test images of {found[0].parent}"
-        except DataError as exc:
-            logger.warning("Not verifying on the test split: %s", exc)
-    if images is None or images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+    size, channels = loaded.image_size, loaded.in_channels
+    images, where = None, ""
+    try:
+        source = make_source(cfg, progress=False)
+        info = source.prepare(fetch=False)
+        if info.channels == channels:
+            images = decode_split(source, "test", image_size=size,
+                                   num_classes=info.num_classes,
+                                   channels=channels)[0][:VERIFY_COUNT]
+            where = f"the first {len(images)} test images of {info.about}"
+    except (DataError, ConfigError) as exc:
+        logger.warning("Not verifying on the test split: %s", str(exc).split(". ")[0])
+    if images is None:
         rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, size=(VERIFY_COUNT, IMAGE_SIZE, IMAGE_SIZE),
-                              dtype=np.uint8)
+        images = rng.integers(0, 256, size=(VERIFY_COUNT, channels, size, size), dtype=np.uint8)
         where = f"{VERIFY_COUNT} random images (no test split in {cfg.resolved_data_dir()})"
-    return network_inputs(images, image_size), where
+    values = value_table(loaded.normalisation) if loaded.normalisation is not None else None
+    if values is None:
+        return (np.asarray(images, dtype=np.float32) / 255.0), where
+    out = np.empty(images.shape, dtype=np.float32)
+    for channel in range(channels):
+        out[:, channel] = values[channel][images[:, channel]]
+    return out, where
 
 
-def _export(network, stem: Path, fmt: str, batch: int | None, size: int, net: str) -> Path:
-    """Writes ``stem`` + suffix (MindSpore appends the suffix itself) and returns its path."""
+def _export(network, stem: Path, fmt: str, batch: int | None, shape: tuple[int, int],
+            net: str) -> Path:
+    """Writes ``stem`` + suffix (MindSpore appends the suffix itself) and returns its path;
+    the input is ``[batch, C, S, S]`` for ``shape`` ``(C, S)``."""
     import mindspore as ms
 
+    channels, size = shape
     try:
         if fmt == "mindir":
-            shape = [batch, 1, size, size] if batch else [None, 1, size, size]
+            shape = [batch, channels, size, size] if batch else [None, channels, size, size]
             ms.export(network, ms.Tensor(shape=shape, dtype=ms.float32), file_name=str(stem),
                       file_format="MINDIR")
         else:
-            example = ms.Tensor(np.zeros((batch, 1, size, size), dtype=np.float32))
+            example = ms.Tensor(np.zeros((batch, channels, size, size), dtype=np.float32))
             ms.onnx.export(network, example, file_name=str(stem), input_names=["image"],
                            output_names=["logits"])
     except (RuntimeError, ValueError, TypeError) as exc:
@@ -317,7 +334,7 @@ def _onnx_dims(value_info: bytes) -> list[int | str]:
     return dims
 
 
-def _onnx_structure(path: Path, network, batch: int, size: int) -> str:
+def _onnx_structure(path: Path, network, batch: int, shape: tuple[int, int]) -> str:
     """Checks an ONNX file without onnx packages: shapes, and every weight stored unchanged.
 
     Returns:
@@ -346,8 +363,9 @@ def _onnx_structure(path: Path, network, batch: int, size: int) -> str:
         raise fail(f"it cannot be decoded ({exc or 'a required field is missing'})") from None
     if not nodes:
         raise fail("its graph has no operators")
-    if inputs != [[batch, 1, size, size]]:
-        raise fail(f"its inputs are {inputs}, expected [[{batch}, 1, {size}, {size}]]")
+    channels, size = shape
+    if inputs != [[batch, channels, size, size]]:
+        raise fail(f"its inputs are {inputs}, expected [[{batch}, {channels}, {size}, {size}]]")
     if len(outputs) != 1 or outputs[0][0] != batch:
         raise fail(f"its outputs are {outputs}, expected one of batch {batch}")
     params = list(network.get_parameters())
@@ -363,5 +381,5 @@ def _onnx_structure(path: Path, network, batch: int, size: int) -> str:
     total = len(params)
     if compared == 0:
         raise fail("none of the network's weights is stored under its name")
-    return (f"{len(nodes)} operators, input [{batch}, 1, {size}, {size}], {compared} of {total} "
-            "weights identical to the checkpoint's")
+    return (f"{len(nodes)} operators, input [{batch}, {channels}, {size}, {size}], {compared} "
+            f"of {total} weights identical to the checkpoint's")

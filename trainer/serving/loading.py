@@ -25,6 +25,12 @@ class LoadedNetwork:
         net: The network's name (a registry name, or a ``pkg.mod:factory`` you named).
         num_classes: Its outputs.
         bundle: The checkpoint that was loaded.
+        in_channels: Channels of its input. Defaults to `1`.
+        class_names: The data's class names, in label order, or None (not recorded).
+        kind: ``digits`` or ``natural``: how predict.py prepares a picture. Defaults to
+            `"digits"`.
+        normalisation: The mean and deviation the run normalised with (MNIST's for runs saved
+            before it was recorded).
     """
 
     cell: Any
@@ -32,6 +38,15 @@ class LoadedNetwork:
     net: str
     num_classes: int
     bundle: Bundle
+    in_channels: int = 1
+    class_names: list[str] | None = None
+    kind: str = "digits"
+    normalisation: Any = None
+
+    def class_name(self, index: int) -> str:
+        """The name of class ``index`` (its number when the run recorded no names)."""
+        names = self.class_names
+        return names[index] if names and 0 <= index < len(names) else str(index)
 
 
 def network_of(bundle: Bundle, net: str | None = None) -> tuple[str, int]:
@@ -85,9 +100,19 @@ def load_network(checkpoint: str | os.PathLike | Bundle, *, net: str | None = No
     bundle = checkpoint if isinstance(checkpoint, Bundle) else read_checkpoint(checkpoint)
     if not isinstance(checkpoint, Bundle) and Path(checkpoint).is_dir():
         logger.info("Using %s.", bundle.describe())
+    from trainer.data.sources import Normalisation
+    from trainer.data.transforms import MNIST
+
     name, num_classes = network_of(bundle, net)
+    run = bundle.meta.run if bundle.meta else None
+    channels = run.in_channels if run else 1
     set_mode_and_device(mode, device)
-    built = build_network(name, num_classes)
+    built = build_network(name, num_classes, in_channels=channels,
+                          image_size=(run.image_size or 0) if run else 0)
     load_weights(built.cell, bundle, net=name)
     built.cell.set_train(False)
-    return LoadedNetwork(built.cell, built.image_size, name, num_classes, bundle)
+    norm = Normalisation.from_dict(run.data, channels) if run else None
+    return LoadedNetwork(built.cell, built.image_size, name, num_classes, bundle,
+                         in_channels=channels, class_names=run.class_names if run else None,
+                         kind=run.kind if run else "digits",
+                         normalisation=norm or (MNIST if channels == 1 else None))

@@ -1,13 +1,18 @@
-"""Read digits from your own images with a trained checkpoint.
+"""Read your own images with a trained checkpoint.
 
 ``python predict.py --ckpt runs/demo photo.jpg scans/ t10k-images-idx3-ubyte.gz`` prints the three
-most likely classes of every image. Images of any size and colour are first brought to MNIST's
-convention, the way the MNIST digits themselves were made: grayscale, light digit on a dark
-background (a light background is detected from the border and inverted), cropped to the digit,
-scaled to fit a 20x20 box keeping the aspect ratio, and pasted into 28x28 with the centre of mass
-in the middle. Then the training pipeline's own per-image operations
-(:func:`trainer.data.image_transforms`) turn them into network inputs. IDX files hold MNIST-style
-digits already and skip the first step.
+most likely classes of every image, by name. How a picture is prepared depends on what the
+checkpoint was trained on (its record of the data):
+
+* digits (MNIST, generated digits, KMNIST): images of any size and colour are first brought to
+  MNIST's convention, the way the MNIST digits themselves were made: grayscale, light digit on a
+  dark background (a light background is detected from the border and inverted), cropped to the
+  digit, scaled to fit a 20x20 box keeping the aspect ratio, and pasted into 28x28 with the centre
+  of mass in the middle. Then the training pipeline's own per-image operations
+  (:func:`trainer.data.image_transforms`) turn them into network inputs. IDX files hold
+  MNIST-style digits already and skip the first step.
+* other images (photos, Fashion-MNIST): converted to the model's channels (grayscale or RGB),
+  resized to its input side, and normalised as training normalised them.
 
 Nothing here imports MindSpore until the arguments are parsed and the images are read, so
 ``--help`` and mistakes in the inputs answer at once.
@@ -148,11 +153,19 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         DataError: the file is missing, not an image, or damaged (the message names it).
     """
+    return _read_image(Path(path), to_mnist)
+
+
+def _read_image(path: Path, convert) -> np.ndarray:
+    """Opens an image file within the pixel limit and returns ``convert(image)``.
+
+    Raises:
+        DataError: the file is missing, not an image, damaged or too large.
+    """
     from PIL import Image
 
     from trainer.limits import IMAGE_MAX_PIXELS
 
-    path = Path(path)
     too_big = (f"Image {path} is larger than the limit of {IMAGE_MAX_PIXELS:,} pixels for a "
                "picture of a digit. Crop or shrink it first.")
     try:
@@ -161,7 +174,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             if width * height > IMAGE_MAX_PIXELS:
                 raise DataError(too_big.replace("is larger", f"is {width}x{height} pixels, more"))
             image.load()
-            return to_mnist(image)
+            return convert(image)
     except DataError:
         raise
     except Image.DecompressionBombError:  # Pillow's own, larger bound, checked in open()
@@ -180,9 +193,55 @@ class Inputs:
     """Images ready for the network, with a name per image and the labels when known."""
 
     names: list[str]
-    images: np.ndarray  # [N, 28, 28] uint8, MNIST convention
+    images: np.ndarray  # [N, 28, 28] uint8 in MNIST's convention, or [N, C, S, S] uint8
     labels: np.ndarray | None = None
     blank: set[int] = field(default_factory=set)  # images that hold no digit
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """How pictures become network inputs: ``digits`` (MNIST's convention, 28x28) or
+    ``natural`` (``channels`` and ``image_size`` of the model)."""
+
+    kind: str = "digits"
+    channels: int = 1
+    image_size: int = IMAGE_SIZE
+
+    @classmethod
+    def of(cls, loaded) -> Preparation:
+        """The preparation a loaded checkpoint's record asks for."""
+        if loaded.kind == "digits" and loaded.in_channels == 1:
+            return cls()
+        return cls("natural", loaded.in_channels, loaded.image_size)
+
+    @property
+    def digits(self) -> bool:
+        return self.kind == "digits"
+
+
+def load_picture(path: str | os.PathLike, channels: int, image_size: int) -> np.ndarray:
+    """Reads an image file as a model of ``channels`` and ``image_size`` takes it: converted to
+    grayscale or RGB (transparent pixels over white, the camera's orientation applied) and
+    resized bilinearly; ``[C, S, S]`` uint8.
+
+    Raises:
+        DataError: the file is missing, not an image, damaged or too large (the message names
+            it).
+    """
+    from PIL import Image, ImageOps
+
+    def convert(image) -> np.ndarray:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)),
+                                          rgba)
+        image = image.convert("L" if channels == 1 else "RGB")
+        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+        return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+    return _read_image(Path(path), convert)
 
 
 def refuse_special(path: Path, what: str = "Input",
@@ -216,7 +275,7 @@ def _is_idx(path: Path) -> bool:
     return head == _IDX_IMAGES_MAGIC
 
 
-def _read_idx_images(path: Path) -> np.ndarray:
+def _read_idx_images(path: Path, preparation: Preparation = Preparation()) -> np.ndarray:
     from trainer.data.idx import read_idx, read_idx_header
     from trainer.limits import IDX_MAX_REFIT_PIXELS, IDX_MAX_SIDE, PREDICT_MAX_IMAGES
 
@@ -230,6 +289,16 @@ def _read_idx_images(path: Path) -> np.ndarray:
                         f"pixels, more than the limit of {IDX_MAX_REFIT_PIXELS:,} pixels of "
                         "images that are not 28x28 (each is refitted to MNIST's convention). "
                         "Split the file, or resize the images to 28x28 first.")
+    if not preparation.digits:
+        if preparation.channels != 1:
+            raise DataError(f"IDX file {path} holds grayscale images, but the checkpoint's "
+                            f"network takes {preparation.channels}-channel images. Pass image "
+                            "files (PNG, JPEG) instead.")
+        from trainer.data.cache import resize
+
+        images = read_idx(path, max_items=PREDICT_MAX_IMAGES, max_side=IDX_MAX_SIDE)
+        return resize(images[:, None], preparation.image_size) if len(images) else \
+            np.zeros((0, 1, preparation.image_size, preparation.image_size), np.uint8)
     images = read_idx(path, max_items=PREDICT_MAX_IMAGES, max_side=IDX_MAX_SIDE)
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         # Not MNIST-sized: treat every entry as a picture to bring to the convention.
@@ -238,12 +307,15 @@ def _read_idx_images(path: Path) -> np.ndarray:
 
 
 def collect_inputs(paths: Sequence[str | os.PathLike],
-                   labels: str | os.PathLike | None = None) -> Inputs:
+                   labels: str | os.PathLike | None = None,
+                   preparation: Preparation = Preparation()) -> Inputs:
     """Reads every input: image files, folders of images (not recursive) and IDX images files.
 
     Args:
         paths: What the user named.
         labels: An IDX labels file for the one IDX images input. Defaults to `None`.
+        preparation: How pictures become inputs (see :class:`Preparation`). Defaults to
+            digits in MNIST's convention.
 
     Raises:
         DataError: a path does not exist, a folder holds no images, a file cannot be read, or the
@@ -255,6 +327,11 @@ def collect_inputs(paths: Sequence[str | os.PathLike],
     names: list[str] = []
     arrays: list[np.ndarray] = []
     idx_inputs = []
+    if preparation.digits:
+        read = load_image
+    else:
+        def read(file: Path) -> np.ndarray:
+            return load_picture(file, preparation.channels, preparation.image_size)
     for raw in paths:
         path = _existing(Path(raw))
         refuse_special(path)
@@ -270,24 +347,27 @@ def collect_inputs(paths: Sequence[str | os.PathLike],
                                 "that holds some.")
             for file in files:
                 names.append(str(file))
-                arrays.append(load_image(file)[None])
+                arrays.append(read(file)[None])
         elif not path.exists():
             raise DataError(f"Input {path} does not exist. Name image files, folders of images "
                             "or an IDX images file.")
         elif _is_idx(path):
-            images = _read_idx_images(path)
+            images = _read_idx_images(path, preparation)
             idx_inputs.append((path, len(names), len(images)))
             names += [f"{path}[{i}]" for i in range(len(images))]
             arrays.append(images)
         else:
             names.append(str(path))
-            arrays.append(load_image(path)[None])
-    images = np.concatenate(arrays) if arrays else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+            arrays.append(read(path)[None])
+    empty = ((0, IMAGE_SIZE, IMAGE_SIZE) if preparation.digits else
+             (0, preparation.channels, preparation.image_size, preparation.image_size))
+    images = np.concatenate(arrays) if arrays else np.zeros(empty, np.uint8)
     if len(images) > PREDICT_MAX_IMAGES:
         raise DataError(f"The inputs hold {len(images):,} images, more than the limit of "
                         f"{PREDICT_MAX_IMAGES:,} for one predict.py call. Predict them in several "
                         "calls.")
-    blank = {int(i) for i in np.flatnonzero(~images.reshape(len(images), -1).any(axis=1))}
+    blank = ({int(i) for i in np.flatnonzero(~images.reshape(len(images), -1).any(axis=1))}
+             if preparation.digits else set())
     result = Inputs(names, images, blank=blank)
     if labels is not None:
         if len(idx_inputs) != 1 or len(paths) != 1:
@@ -317,38 +397,55 @@ def _existing(path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------- inference
-def network_inputs(images: np.ndarray, image_size: int) -> np.ndarray:
-    """Applies the training pipeline's per-image operations to MNIST-style uint8 digits.
+def network_inputs(images: np.ndarray, image_size: int, normalisation=None) -> np.ndarray:
+    """Applies the training pipeline's per-image operations to uint8 images.
 
     Args:
-        images: ``[N, 28, 28]`` uint8.
+        images: ``[N, 28, 28]`` uint8 MNIST-style digits, or ``[N, C, S, S]`` uint8 images of
+            the network's side.
         image_size: Side the network expects (32 for LeNet, 28 for the MLP).
+        normalisation: The mean and deviation training normalised with. Defaults to `None`:
+            MNIST's.
 
     Returns:
-        ``[N, 1, image_size, image_size]`` float32, exactly as training feeds the network.
+        ``[N, C, image_size, image_size]`` float32, exactly as training feeds the network.
     """
+    from trainer.data.transforms import MNIST
+
+    norm = normalisation or MNIST
+    if images.ndim == 4:
+        from trainer.data.transforms import value_table
+
+        values = value_table(norm)
+        out = np.empty(images.shape, dtype=np.float32)
+        for channel in range(images.shape[1]):
+            out[:, channel] = values[channel][images[:, channel]]
+        return out
     from mindspore.dataset import transforms
 
     from trainer.data import image_transforms
 
-    ops = transforms.Compose(image_transforms(image_size))
+    ops = transforms.Compose(image_transforms(image_size, norm))
     if not len(images):
         return np.zeros((0, 1, image_size, image_size), dtype=np.float32)
     return np.stack([ops(np.ascontiguousarray(im)[:, :, None]) for im in images])
 
 
 def predict_probabilities(network, images: np.ndarray, image_size: int,
-                          batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for MNIST-style digits, ``batch_size`` images per network call.
+                          batch_size: int = 256, normalisation=None) -> np.ndarray:
+    """Class probabilities for images (see :func:`network_inputs`), ``batch_size`` images per
+    network call.
 
     Every call gets the same batch shape (the last batch is padded), so a graph-mode network is
     compiled once.
 
     Args:
         network: A ``mindspore.nn.Cell`` in inference mode that returns logits.
-        images: ``[N, 28, 28]`` uint8 digits.
+        images: ``[N, 28, 28]`` uint8 digits, or ``[N, C, S, S]`` uint8 images.
         image_size: Side the network expects.
         batch_size: Images per call. Defaults to `256`.
+        normalisation: The mean and deviation training normalised with. Defaults to `None`:
+            MNIST's.
 
     Returns:
         ``[N, num_classes]`` float64 probabilities.
@@ -360,7 +457,7 @@ def predict_probabilities(network, images: np.ndarray, image_size: int,
     batch = max(1, min(batch_size, len(images)))
     chunks = []
     for start in range(0, len(images), batch):
-        x = network_inputs(images[start:start + batch], image_size)
+        x = network_inputs(images[start:start + batch], image_size, normalisation)
         real = len(x)
         if real < batch:
             x = np.concatenate([x, np.zeros((batch - real, *x.shape[1:]), dtype=x.dtype)])

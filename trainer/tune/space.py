@@ -33,6 +33,8 @@ NOT_SEARCHABLE = {
     "data_dir": "every trial of a study trains on the same data",
     "data_source": "every trial of a study trains on the same data",
     "download": "every trial of a study trains on the same data",
+    "channels": "every trial of a study trains on the same data",
+    "test_split": "every trial of a study trains on the same data",
     "epochs": "every trial trains for the same number of epochs (the pruner stops poor ones "
               "early); set it with the fixed keys or --epochs",
     "monitor": "the study optimises --monitor, the same metric for every trial; set it with the "
@@ -320,7 +322,9 @@ def _parse_param(key: str, spec: Any, where: str) -> Param:
     if "choices" in spec:
         return _parse_choices(key, spec, label)
     if kind not in (int, float):
-        allowed = field.metadata.get("choices") or ((False, True) if kind is bool else ())
+        registry = field.metadata.get("registry")
+        allowed = (field.metadata.get("choices") or (registry.names() if registry else ())
+                   or ((False, True) if kind is bool else ()))
         example = f"[{', '.join(map(str, allowed))}]" if allowed else "[a, b]"
         raise ConfigError(f"{label} is a range, but '{key}' is not a number; list the values "
                           f"to draw instead, e.g. {key}: {example}.")
