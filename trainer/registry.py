@@ -67,7 +67,14 @@ class Registry:
         ``rank`` orders the names in lists (lower first, then by module name).
         """
         def record(obj: T) -> T:
-            if name in self._objects and self._objects[name] is not obj:
+            declared = self.entries().get(name)
+            if declared is not None and getattr(obj, "__module__", None) != declared.module:
+                # A copy of the declaring module's code run elsewhere (MindSpore's O1 conversion
+                # executes a rewritten copy of the network's module): the entry stays the
+                # declaring module's own.
+                return obj
+            known = self._objects.get(name)
+            if known is not None and known is not obj:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._objects[name] = obj
             return obj
