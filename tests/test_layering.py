@@ -12,6 +12,7 @@ each callback works with a plain ``Model``.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,9 +33,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _sources() -> dict[str, Path]:
+@functools.cache
+def _trees() -> dict[str, ast.Module]:
+    """Every project module's syntax tree, parsed once for all the tests here."""
     paths = [*ROOT.glob("trainer/**/*.py"), *ROOT.glob("callbacks/**/*.py")]
-    return {_module_name(path): path for path in paths}
+    return {_module_name(path): ast.parse(path.read_text()) for path in paths}
 
 
 def _lazy_targets(tree: ast.Module) -> set[str]:
@@ -48,17 +51,17 @@ def _lazy_targets(tree: ast.Module) -> set[str]:
     return found
 
 
+@functools.cache
 def _imports() -> dict[str, set[str]]:
     """Every project module and the project modules it imports (also inside functions).
 
     ``from package import module`` counts as an import of the module, not of the package's
     ``__init__``.
     """
-    sources = _sources()
-    modules = set(sources)
+    trees = _trees()
+    modules = set(trees)
     graph: dict[str, set[str]] = {}
-    for name, path in sources.items():
-        tree = ast.parse(path.read_text())
+    for name, tree in trees.items():
         found = _lazy_targets(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -113,10 +116,9 @@ def test_architecture_page_states_this_order():
 
 
 def test_the_final_test_and_serving_share_evaluate_network_below_the_engine():
-    sources = _sources()
     defining = sorted(
-        name for name, path in sources.items()
-        for node in ast.walk(ast.parse(path.read_text()))
+        name for name, tree in _trees().items()
+        for node in ast.walk(tree)
         if isinstance(node, ast.FunctionDef) and node.name == "evaluate_network")
     assert defining == ["trainer.evaluation"]
     graph = _imports()
@@ -127,10 +129,9 @@ def test_the_final_test_and_serving_share_evaluate_network_below_the_engine():
 def test_training_reaches_serving_only_through_trainer_evaluate():
     """The engine's one way into serving is ``Trainer.evaluate`` (a checkpoint's report); no
     part of a training run, the final test included, imports a serving module."""
-    for name, path in _sources().items():
+    for name, tree in _trees().items():
         if _layer(name) != "engine":
             continue
-        tree = ast.parse(path.read_text())
         allowed = {id(node) for fn in ast.walk(tree)
                    if isinstance(fn, ast.FunctionDef) and fn.name == "evaluate"
                    and name == "trainer.engine.trainer" for node in ast.walk(fn)}
@@ -185,10 +186,9 @@ def test_no_cycles_between_packages():
 
 def test_no_module_level_import_cycles():
     top: dict[str, set[str]] = {}
-    for path in [*ROOT.glob("trainer/**/*.py"), *ROOT.glob("callbacks/**/*.py")]:
-        name = _module_name(path)
+    for name, tree in _trees().items():
         found = set()
-        for node in ast.parse(path.read_text()).body:
+        for node in tree.body:
             if isinstance(node, ast.ImportFrom) and node.module:
                 found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
             elif isinstance(node, ast.Import):
