@@ -14,8 +14,8 @@ import mindspore.dataset as ds  # noqa: E402
 from mindspore import nn  # noqa: E402
 
 from trainer.engine import final_test as ft  # noqa: E402
+from trainer.evaluation import evaluate_network  # noqa: E402
 from trainer.networks import LeNet5  # noqa: E402
-from trainer.serving.evaluate import evaluate_network  # noqa: E402
 
 
 def _test_split(count: int = 96):
@@ -39,7 +39,7 @@ def scoring(monkeypatch):
         passes.append(kwargs.get("eval_net"))
         return evaluate_network(net, dataset, num_classes, **kwargs)
 
-    monkeypatch.setattr("trainer.serving.evaluate.evaluate_network", counted)
+    monkeypatch.setattr("trainer.evaluation.evaluate_network", counted)
     cfg = SimpleNamespace(num_classes=10, net="lenet")
     return SimpleNamespace(network=network, eval_net=eval_net, passes=passes, cfg=cfg)
 

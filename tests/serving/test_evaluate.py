@@ -11,13 +11,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_train
-from trainer.serving.evaluate import (
-    Evaluation,
-    confusion_matrix,
-    format_report,
-    output_folder,
-    softmax,
-)
+from trainer.evaluation import Evaluation, confusion_matrix, softmax
+from trainer.serving.evaluate import format_report, output_folder
 
 pytest_plugins = ["tests.trained"]
 

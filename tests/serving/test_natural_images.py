@@ -52,7 +52,8 @@ def test_evaluating_on_other_data_is_refused(photos_run, digits_dir):
 
 
 def test_mistakes_of_colour_images_are_drawn_in_colour(tmp_path):
-    from trainer.serving.evaluate import Evaluation, Mistake, plot_mistakes
+    from trainer.evaluation import Evaluation, Mistake
+    from trainer.serving.evaluate import plot_mistakes
 
     red = np.zeros((8, 8, 3), dtype=np.float32)
     red[..., 0] = 1.0

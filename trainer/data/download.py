@@ -302,18 +302,7 @@ def ensure_idx(
             f"were given. {guidance}"
         )
 
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(root)  # what a killed download left
-        # Inside the data folder, so the final os.replace never crosses a filesystem.
-        staging = Path(tempfile.mkdtemp(prefix=".download-", suffix=".tmp", dir=root))
-        building = hold_lock(staging / ".building")
-    except OSError as exc:
-        raise DataError(
-            f"Cannot prepare the data folder {root} for downloading {title}: "
-            f"{exc.strerror or exc}. {guidance}"
-        ) from exc
-
+    staging, building = _open_staging(root, title, guidance)
     try:
         failures = _try_sources(chosen, root, staging, progress, timeout, dataset)
     finally:
@@ -326,6 +315,22 @@ def ensure_idx(
         f"Could not download {title} into {root}; every source failed: {'; '.join(failures)}. "
         f"No partial files were kept. {guidance}"
     )
+
+
+def _open_staging(root: Path, title: str, guidance: str) -> tuple[Path, IO[str]]:
+    """A new staging folder inside ``root``, held by its ``.building`` lock, after clearing what
+    a killed download left there."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(root)
+        # Inside the data folder, so the final os.replace never crosses a filesystem.
+        staging = Path(tempfile.mkdtemp(prefix=".download-", suffix=".tmp", dir=root))
+        return staging, hold_lock(staging / ".building")
+    except OSError as exc:
+        raise DataError(
+            f"Cannot prepare the data folder {root} for downloading {title}: "
+            f"{exc.strerror or exc}. {guidance}"
+        ) from exc
 
 
 def _try_sources(chosen: Sequence[Source], root: Path, staging: Path, progress: bool,

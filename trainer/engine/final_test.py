@@ -11,7 +11,7 @@ logger = logging.getLogger("mstrain")
 
 
 def _score(network, dataset, num_classes: int, eval_net) -> dict[str, float]:
-    from trainer.serving.evaluate import evaluate_network
+    from trainer.evaluation import evaluate_network
 
     ev = evaluate_network(network, dataset, num_classes, keep_mistakes=0, eval_net=eval_net)
     return {"test_accuracy": ev.accuracy, "test_loss": ev.loss}

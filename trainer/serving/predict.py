@@ -452,7 +452,7 @@ def predict_probabilities(network, images: np.ndarray, image_size: int,
     """
     import mindspore as ms
 
-    from trainer.serving.evaluate import softmax
+    from trainer.evaluation import softmax
 
     batch = max(1, min(batch_size, len(images)))
     chunks = []

@@ -355,9 +355,7 @@ def _parallel(recipe: TuneRecipe, argv: list[str]) -> int:
     session = _Session(recipe)
     n = recipe.settings.workers
     session.banner(workers=n)
-    import trainer
-
-    root = str(Path(trainer.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # so the workers import this same trainer/
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     procs: list[subprocess.Popen] = []
