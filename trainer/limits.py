@@ -53,8 +53,8 @@ def describe(count: int) -> str:
 
 
 #: A run's TensorBoard event files rewound on resume, all together: read record by record, and
-#: each record's checksum is computed in Python, so the time grows with the size. A LeNet run
-#: logging every step for the 5,000,000-step limit writes about 400 MB.
+#: each record's checksum is computed in Python, so the time grows with the size. The bound
+#: is above what a LeNet run logging every step up to :data:`MAX_TOTAL_STEPS` writes.
 TENSORBOARD_REWIND_MAX_BYTES = 1 << 30
 #: One record of a TensorBoard event file, read by the rewind or written as an image (a record of
 #: scalars is a few hundred bytes, ``history.png`` a few hundred KB).

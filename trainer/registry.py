@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-_ROOT = Path(__file__).resolve().parent  # the trainer package
+_ROOT = Path(__file__).resolve().parent
 
 T = TypeVar("T")
 

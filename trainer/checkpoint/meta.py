@@ -52,19 +52,19 @@ class RunRecord:
 
     @property
     def num_classes(self) -> int:
-        """Outputs of the network: the data record's, else the configuration's (10 for runs
-        saved before sources had other counts)."""
+        """Outputs of the network: the data record's, else the configuration's (10 for a bundle
+        that records neither)."""
         return self.data.get("num_classes") or self.config.get("num_classes", 10) or 10
 
     @property
     def in_channels(self) -> int:
-        """Channels of the network's input (1 for runs saved before sources had others)."""
+        """Channels of the network's input (1 for a bundle that does not record them)."""
         return self.data.get("channels", 1)
 
     @property
     def image_size(self) -> int | None:
-        """Side of the network's input, or None (a run saved before it was recorded: the
-        network's own)."""
+        """Side of the network's input, or None for a bundle that does not record it (the
+        network's own side then)."""
         return self.data.get("image_size")
 
     @property
@@ -74,7 +74,7 @@ class RunRecord:
 
     @property
     def kind(self) -> str:
-        """``digits`` or ``natural`` (runs saved before sources had kinds trained on digits)."""
+        """``digits`` or ``natural`` (``digits`` for a bundle that does not record it)."""
         return self.data.get("kind", "digits")
 
 
@@ -115,7 +115,8 @@ class BundleMeta:
         return self.step_in_epoch == 0
 
     def to_json(self) -> str:
-        """The metadata string stored in the bundle (flat, as earlier versions wrote it)."""
+        """The metadata string stored in the bundle (flat, so that every reader of the format
+        parses it)."""
         data: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, **self.extra}
         for f in fields(self):
             if f.name in ("run", "extra"):

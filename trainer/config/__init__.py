@@ -35,7 +35,8 @@ _NAMES = {"NETWORKS": "NETWORKS", "DATA_SOURCES": "SOURCES", "OPTIMIZERS": "OPTI
 
 
 def __getattr__(name: str) -> Any:
-    """The registries' names as tuples, read when asked for (earlier import paths)."""
+    """The registries' names as tuples, read when asked for, for code that imports them from
+    here."""
     if name in _NAMES:
         from trainer import registry
 

@@ -19,7 +19,7 @@ logger = logging.getLogger("mstrain")
 
 
 # Bumped whenever what the cache holds changes, so old caches are never read as new ones.
-CACHE_VERSION = 5  # 5: any source, [N, C, S, S]; 4: a checked entry with a manifest
+CACHE_VERSION = 5
 
 KIND = "decoded"
 _CACHE_FILES = ("images.npy", "labels.npy")

@@ -10,13 +10,13 @@ is a :class:`~trainer.errors.ConfigError` that says how to fix it.
 What mindvision's ``Mnist`` reads: ``path/split/<name>`` with the raw (not gzipped) names
 ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
 ``t10k-labels-idx1-ubyte``. Files are found, downloaded and checked by the same code as for the
-default source (``trainer.data.ensure_data`` and ``prepare_split``, which also decompress ``.gz``
-files); mindvision's own download (``download=True``) is never used, because its server no longer
-serves MNIST. The raw copies the tool keeps in its cache for gzipped data are laid out as
-mindvision expects.
+default source (the ``mnist`` source's ``prepare`` and :func:`trainer.data.prepare_split`, which
+also decompresses ``.gz`` files); mindvision's own download (``download=True``) is never used,
+because its server no longer serves MNIST. The raw copies the tool keeps in its cache for gzipped
+data are laid out as mindvision expects.
 
 mindvision parses the IDX files in Python into float32 arrays and feeds them one sample at a time
-through a ``GeneratorDataset``, so it is slower than ``MnistDataset`` (see the README). Its
+through a ``GeneratorDataset``, so it is slower than ``MnistDataset`` (docs/data-sources.md). Its
 pipeline (resize, rescale to [0, 1], normalise with MNIST's mean and deviation, HWC to CHW) gives
 the same tensors as the default source: images float32 ``[N, 1, S, S]``, labels int32 ``[N]``.
 
@@ -60,8 +60,8 @@ def build_dataset(folder: Path, split: str, *, image_size: int, batch_size: int,
         batch_size: Samples per batch.
         training: Shuffle and drop the last incomplete batch.
         num_workers: Accepted for symmetry and not used: mindvision's ``GeneratorDataset`` with
-            more than one worker copies every sample between processes, which made an epoch
-            about four times slower here. Defaults to `2`.
+            more than one worker copies every sample between processes, which costs more than
+            the workers save (docs/data-sources.md). Defaults to `2`.
         num_shards: Number of data-parallel workers, or None. Defaults to `None`.
         shard_id: This worker's rank, or None. Defaults to `None`.
         rows: Only these rows of the files (the held-out split, or the rest), in this order.

@@ -9,7 +9,7 @@ from trainer.data.sources.mnist import MNIST_MEAN, MNIST_STD
 __all__ = ["MNIST", "MNIST_MEAN", "MNIST_STD", "image_transforms", "pixel_transforms",
            "value_table", "value_transforms"]
 
-#: MNIST's normalisation, which runs recorded before sources had others.
+#: MNIST's normalisation, also the one of a run that records none.
 MNIST = Normalisation((MNIST_MEAN,), (MNIST_STD,))
 
 

@@ -45,8 +45,6 @@ class LeNet5(nn.Cell):
         self.fc2 = nn.Dense(120, 84, weight_init=Normal(0.02))
         self.fc3 = nn.Dense(84, num_classes, weight_init=Normal(0.02))
         self.relu = nn.ReLU()
-        # nn.MaxPool2d(kernel_size=2, stride=2) with a faster backward pass on CPU; the same
-        # outputs and gradients (trainer/networks/pool.py).
         self.max_pool2d = MaxPool2x2()
         self.flatten = nn.Flatten()
         self.native1 = native_conv_relu_pool(kernels, self.conv1, self.image_size)

@@ -1,16 +1,15 @@
 """2x2 max pooling with a faster backward pass on CPU, the same function and gradient as
 ``nn.MaxPool2d(kernel_size=2, stride=2)``.
 
-MindSpore 2.7's CPU ``MaxPoolGrad`` costs about 1.2 ms for LeNet's first pooling at batch 32,
-six times its forward pass and about a quarter of LeNet's whole training step
-(``benchmarks/pooling.py``). :class:`MaxPool2x2` computes the same thing another way while it
-trains: it lays every 2x2 window out as four values on a last axis, takes their maximum and its
-position (``ArgMaxWithValue``, which picks the first of equal values, as ``MaxPoolGrad`` does),
-and its backward pass puts each window's gradient at that position with a one-hot. The outputs
-and the gradients are equal to ``nn.MaxPool2d``'s bit for bit, ties included (tested), so the
-weights a run learns are the same. In inference (``set_train(False)``: validation, testing,
-prediction, export) it runs MindSpore's ``MaxPool`` itself, which is as fast and which every
-export format knows.
+MindSpore 2.7's CPU ``MaxPoolGrad`` costs several times its forward pass and a large share of
+LeNet's training step (BENCHMARKS.md, ``benchmarks/pooling.py``). :class:`MaxPool2x2` computes the
+same thing another way while it trains: it lays every 2x2 window out as four values on a last axis,
+takes their maximum and its position (``ArgMaxWithValue``, which picks the first of equal values, as
+``MaxPoolGrad`` does), and its backward pass puts each window's gradient at that position with a
+one-hot. The outputs and the gradients are equal to ``nn.MaxPool2d``'s bit for bit, ties included
+(tested), so the weights a run learns are the same. In inference (``set_train(False)``: validation,
+testing, prediction, export) it runs MindSpore's ``MaxPool`` itself, which is as fast and which
+every export format knows.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mstrain tune") -> int:
         import_optuna()  # a missing extra is refused before anything starts
         from trainer.tune.study import check_sqlite, default_storage
 
-        check_sqlite(recipe.settings.storage or default_storage(recipe.study_dir))  # writable
+        check_sqlite(recipe.settings.storage or default_storage(recipe.study_dir))
         if worker:
             return _worker(recipe, worker, getattr(ns, "parent_pid", None))
         if not trains:

@@ -22,8 +22,8 @@ from trainer.tune.recipe import TuneRecipe
 
 logger = logging.getLogger("mstrain")
 
-# The most seconds between heartbeats of a running trial; the grace period (--heartbeat-grace,
-# 90 s by default) is the time since the last one before another process fails it. A trial
+# The most seconds between heartbeats of a running trial; the grace period (--heartbeat-grace)
+# is the time since the last one before another process fails it. A trial
 # process is a Python thread away from beating even while a graph compiles; the grace period
 # covers a slow shared database. Dead trials on this machine do not wait for it.
 HEARTBEAT_SECONDS = 20

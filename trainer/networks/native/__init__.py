@@ -1,10 +1,10 @@
 """Native CPU kernels for a small CNN's training step: direct convolutions and 2x2 max pooling.
 
 MindSpore 2.7.2 runs LeNet's convolutions through oneDNN's ``gemm:jit`` on plain NCHW tensors and
-its pooling's backward pass at six times the forward's cost; these kernels (``kernels.cc``,
-compiled on the machine that runs them, see :mod:`.build`) do the same arithmetic directly,
-single-threaded, fused with the ReLU and the pooling, as ``ops.Custom`` operators inside the
-compiled step (:mod:`.ops`). They serve training only: inference graphs (validation, testing,
+its pooling's backward pass at several times the forward's cost (docs/speed.md); these kernels
+(``kernels.cc``, compiled on the machine that runs them, see :mod:`.build`) do the same arithmetic
+directly, single-threaded, fused with the ReLU and the pooling, as ``ops.Custom`` operators inside
+the compiled step (:mod:`.ops`). They serve training only: inference graphs (validation, testing,
 prediction, export) keep MindSpore's operators, so exported files run anywhere.
 
 ``--kernels native`` (the default) uses them where they are available: on CPU, with a C++
