@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = {"trainer.errors", "trainer.fileio", "trainer.limits", "trainer.logs",
           "trainer.extras", "trainer.plugins", "trainer.device", "trainer.registry"}
-SHIMS = {"trainer.distributed", "trainer.mindvision_source", "trainer.predict"}
+SHIMS: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
