@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_v", "3")
 
 
-def _train_step(fast_launch: bool = True):
+def _train_step():
     from mindspore import nn
 
     from trainer.engine.step import TrainStep
@@ -31,7 +31,7 @@ def _train_step(fast_launch: bool = True):
 
     net = LeNet5()
     step = TrainStep(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
-                     nn.Momentum(net.trainable_params(), 0.01, 0.9), fast_launch=fast_launch)
+                     nn.Momentum(net.trainable_params(), 0.01, 0.9))
     step.set_train()
     return step
 
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     single(x[0], y[0]).asnumpy()
     compile_s["1 step per launch"] = time.perf_counter() - t0
     variants["1 step per launch"] = (lambda: single(x[0], y[0]), 1)
-    launch = LaunchSteps(_train_step(fast_launch=False))
+    launch = LaunchSteps(_train_step())
     launch.set_train()
     for k in args.steps:
         data = stack(k)
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         compile_s[f"graph loop, K={k}"] = time.perf_counter() - t0
         variants[f"graph loop, K={k}"] = (lambda data=data: launch(*data), k)
     for k in args.unrolled:
-        cell, data = _unrolled(_train_step(fast_launch=False), k), stack(k)
+        cell, data = _unrolled(_train_step(), k), stack(k)
         t0 = time.perf_counter()
         cell(*data).asnumpy()
         compile_s[f"unrolled, K={k}"] = time.perf_counter() - t0

@@ -122,7 +122,7 @@ def main() -> None:
                   f"{accuracy:.4f}")
 
         run(["train.py", "--eval-only", "--ckpt", args.ckpt, "--data-dir", str(work / "idx"),
-             "--results-dir", str(work / "eval"), "--no-progress"])
+             "--results-dir", str(work / "eval")])
         evaluation = json.loads((work / "eval" / "evaluation.json").read_text())
         idx = work / "idx" / "test"
         result, _ = run(["predict.py", "--ckpt", args.ckpt, str(idx / "t10k-images-idx3-ubyte"),

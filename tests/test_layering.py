@@ -18,9 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = {"trainer.errors", "trainer.fileio", "trainer.limits", "trainer.logs",
           "trainer.extras", "trainer.plugins", "trainer.device", "trainer.registry"}
-SHIMS = {"trainer.distributed", "trainer.mindvision_source", "trainer.predict"}
-#: The public face: the package ``trainer`` and the earlier import paths, above every layer.
-TOP = {"trainer", *SHIMS}
+#: The public face, above every layer.
+TOP = {"trainer"}
 #: The layers from the bottom up, as docs/architecture.md lists them: ``leaves`` is LEAVES,
 #: ``callbacks`` the package ``callbacks``, every other name ``trainer.<name>`` (a package or a
 #: module).
@@ -163,11 +162,11 @@ def test_leaf_modules_import_only_leaves():
 def test_no_cycles_between_packages():
     edges: dict[str, set[str]] = {}
     for module, targets in _imports().items():
-        if module in SHIMS or module == "trainer":
+        if module in TOP:
             continue
         for target in targets:
             a, b = _package(module), _package(target)
-            if a != b and b != "leaf" and target not in SHIMS:
+            if a != b and b != "leaf" and target not in TOP:
                 edges.setdefault(a, set()).add(b)
 
     def cycle_from(node, path):

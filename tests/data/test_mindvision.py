@@ -99,7 +99,7 @@ def test_importing_the_product_does_not_import_mindvision(tmp_path):
             runpy.run_path({str(ROOT / "train.py")!r}, run_name="__main__")
         except SystemExit:
             pass
-        import callbacks, trainer, trainer.mindvision_source, trainer.networks
+        import callbacks, trainer, trainer.data.mindvision, trainer.networks.mindvision
         import trainer.engine.trainer
         from trainer.cli import parse_args
         parse_args(["--data-source", "mindvision", "--net", "mindvision-lenet"])
@@ -118,15 +118,16 @@ def _first_batch(dataset):
 
 @pytest.mark.parametrize("image_size", [32, 28])
 def test_both_sources_give_the_same_batches(digits_dir, tmp_path, monkeypatch, image_size):
-    from trainer import data, mindvision_source
+    from trainer import data
+    from trainer.data import mindvision as mv_data
 
     monkeypatch.setenv("MSTRAIN_CACHE", str(tmp_path))
     args = dict(image_size=image_size, num_workers=1)
     for split, batch, training in (("train", 16, True), ("test", 256, False)):
         folder = digits_dir / split
         ours = data.build_dataset(folder, split, batch_size=batch, training=training, **args)
-        theirs = mindvision_source.build_dataset(folder, split, batch_size=batch,
-                                                 training=training, **args)
+        theirs = mv_data.build_dataset(folder, split, batch_size=batch,
+                                       training=training, **args)
         assert theirs.get_dataset_size() == ours.get_dataset_size()
         (x1, y1), (x2, y2) = _first_batch(ours), _first_batch(theirs)
         assert x1.shape == x2.shape == (batch, 1, image_size, image_size)
@@ -137,8 +138,8 @@ def test_both_sources_give_the_same_batches(digits_dir, tmp_path, monkeypatch, i
             np.testing.assert_array_equal(y1, y2)
             np.testing.assert_allclose(x1, x2, atol=0.02)
     # Evaluation keeps the last incomplete batch, so every test digit is scored.
-    test = mindvision_source.build_dataset(digits_dir / "test", "test", batch_size=256,
-                                           training=False, **args)
+    test = mv_data.build_dataset(digits_dir / "test", "test", batch_size=256,
+                                 training=False, **args)
     labels = np.concatenate([y for _, y in test.create_tuple_iterator(output_numpy=True,
                                                                       num_epochs=1)])
     np.testing.assert_array_equal(labels, read_idx(digits_dir / "test" / SPLIT_FILES["test"][1]))
@@ -146,7 +147,7 @@ def test_both_sources_give_the_same_batches(digits_dir, tmp_path, monkeypatch, i
 
 def test_gzipped_data_reaches_mindvision_through_links(digits_gz_dir, tmp_path, monkeypatch):
     from trainer.data import prepare_split
-    from trainer.mindvision_source import build_dataset, mindvision_root
+    from trainer.data.mindvision import build_dataset, mindvision_root
 
     monkeypatch.setenv("MSTRAIN_CACHE", str(tmp_path))
     split = prepare_split(digits_gz_dir, "test")  # raw copies, not in a folder named "test"
@@ -202,8 +203,8 @@ def test_resume_mid_epoch_with_mindvision_source_is_exact(work, mv_run, digits_d
 
 def test_mindvision_lenet_and_val_acc_monitor_from_python(tmp_path, digits_dir, capsys,
                                                           monkeypatch):
+    from callbacks import ValAccMonitor
     from trainer import TrainConfig, Trainer
-    from trainer.mindvision_source import ValAccMonitor
 
     monkeypatch.setenv("MSTRAIN_CACHE", str(tmp_path / ".cache"))
     out = str(tmp_path / "out")

@@ -233,7 +233,7 @@ def test_checkpoint_not_found(train_cli, tmp_path, digits_dir):
 
 def test_checkpoint_of_another_network(train_cli, mlp_run, digits_dir):
     result = train_cli("--eval-only", "--net", "lenet", "--ckpt", str(mlp_run), "--data-dir",
-                       str(digits_dir), "--no-progress")
+                       str(digits_dir))
     user_error(result, "does not match the network", "--net", "conv1.weight")
 
 
@@ -243,7 +243,7 @@ def test_truncated_checkpoint(train_cli, tmp_path, mlp_run, digits_dir):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     result = train_cli("--eval-only", "--net", "mlp", "--ckpt", str(broken), "--data-dir",
-                       str(digits_dir), "--no-progress")
+                       str(digits_dir))
     user_error(result, str(broken), "truncated")
 
 
@@ -251,6 +251,5 @@ def test_damaged_latest_pointer(train_cli, tmp_path, mlp_run, digits_dir):
     run = Path(shutil.copytree(mlp_run, tmp_path / "copy"))
     (run / "checkpoints" / "latest.json").write_text("{not json")
     result = train_cli("--eval-only", "--net", "mlp", "--ckpt",
-                       str(run / "checkpoints" / "latest.json"), "--data-dir", str(digits_dir),
-                       "--no-progress")
+                       str(run / "checkpoints" / "latest.json"), "--data-dir", str(digits_dir))
     user_error(result, "latest.json", "damaged")

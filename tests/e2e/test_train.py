@@ -184,7 +184,7 @@ def test_saved_config_is_the_resolved_one(lenet_run):
 
 def test_eval_only_reproduces_the_best_checkpoints_test_score(work, big_digits, lenet_run):
     result = train_here(["--eval-only", "--ckpt", str(lenet_run.run_dir), "--data-dir",
-                        str(big_digits), "--no-progress"], cwd=work)
+                        str(big_digits)], cwd=work)
     assert result.returncode == 0, result.stderr
     match = re.search(r"test accuracy (\d\.\d+) \((\d+)/(\d+)\), test loss (\d+\.\d+)",
                       result.stdout)
@@ -357,7 +357,7 @@ def test_validation_is_held_out_of_the_training_files_and_the_test_split_scored_
     assert f"Test accuracy: {test['final']['test_accuracy']:.4f}" in out
     # --eval-only on the run directory scores its best bundle on the test split: the same number.
     evaluated = train_here(["--eval-only", "--ckpt", str(run.run_dir), "--data-dir",
-                            str(digits_dir), "--no-progress"], cwd=work)
+                            str(digits_dir)], cwd=work)
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"test accuracy {test['best']['test_accuracy']:.4f}" in evaluated.stdout
 

@@ -1,28 +1,18 @@
-"""Tests for trainer.engine.schedules: values, warm-up, lengths, validation and speed."""
+"""Tests for trainer.engine.schedules: values, warm-up, lengths, the checks that depend on the
+run's size, and speed. The schedule options' validation is tested in
+tests/config/test_schedule_options.py."""
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from typing import Any
 
 import numpy as np
 import pytest
 
-from trainer.engine.schedules import (
-    SCHEDULES,
-    build_schedule,
-    constant_lr,
-    cosine_lr,
-    exponential_lr,
-    multistep_lr,
-    one_cycle_lr,
-    polynomial_lr,
-    step_lr,
-    with_warmup,
-)
-from trainer.errors import ConfigError, UserError
+from trainer.engine.schedules import SCHEDULES, build_schedule
+from trainer.errors import ConfigError
 
 DECAYING_TO_FLOOR = ("cosine", "polynomial")
 WARMUP_SCHEDULES = tuple(name for name in SCHEDULES if name != "onecycle")
@@ -33,6 +23,11 @@ SHORT_RUN: dict[str, Any] = {"gamma": 0.5, "step_size": 1, "milestones": (1, 2)}
 
 def approx(values: list[float]) -> Any:
     return pytest.approx(values, abs=1e-9, rel=1e-7)
+
+
+def lrs(name: str, **settings: Any) -> list[float]:
+    """The schedule through its one entry point, as a list to compare with hand-written ones."""
+    return build_schedule(name, **settings).tolist()
 
 
 # ------------------------------------------------------------------------------------------
@@ -76,57 +71,60 @@ def test_schedules_tuple() -> None:
 )
 def test_two_epochs_of_three_steps(name: str, settings: dict[str, Any],
                                    expected: list[float]) -> None:
-    values = build_schedule(name, base_lr=0.1, epochs=2, steps_per_epoch=3, **settings)
+    values = lrs(name, base_lr=0.1, epochs=2, steps_per_epoch=3, **settings)
     assert values == approx(expected)
 
 
 def test_constant_lr() -> None:
-    assert constant_lr(0.1, 4) == [0.1, 0.1, 0.1, 0.1]
+    assert lrs("constant", base_lr=0.1, epochs=1, steps_per_epoch=4) == [0.1, 0.1, 0.1, 0.1]
 
 
 def test_step_lr_every_two_epochs() -> None:
-    values = step_lr(0.1, 6, steps_per_epoch=1, step_size=2, gamma=0.5)
+    values = lrs("step", base_lr=0.1, epochs=6, steps_per_epoch=1, step_size=2, gamma=0.5)
     assert values == approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
 
 
 def test_step_lr_counts_epochs_not_steps() -> None:
-    values = step_lr(0.1, 6, steps_per_epoch=2, step_size=1, gamma=0.5)
+    values = lrs("step", base_lr=0.1, epochs=3, steps_per_epoch=2, step_size=1, gamma=0.5)
     assert values == approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
 
 
 def test_multistep_lr() -> None:
-    values = multistep_lr(0.1, 6, steps_per_epoch=2, milestones=(1, 2), gamma=0.5)
+    values = lrs("multistep", base_lr=0.1, epochs=3, steps_per_epoch=2, milestones=(1, 2),
+                  gamma=0.5)
     assert values == approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
 
 
 def test_multistep_lr_milestones_beyond_the_run_do_nothing() -> None:
-    values = multistep_lr(0.1, 4, steps_per_epoch=2, milestones=[1, 10, 20], gamma=0.1)
+    values = lrs("multistep", base_lr=0.1, epochs=2, steps_per_epoch=2, milestones=[1, 10, 20],
+                  gamma=0.1)
     assert values == approx([0.1, 0.1, 0.01, 0.01])
 
 
 def test_exponential_lr_is_per_epoch() -> None:
-    values = exponential_lr(0.1, 6, steps_per_epoch=2, gamma=0.5)
+    values = lrs("exponential", base_lr=0.1, epochs=3, steps_per_epoch=2, gamma=0.5)
     assert values == approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
 
 
 def test_cosine_lr_five_steps() -> None:
-    values = cosine_lr(0.1, 5)
+    values = lrs("cosine", base_lr=0.1, epochs=5, steps_per_epoch=1)
     assert values == approx([0.1, 0.0853553391, 0.05, 0.0146446609, 0.0])
 
 
 def test_polynomial_lr_five_steps() -> None:
-    values = polynomial_lr(0.1, 5, min_lr=0.02, power=2.0)
+    values = lrs("polynomial", base_lr=0.1, epochs=5, steps_per_epoch=1, min_lr=0.02, power=2.0)
     assert values == approx([0.1, 0.065, 0.04, 0.025, 0.02])
 
 
 def test_one_cycle_lr_five_steps() -> None:
     # initial = 1 / 4, final = initial / 10, peak on step round(0.6 * 5) - 1 = 2.
-    values = one_cycle_lr(1.0, 5, pct_start=0.6, div_factor=4.0, final_div_factor=10.0)
+    values = lrs("onecycle", base_lr=1.0, epochs=5, steps_per_epoch=1, pct_start=0.6,
+                  div_factor=4.0, final_div_factor=10.0)
     assert values == approx([0.25, 0.625, 1.0, 0.5125, 0.025])
 
 
 def test_one_cycle_lr_defaults() -> None:
-    values = one_cycle_lr(1.0, 10)
+    values = lrs("onecycle", base_lr=1.0, epochs=10, steps_per_epoch=1)
     assert values[0] == pytest.approx(0.04)
     assert values[2] == 1.0
     assert values[-1] == pytest.approx(0.04 / 1e4)
@@ -157,20 +155,22 @@ def _torch_one_cycle(max_lr: float, total: int, pct_start: float, div_factor: fl
 def test_one_cycle_lr_matches_torch_when_the_peak_is_a_whole_step(total: int,
                                                                   pct_start: float) -> None:
     expected = _torch_one_cycle(0.5, total, pct_start, 25.0, 1e4)
-    assert one_cycle_lr(0.5, total, pct_start=pct_start) == approx(expected)
+    assert lrs("onecycle", base_lr=0.5, epochs=total, steps_per_epoch=1,
+               pct_start=pct_start) == approx(expected)
 
 
 def test_single_step_schedules() -> None:
-    assert cosine_lr(0.1, 1, min_lr=0.01) == [0.1]
-    assert polynomial_lr(0.1, 1) == [0.1]
-    assert one_cycle_lr(0.1, 1) == [0.1]
+    one_step = {"base_lr": 0.1, "epochs": 1, "steps_per_epoch": 1}
+    assert lrs("cosine", **one_step, min_lr=0.01) == [0.1]
+    assert lrs("polynomial", **one_step) == [0.1]
+    assert lrs("onecycle", **one_step) == [0.1]
 
 
-def test_values_are_plain_floats() -> None:
+def test_values_are_one_float64_per_step() -> None:
     for name in SCHEDULES:
         values = build_schedule(name, base_lr=0.1, epochs=2, steps_per_epoch=3, **SHORT_RUN)
-        assert isinstance(values, list)
-        assert all(type(value) is float for value in values)
+        assert isinstance(values, np.ndarray)
+        assert values.dtype == np.float64 and values.shape == (6,)
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,29 +178,26 @@ def test_values_are_plain_floats() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_with_warmup_values() -> None:
-    assert with_warmup([0.2, 0.1], warmup_steps=2) == approx([0.0, 0.1, 0.2, 0.1])
-    assert with_warmup([0.4], warmup_steps=3, warmup_start_lr=0.1) == approx(
-        [0.1, 0.2, 0.3, 0.4]
-    )
+def test_warmup_values() -> None:
+    # A two-step ramp into a schedule of [0.2, 0.1]; a three-step one from 0.1 into [0.4].
+    assert lrs("step", base_lr=0.2, epochs=4, steps_per_epoch=1, warmup_epochs=2, step_size=1,
+               gamma=0.5) == approx([0.0, 0.1, 0.2, 0.1])
+    assert lrs("constant", base_lr=0.4, epochs=4, steps_per_epoch=1, warmup_epochs=3,
+               warmup_start_lr=0.1) == approx([0.1, 0.2, 0.3, 0.4])
 
 
-def test_with_warmup_zero_steps_returns_the_schedule() -> None:
-    assert with_warmup([0.3, 0.2], warmup_steps=0) == [0.3, 0.2]
-
-
-def test_with_warmup_accepts_numpy_arrays() -> None:
-    schedule = np.asarray([0.2, 0.2], dtype=np.float32)
-    assert with_warmup(schedule, warmup_steps=2) == approx([0.0, 0.1, 0.2, 0.2])
+def test_zero_warmup_returns_the_schedule() -> None:
+    assert lrs("step", base_lr=0.4, epochs=2, steps_per_epoch=1, warmup_epochs=0, step_size=1,
+               gamma=0.5) == [0.4, 0.2]
 
 
 def test_build_schedule_cosine_with_warmup() -> None:
-    values = build_schedule("cosine", base_lr=0.1, epochs=2, steps_per_epoch=3, warmup_epochs=1)
+    values = lrs("cosine", base_lr=0.1, epochs=2, steps_per_epoch=3, warmup_epochs=1)
     assert values == approx([0.0, 0.1 / 3, 0.2 / 3, 0.1, 0.05, 0.0])
 
 
 def test_build_schedule_warmup_start_lr() -> None:
-    values = build_schedule(
+    values = lrs(
         "constant", base_lr=0.1, epochs=2, steps_per_epoch=3, warmup_epochs=1,
         warmup_start_lr=0.01,
     )
@@ -208,14 +205,14 @@ def test_build_schedule_warmup_start_lr() -> None:
 
 
 def test_fractional_warmup_epochs_round_to_steps() -> None:
-    values = build_schedule("constant", base_lr=0.1, epochs=2, steps_per_epoch=4,
+    values = lrs("constant", base_lr=0.1, epochs=2, steps_per_epoch=4,
                             warmup_epochs=0.5)
     assert values == approx([0.0, 0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
 
 
 def test_warmup_shifts_epoch_based_decay() -> None:
     # Milestones count epochs from the end of the warm-up.
-    values = build_schedule("multistep", base_lr=0.1, epochs=3, steps_per_epoch=2,
+    values = lrs("multistep", base_lr=0.1, epochs=3, steps_per_epoch=2,
                             warmup_epochs=1, milestones=[1])
     assert values == approx([0.0, 0.05, 0.1, 0.1, 0.01, 0.01])
 
@@ -224,7 +221,7 @@ def test_warmup_shifts_epoch_based_decay() -> None:
 @pytest.mark.parametrize(("warmup_epochs", "start"), [(1, 0.0), (2.5, 0.0), (3, 0.02)])
 def test_warmup_rises_to_exactly_base_lr(name: str, warmup_epochs: float, start: float) -> None:
     steps_per_epoch = 4
-    values = build_schedule(
+    values = lrs(
         name, base_lr=0.1, epochs=6, steps_per_epoch=steps_per_epoch,
         warmup_epochs=warmup_epochs, warmup_start_lr=start, **SHORT_RUN,
     )
@@ -238,11 +235,6 @@ def test_warmup_rises_to_exactly_base_lr(name: str, warmup_epochs: float, start:
     assert np.allclose(np.diff(ramp), (0.1 - start) / warmup_steps)
 
 
-def test_onecycle_rejects_warmup() -> None:
-    with pytest.raises(ConfigError, match=r"'warmup_epochs' is 1\.0.*onecycle.*pct_start"):
-        build_schedule("onecycle", base_lr=0.1, epochs=4, steps_per_epoch=3, warmup_epochs=1)
-
-
 # ------------------------------------------------------------------------------------------
 # Shape properties.
 # ------------------------------------------------------------------------------------------
@@ -252,7 +244,7 @@ def test_onecycle_rejects_warmup() -> None:
 @pytest.mark.parametrize(("epochs", "steps_per_epoch"), [(1, 1), (1, 7), (2, 3), (13, 5)])
 def test_length_is_epochs_times_steps_per_epoch(name: str, epochs: int,
                                                 steps_per_epoch: int) -> None:
-    values = build_schedule(name, base_lr=0.1, epochs=epochs, steps_per_epoch=steps_per_epoch,
+    values = lrs(name, base_lr=0.1, epochs=epochs, steps_per_epoch=steps_per_epoch,
                             **SHORT_RUN)
     assert len(values) == epochs * steps_per_epoch
 
@@ -260,14 +252,14 @@ def test_length_is_epochs_times_steps_per_epoch(name: str, epochs: int,
 @pytest.mark.parametrize("name", WARMUP_SCHEDULES)
 @pytest.mark.parametrize("warmup_epochs", [0.0, 0.3, 1.0, 4.0])
 def test_length_with_warmup(name: str, warmup_epochs: float) -> None:
-    values = build_schedule(name, base_lr=0.1, epochs=5, steps_per_epoch=3,
+    values = lrs(name, base_lr=0.1, epochs=5, steps_per_epoch=3,
                             warmup_epochs=warmup_epochs, **SHORT_RUN)
     assert len(values) == 15
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
 def test_starts_at_base_lr_and_never_exceeds_it(name: str) -> None:
-    values = build_schedule(name, base_lr=0.1, epochs=7, steps_per_epoch=11, **SHORT_RUN)
+    values = lrs(name, base_lr=0.1, epochs=7, steps_per_epoch=11, **SHORT_RUN)
     assert max(values) == 0.1
     assert min(values) > 0.0 or name in DECAYING_TO_FLOOR
     if name != "onecycle":
@@ -277,7 +269,7 @@ def test_starts_at_base_lr_and_never_exceeds_it(name: str) -> None:
 @pytest.mark.parametrize("name", [n for n in SCHEDULES if n != "constant"])
 def test_decaying_schedules_never_rise_after_the_peak(name: str) -> None:
     values = np.asarray(
-        build_schedule(name, base_lr=0.1, epochs=7, steps_per_epoch=11, **SHORT_RUN)
+        lrs(name, base_lr=0.1, epochs=7, steps_per_epoch=11, **SHORT_RUN)
     )
     peak = int(np.argmax(values))
     assert np.all(np.diff(values[peak:]) <= 0)
@@ -288,7 +280,7 @@ def test_decaying_schedules_never_rise_after_the_peak(name: str) -> None:
 @pytest.mark.parametrize("min_lr", [0.0, 1e-5, 0.05])
 def test_floor_reached_on_the_last_step_and_never_crossed(name: str, warmup_epochs: int,
                                                           min_lr: float) -> None:
-    values = build_schedule(name, base_lr=0.1, epochs=9, steps_per_epoch=7, min_lr=min_lr,
+    values = lrs(name, base_lr=0.1, epochs=9, steps_per_epoch=7, min_lr=min_lr,
                             warmup_epochs=warmup_epochs, power=0.7)
     assert values[-1] == min_lr
     assert min(values[warmup_epochs * 7:]) == min_lr
@@ -301,7 +293,7 @@ def test_floor_reached_on_the_last_step_and_never_crossed(name: str, warmup_epoc
 )
 def test_onecycle_peak_is_max_lr_at_the_right_step(total: int, pct_start: float,
                                                    peak_step: int) -> None:
-    values = build_schedule("onecycle", base_lr=0.4, epochs=total, steps_per_epoch=1,
+    values = lrs("onecycle", base_lr=0.4, epochs=total, steps_per_epoch=1,
                             pct_start=pct_start)
     assert values[peak_step] == 0.4
     assert max(values) == 0.4
@@ -311,7 +303,7 @@ def test_onecycle_peak_is_max_lr_at_the_right_step(total: int, pct_start: float,
 
 
 def test_onecycle_end_points() -> None:
-    values = build_schedule("onecycle", base_lr=0.5, epochs=10, steps_per_epoch=10,
+    values = lrs("onecycle", base_lr=0.5, epochs=10, steps_per_epoch=10,
                             div_factor=10.0, final_div_factor=100.0)
     assert values[0] == pytest.approx(0.05)
     assert values[-1] == pytest.approx(0.0005)
@@ -324,27 +316,27 @@ def test_onecycle_end_points() -> None:
 
 @pytest.mark.parametrize("name", SCHEDULES)
 def test_deterministic(name: str) -> None:
-    first = build_schedule(name, base_lr=0.1, epochs=5, steps_per_epoch=13, **SHORT_RUN)
-    second = build_schedule(name, base_lr=0.1, epochs=5, steps_per_epoch=13, **SHORT_RUN)
+    first = lrs(name, base_lr=0.1, epochs=5, steps_per_epoch=13, **SHORT_RUN)
+    second = lrs(name, base_lr=0.1, epochs=5, steps_per_epoch=13, **SHORT_RUN)
     assert first == second
 
 
 @pytest.mark.parametrize("name", ["constant", "step", "multistep", "exponential"])
 def test_epoch_based_schedules_extend_as_a_prefix(name: str) -> None:
-    short = build_schedule(name, base_lr=0.1, epochs=4, steps_per_epoch=3, **SHORT_RUN)
-    long = build_schedule(name, base_lr=0.1, epochs=8, steps_per_epoch=3, **SHORT_RUN)
+    short = lrs(name, base_lr=0.1, epochs=4, steps_per_epoch=3, **SHORT_RUN)
+    long = lrs(name, base_lr=0.1, epochs=8, steps_per_epoch=3, **SHORT_RUN)
     assert long[: len(short)] == short
 
 
 def test_extending_a_cosine_changes_its_shape() -> None:
-    short = build_schedule("cosine", base_lr=0.1, epochs=4, steps_per_epoch=3)
-    long = build_schedule("cosine", base_lr=0.1, epochs=8, steps_per_epoch=3)
+    short = lrs("cosine", base_lr=0.1, epochs=4, steps_per_epoch=3)
+    long = lrs("cosine", base_lr=0.1, epochs=8, steps_per_epoch=3)
     assert long[0] == short[0]
     assert long[len(short) - 1] > short[-1]
 
 
 def test_numpy_scalars_are_accepted() -> None:
-    values = build_schedule("multistep", base_lr=np.float64(0.1), epochs=np.int64(2),
+    values = lrs("multistep", base_lr=np.float64(0.1), epochs=np.int64(2),
                             steps_per_epoch=np.int32(3), milestones=[np.int64(1)])
     assert values == approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
 
@@ -355,14 +347,14 @@ def test_hundred_thousand_steps_is_fast(name: str) -> None:
     best = math.inf
     for _ in range(5):
         start = time.perf_counter()
-        values = build_schedule(name, base_lr=0.1, epochs=100, steps_per_epoch=1000, **settings)
+        values = lrs(name, base_lr=0.1, epochs=100, steps_per_epoch=1000, **settings)
         best = min(best, time.perf_counter() - start)
     assert len(values) == 100_000
     assert best < 0.05
 
 
 # ------------------------------------------------------------------------------------------
-# Validation.
+# What depends on the run's size (the settings themselves are validated with the options).
 # ------------------------------------------------------------------------------------------
 
 BASE: dict[str, Any] = {"base_lr": 0.1, "epochs": 4, "steps_per_epoch": 3}
@@ -371,49 +363,12 @@ BASE: dict[str, Any] = {"base_lr": 0.1, "epochs": 4, "steps_per_epoch": 3}
 @pytest.mark.parametrize(
     ("name", "settings", "match"),
     [
-        ("cosin", {},
-         r"'name' is 'cosin'.*constant, step, multistep, exponential, cosine, polynomial, "
-         r"onecycle"),
-        ("Cosine", {}, r"'name' is 'Cosine'.*one of"),
-        (None, {}, r"'name' is None.*one of"),
-        ("constant", {"base_lr": 0.0}, r"'base_lr' is 0\.0.*greater than 0"),
-        ("constant", {"base_lr": -0.1}, r"'base_lr' is -0\.1.*greater than 0"),
-        ("constant", {"base_lr": float("nan")}, r"'base_lr' is nan.*greater than 0"),
-        ("constant", {"base_lr": "0.1"}, r"'base_lr' is '0\.1'.*number"),
-        ("constant", {"base_lr": True}, r"'base_lr' is True.*number"),
-        ("constant", {"epochs": 0}, r"'epochs' is 0.*whole number of at least 1"),
-        ("constant", {"epochs": 2.5}, r"'epochs' is 2\.5.*whole number"),
-        ("constant", {"steps_per_epoch": 0}, r"'steps_per_epoch' is 0.*at least 1"),
-        ("constant", {"warmup_epochs": -1.0}, r"'warmup_epochs' is -1\.0.*at least 0"),
         ("cosine", {"warmup_epochs": 4},
          r"'warmup_epochs' is 4\.0.*warm-up \(12 steps\) must be shorter than the run.*12 steps"),
         ("cosine", {"warmup_epochs": 3.9}, r"'warmup_epochs' is 3\.9.*shorter than the run"),
         ("step", {"warmup_epochs": 10}, r"'warmup_epochs' is 10\.0.*shorter than the run"),
-        ("constant", {"warmup_epochs": 1, "warmup_start_lr": 0.2},
-         r"'warmup_start_lr' is 0\.2.*from 0 up to base_lr=0\.1"),
-        ("constant", {"warmup_start_lr": -0.01}, r"'warmup_start_lr' is -0\.01.*from 0"),
-        ("constant", {"min_lr": -0.01}, r"'min_lr' is -0\.01.*at least 0"),
-        ("cosine", {"min_lr": 0.1}, r"'min_lr' is 0\.1.*below base_lr=0\.1"),
-        ("cosine", {"min_lr": 0.5}, r"'min_lr' is 0\.5.*below base_lr=0\.1"),
-        ("polynomial", {"min_lr": 0.2}, r"'min_lr' is 0\.2.*below base_lr=0\.1"),
-        ("polynomial", {"power": 0.0}, r"'power' is 0\.0.*greater than 0"),
-        ("step", {"gamma": 0.0}, r"'gamma' is 0\.0.*greater than 0 and at most 1"),
-        ("step", {"gamma": -0.5}, r"'gamma' is -0\.5.*greater than 0 and at most 1"),
-        ("multistep", {"gamma": 0.0}, r"'gamma' is 0\.0.*greater than 0 and at most 1"),
-        ("exponential", {"gamma": 1.5}, r"'gamma' is 1\.5.*greater than 0 and at most 1"),
-        ("step", {"step_size": 0}, r"'step_size' is 0.*whole number of at least 1"),
-        ("step", {"step_size": 1.5}, r"'step_size' is 1\.5.*whole number"),
-        ("multistep", {"milestones": [3, 2]}, r"'milestones' is \[3, 2\].*strictly increasing"),
-        ("multistep", {"milestones": [2, 2]}, r"'milestones' is \[2, 2\].*strictly increasing"),
-        ("multistep", {"milestones": []}, r"'milestones' is \[\].*non-empty"),
-        ("multistep", {"milestones": [0, 2]}, r"'milestones' is \[0, 2\].*greater than 0"),
-        ("multistep", {"milestones": [1.5]}, r"'milestones' is \[1\.5\].*whole epochs"),
-        ("multistep", {"milestones": "30,60"}, r"'milestones' is '30,60'.*list"),
-        ("multistep", {"milestones": 30}, r"'milestones' is 30.*list"),
-        ("onecycle", {"pct_start": 1.5}, r"'pct_start' is 1\.5.*from 0 to 1"),
-        ("onecycle", {"pct_start": -0.1}, r"'pct_start' is -0\.1.*from 0 to 1"),
-        ("onecycle", {"div_factor": 0.5}, r"'div_factor' is 0\.5.*at least 1"),
-        ("onecycle", {"final_div_factor": 0.0}, r"'final_div_factor' is 0\.0.*at least 1"),
+        ("constant", {"epochs": 5001, "steps_per_epoch": 1000},
+         r"5,001,000 training steps.*limit of 5,000,000"),
     ],
 )
 def test_build_schedule_rejects(name: Any, settings: dict[str, Any], match: str) -> None:
@@ -432,36 +387,4 @@ def test_build_schedule_rejects(name: Any, settings: dict[str, Any], match: str)
 )
 def test_settings_a_schedule_does_not_use_are_not_checked(name: str,
                                                           settings: dict[str, Any]) -> None:
-    assert len(build_schedule(name, **{**BASE, **settings})) == 12
-
-
-@pytest.mark.parametrize(
-    ("call", "match"),
-    [
-        (lambda: constant_lr(0.1, 0), r"'total_steps' is 0"),
-        (lambda: constant_lr(0.0, 3), r"'base_lr' is 0\.0"),
-        (lambda: step_lr(0.1, 3, 0, 1, 0.1), r"'steps_per_epoch' is 0"),
-        (lambda: multistep_lr(0.1, 3, 1, (2, 1), 0.1), r"'milestones' is \(2, 1\)"),
-        (lambda: exponential_lr(0.1, 3, 1, 0.0), r"'gamma' is 0\.0"),
-        (lambda: cosine_lr(0.1, 3, min_lr=0.2), r"'min_lr' is 0\.2"),
-        (lambda: polynomial_lr(0.1, 3, power=-1.0), r"'power' is -1\.0"),
-        (lambda: one_cycle_lr(0.0, 3), r"'max_lr' is 0\.0"),
-        (lambda: with_warmup([], 2), r"'schedule_values' is \[\].*at least one value"),
-        (lambda: with_warmup([0.1], -1), r"'warmup_steps' is -1.*at least 0"),
-        (lambda: with_warmup([0.1], 2, warmup_start_lr=0.3),
-         r"'warmup_start_lr' is 0\.3.*first value 0\.1"),
-    ],
-)
-def test_individual_functions_reject(call: Any, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        call()
-
-
-def test_errors_are_one_paragraph_user_errors() -> None:
-    with pytest.raises(ConfigError) as caught:
-        build_schedule("warm", **BASE)
-    error = caught.value
-    assert isinstance(error, UserError)
-    assert error.exit_code == 2
-    assert "\n" not in str(error)
-    assert re.search(r"^error: Learning-rate schedule setting 'name'", error.paragraph())
+    assert len(lrs(name, **{**BASE, **settings})) == 12

@@ -161,13 +161,14 @@ def test_resnet20_trains_validates_evaluates_and_exports_with_its_statistics(tmp
     history = json.loads((run / "history.json").read_text())
     final = history["test"]["final"]["test_accuracy"]
     assert final >= 0.8, history  # the average's weights and statistics, in inference mode
+    serving = common[:4]  # the data source and --output-dir: what mstrain eval and export take
     evaluated = train_here(["--eval-only", "--ckpt", str(run / "checkpoints" / "best.ckpt"),
-                            *common], tmp_path)
+                            *serving], tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((run / "evaluation.json").read_text())
     assert report["accuracy"] == pytest.approx(history["test"]["best"]["test_accuracy"])
     assert report["class_names"] == ["red", "green", "blue"]
-    exported = train_here(["--export", "mindir", "--ckpt", str(run), *common], tmp_path)
+    exported = train_here(["--export", "mindir", "--ckpt", str(run), *serving], tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert "input [N, 3, 16, 16] float32; outputs match the checkpoint" in exported.stdout
     assert (run / "export" / "resnet20.mindir").is_file()

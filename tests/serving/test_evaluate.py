@@ -55,7 +55,7 @@ def test_output_folder_is_the_run_directory_or_beside_the_checkpoint(tmp_path):
 @pytest.fixture(scope="module")
 def evaluated(trained_lenet):
     result = run_train(["--eval-only", "--ckpt", str(trained_lenet.run_dir), "--data-dir",
-                        str(trained_lenet.data_dir), "--no-progress"], cwd=trained_lenet.work)
+                        str(trained_lenet.data_dir)], cwd=trained_lenet.work)
     assert result.returncode == 0, result.stderr
     return result
 

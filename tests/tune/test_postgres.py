@@ -253,8 +253,8 @@ def clean_output(text: str) -> None:
 # ------------------------------------------------------------------------------ the cases
 def test_a_wrong_password_and_another_grace_period_are_refused(postgres, tmp_path):
     from trainer.errors import ConfigError
+    from trainer.extras import import_optuna
     from trainer.tune import load_tune_recipe
-    from trainer.tune.extra import import_optuna
     from trainer.tune.study import open_storage, open_study
 
     import_optuna()  # as the command does: Optuna's notes on experimental features quietened

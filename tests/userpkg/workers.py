@@ -24,9 +24,9 @@ def weights_digest(named_arrays) -> str:
 class RankReport(Callback):
     """Writes ``folder/rank<R>.json`` at the end of training on every worker.
 
-    The file holds the worker's rank and group size as :mod:`trainer.distributed` sees them, the
-    digest of the trained weights, each epoch's validation accuracy and mean training loss, the
-    steps per epoch of this worker's shard, and the callbacks that ran on this worker.
+    The file holds the worker's rank and group size as :mod:`trainer.engine.distributed` sees
+    them, the digest of the trained weights, each epoch's validation accuracy and mean training
+    loss, the steps per epoch of this worker's shard, and the callbacks that ran on this worker.
 
     Args:
         folder: Where the reports go.

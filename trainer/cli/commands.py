@@ -75,10 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    """The installed command's entry point: :func:`main`, then
-    :func:`~trainer.cli.exit.exit_process` with its status."""
+    """The installed commands' entry point: ``mstrain``, and ``mstrain-predict`` (the command
+    ``predict.py`` is), told apart by the name they were started under; the process then ends
+    through :func:`~trainer.cli.exit.exit_process` with the command's status."""
+    from pathlib import Path
+
     from trainer.cli.exit import exit_process
 
+    if Path(sys.argv[0]).name == "mstrain-predict":
+        from trainer.cli.predict import main as predict
+
+        exit_process(predict())
     exit_process(main())
 
 

@@ -1,5 +1,9 @@
 """Parsing the command line of ``train.py`` and ``mstrain train|eval|export``.
 
+``train.py --eval-only ...`` and ``train.py --export FMT ...`` are forwards: they run
+``mstrain eval ...`` and ``mstrain export --format FMT ...``, with those commands' options,
+rules and messages.
+
 Flags are generated from :class:`~trainer.config.TrainConfig`'s fields, so every option has one
 spelling everywhere: ``batch_size`` in YAML is ``--batch-size`` here; ``--help`` groups them as
 the fields declare. Precedence: defaults, then ``--config FILE``, then flags. Nothing here imports
@@ -29,7 +33,8 @@ GROUPS = {"network": "network", "data": "data", "optimisation": "optimisation",
           "tracking": "experiment tracking"}
 # The options evaluation and export use: what to build, what to read, where to run.
 _SERVING_GROUPS = ("network", "data")
-_SERVING_FIELDS = ("device", "mode", "report_to", "mlflow_uri", "mlflow_experiment")
+_SERVING_FIELDS = ("device", "mode", "output_dir", "report_to", "mlflow_uri",
+                   "mlflow_experiment")
 
 EPILOG = """examples:
   python train.py --net lenet --epochs 10
@@ -38,8 +43,8 @@ EPILOG = """examples:
   python train.py --data-source cifar10 --net resnet20 --augment
   python train.py --data-source imagefolder --data-dir photos  # photos/train/<class>/*.jpg
   python train.py --run-name demo --resume auto               # continue run 'demo'
-  python train.py --eval-only --ckpt runs/demo                # evaluate a saved run (best.ckpt)
-  python train.py --export mindir --ckpt runs/demo            # runs/demo/export/lenet.mindir
+  mstrain eval --ckpt runs/demo                   # evaluate a saved run (best.ckpt)
+  mstrain export --format mindir --ckpt runs/demo # runs/demo/export/lenet.mindir
   python train.py --callback "my_pkg.cbs:PrintLR(every=100)"  # add your own callback
 """
 
@@ -49,7 +54,7 @@ class UserParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # one paragraph and exit 2, like every other mistake
         self.print_usage(sys.stderr)
-        how = f"python {self.prog}" if self.prog.endswith(".py") else self.prog
+        how = f"python {self.prog}" if self.prog.split()[0].endswith(".py") else self.prog
         raise ConfigError(f"{message}. Run '{how} --help' for the options.")
 
 
@@ -93,8 +98,8 @@ def add_config_options(parser: argparse.ArgumentParser, groups: Sequence[str] = 
 def build_parser(command: str = "train", prog: str = "train.py") -> argparse.ArgumentParser:
     """The parser of ``command`` (``train``, ``eval`` or ``export``).
 
-    ``train`` is ``train.py``'s: every option, plus ``--eval-only`` and ``--export`` as aliases
-    of the other two commands.
+    ``train`` is ``train.py``'s: every option, plus ``--eval-only`` and ``--export``, which
+    forward to the other two commands (:func:`parse_args`).
     """
     if command not in COMMANDS:
         raise ValueError(f"command must be one of {COMMANDS}, got {command!r}")
@@ -145,10 +150,11 @@ def _train_actions(group) -> None:
 
 def _serving_actions(group, *, aliases: bool = False, export: bool = False) -> None:
     if aliases:
-        group.add_argument("--eval-only", action="store_true", help="evaluate --ckpt instead of "
-                           "training (mstrain eval)")
-        group.add_argument("--export", choices=FORMATS, help="export --ckpt's network "
-                           "instead of training (mstrain export --format)")
+        group.add_argument("--eval-only", action=_Unabbreviated, nargs=0, help="evaluate "
+                           "--ckpt instead of training: the rest of the line is mstrain eval's")
+        group.add_argument("--export", action=_Unabbreviated, choices=FORMATS, help="export "
+                           "--ckpt's network instead of training: the rest of the line is mstrain "
+                           "export's (--export FMT is its --format FMT)")
     elif export:
         group.add_argument("--format", choices=FORMATS, dest="export", required=True,
                            help="MINDIR (dynamic batch) or ONNX (fixed batch)")
@@ -159,6 +165,33 @@ def _serving_actions(group, *, aliases: bool = False, export: bool = False) -> N
                            "the exported input (default: dynamic for mindir, 1 for onnx)")
     group.add_argument("--results-dir", metavar="DIR", help="where the report or export goes "
                        "(default: the checkpoint's run directory, RUN/export for exports)")
+
+
+class _Unabbreviated(argparse.Action):
+    """``--eval-only`` or ``--export`` reaching the training parser, which only an abbreviation
+    can do: :func:`_forwarded` recognises the full spellings."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise ConfigError(f"{option_string} stands for {self.option_strings[0]}, which forwards "
+                          f"the command line to another command; write {self.option_strings[0]} "
+                          "in full.")
+
+
+def _forwarded(argv: list[str], prog: str) -> tuple[str, list[str], str]:
+    """The command, arguments and name a ``train.py`` command line runs as: ``--eval-only``
+    makes it ``mstrain eval``, ``--export FMT`` ``mstrain export --format FMT``."""
+    probe = UserParser(prog=prog, add_help=False, allow_abbrev=False)
+    probe.add_argument("--eval-only", action="store_true")
+    probe.add_argument("--export", choices=FORMATS)
+    known, rest = probe.parse_known_args(argv)
+    if known.eval_only and known.export:
+        raise ConfigError("--eval-only and --export are separate actions; run train.py once for "
+                          "each, with the same --ckpt.")
+    if known.eval_only:
+        return "eval", rest, f"{prog} --eval-only"
+    if known.export:
+        return "export", ["--format", known.export, *rest], f"{prog} --export"
+    return "train", argv, prog
 
 
 def parse_callback_spec(spec: str) -> dict[str, Any]:
@@ -200,6 +233,9 @@ def parse_args(argv: Sequence[str] | None = None, command: str = "train",
         >>> (ns.config.net, ns.config.epochs, ns.resume)
         ('mlp', 2, None)
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if command == "train":
+        command, argv, prog = _forwarded(argv, prog)
     ns = build_parser(command, prog).parse_args(argv)
     values: dict[str, Any] = load_yaml(ns.config) if getattr(ns, "config", None) else {}
     for name in CONFIG_FIELDS:
@@ -224,20 +260,13 @@ def parse_args(argv: Sequence[str] | None = None, command: str = "train",
 
 
 def _check_actions(result: argparse.Namespace) -> None:
-    if result.eval_only and result.export:
-        raise ConfigError("--eval-only and --export are separate actions; run train.py once for "
-                          "each, with the same --ckpt.")
+    # Evaluation and export have parsers of their own, which require --ckpt and take no
+    # training actions; what is left is training given their flags, and a recipe's values.
     action = "--eval-only" if result.eval_only else "--export" if result.export else None
-    if action and not result.ckpt:
-        raise ConfigError(f"{action} needs --ckpt PATH: a checkpoint file, a latest.json, or a "
-                          "run directory such as runs/lenet-20260101-120000.")
     if result.ckpt and not action:
         raise ConfigError("--ckpt is only used with --eval-only or --export. To continue a run "
                           "use --resume PATH; to start a new run from saved weights use "
                           "--init-from PATH.")
-    if action and (result.resume or result.init_from):
-        raise ConfigError(f"{action} does not train, so --resume and --init-from do not apply; "
-                          "name the checkpoint with --ckpt only.")
     if result.export_batch is not None and (not result.export or result.export_batch < 1
                                             or result.export_batch > 65_536):
         raise ConfigError(f"--export-batch is {result.export_batch}; it is used only with "
@@ -246,9 +275,9 @@ def _check_actions(result: argparse.Namespace) -> None:
     if result.results_dir and not action:
         raise ConfigError("--results-dir is only used with --eval-only or --export; a training "
                           "run writes into --output-dir/--run-name.")
-    if result.overwrite and (action or result.resume):
+    if result.overwrite and result.resume:
         raise ConfigError("--overwrite starts a training run afresh; it does not go with "
-                          f"{action or '--resume'}. Leave it out.")
+                          "--resume. Leave it out.")
     if result.resume and result.init_from:
         raise ConfigError("--resume and --init-from exclude each other: --resume continues the "
                           "same run exactly, --init-from starts a new one from saved weights.")

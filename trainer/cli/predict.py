@@ -169,14 +169,3 @@ def main(argv: Sequence[str] | None = None, prog: str = "predict.py") -> int:
 
     return run_reporting_errors(command)
 
-
-def console_main() -> None:
-    """The installed command's entry point: :func:`main`, then
-    :func:`~trainer.cli.exit.exit_process` with its status."""
-    from trainer.cli.exit import exit_process
-
-    exit_process(main())
-
-
-if __name__ == "__main__":
-    console_main()

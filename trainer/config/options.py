@@ -463,9 +463,10 @@ def _check_run_name(name: str) -> None:
 def _check_schedule(cfg: TrainConfig) -> None:
     """The rules between a configuration's schedule options that hold for any data size.
 
-    Checked here, so a schedule that cannot be built is refused before any data is prepared.
-    Only a warm-up that rounds to the whole run for a tiny data set is left to
-    ``trainer.engine.schedules.build_schedule``.
+    The one place a schedule's settings are checked (the declarations check each on its own),
+    so a schedule that cannot be built is refused before any data is prepared. Only what
+    depends on the data's size, a warm-up that rounds to the whole run and the run's length, is
+    left to ``trainer.engine.schedules.build_schedule``.
     """
     if SCHEDULES.info(cfg.lr_schedule, "floor", False) and not as_float32(
             cfg.min_lr) < as_float32(cfg.lr):

@@ -22,12 +22,16 @@ stopped early therefore makes the others fail with an error within about that ti
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from trainer.config import TrainConfig
+from trainer.device import set_mode_and_device
 from trainer.errors import ConfigError, UserError
+from trainer.logs import setup_logging
 
 ROLE_VAR = "MS_ROLE"
 WORKER = "MS_WORKER"
@@ -143,6 +147,32 @@ def _check_port(host: str, port: int) -> None:
             "use), or stop the process that holds this one.") from None
     finally:
         probe.close()
+
+
+def start(cfg: TrainConfig) -> Cluster:
+    """Sets MindSpore up for a training run: checks the launch, sets mode and device
+    (:func:`trainer.device.set_mode_and_device`, the one device set-up), joins msrun's cluster
+    and seeds every generator.
+
+    Every worker of a data-parallel run uses the same seeds: identical initial weights, and one
+    shuffled order of the training set that the shards partition.
+
+    Raises:
+        ConfigError: a launch that does not fit ``--distributed``, or an unusable device.
+    """
+    import mindspore as ms
+    import mindspore.dataset as ds
+    import numpy as np
+
+    check_launch(cfg.distributed)
+    set_mode_and_device(cfg.mode, cfg.device)
+    cluster = setup() if cfg.distributed else current()
+    if not cluster.main:
+        setup_logging(logging.WARNING, prefix=f"[worker {cluster.rank}] ")
+    ms.set_seed(cfg.seed)
+    ds.config.set_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    return cluster
 
 
 def setup() -> Cluster:

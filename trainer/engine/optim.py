@@ -21,19 +21,24 @@ class TrainCells:
 
 
 def learning_rates(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
-    """The configured schedule as float32, one entry per optimizer update plus one (see
-    :func:`trainer.engine.schedules.schedule_array`).
+    """The configured schedule (:func:`trainer.engine.schedules.build_schedule`) as float32,
+    one entry per optimizer update plus one: after the last step the optimizer (and ``get_lr``)
+    reads index ``global_step`` == total steps, so the last rate is repeated once.
 
     The schedule is laid out over the training steps (batches); with ``--accumulate-steps K``
     the optimizer updates once every K of them, and update ``u`` takes the rate of step ``u*K``,
     the first batch it accumulates, so the schedule's shape over the epochs is kept.
-    """
-    from trainer.engine.schedules import schedule_array
 
-    per_step = schedule_array(
+    Raises:
+        ConfigError: the run is too long for a schedule, or its warm-up rounds to the whole run.
+    """
+    from trainer.engine.schedules import build_schedule
+
+    values = build_schedule(
         cfg.lr_schedule, base_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
         warmup_epochs=cfg.warmup_epochs, min_lr=cfg.min_lr, gamma=cfg.lr_gamma,
         step_size=cfg.lr_step_size, milestones=cfg.lr_milestones, power=cfg.lr_power)
+    per_step = np.concatenate([values, values[-1:]]).astype(np.float32)
     if cfg.accumulate_steps == 1:
         return per_step
     return np.concatenate([per_step[:-1][::cfg.accumulate_steps], per_step[-1:]])

@@ -18,14 +18,6 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import Parameter, Tensor, amp, context, nn, ops
 
-try:  # the executor behind Cell.__call__ in graph mode (MindSpore 2.7)
-    from mindspore.common.api import _cell_graph_executor as _EXECUTOR
-
-    if not hasattr(_EXECUTOR, "_exec_pip"):
-        _EXECUTOR = None
-except ImportError:  # another MindSpore: every call takes the normal path
-    _EXECUTOR = None
-
 
 class _LossAndLogits(nn.Cell):
     def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell) -> None:
@@ -85,8 +77,6 @@ class TrainStep(nn.TrainOneStepCell):
         ema_decay: Keep ``ema.<name>`` = ``decay * ema + (1 - decay) * weight`` after every
             update, starting from the initial weights (0: off), for the weights and batch
             norm's running statistics (``averaged``). Defaults to `0.0`.
-        fast_launch: After the first step, run the compiled graph without ``Cell.__call__``'s
-            per-call lookup (see :meth:`__call__`). Defaults to `True`.
         loss_scaler: A ``mindspore.amp`` loss scaler (None: no scaling). Defaults to `None`.
 
     Example:
@@ -97,8 +87,7 @@ class TrainStep(nn.TrainOneStepCell):
 
     def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, *,
                  clip_norm: float = 0.0, clip_value: float = 0.0, accumulate: int = 1,
-                 ema_decay: float = 0.0, fast_launch: bool = True,
-                 loss_scaler: amp.LossScaler | None = None) -> None:
+                 ema_decay: float = 0.0, loss_scaler: amp.LossScaler | None = None) -> None:
         # MindSpore walks the cell tree on every call, so the backbone is reachable only once
         # (through self.network); a second reference would double that per-step cost.
         super().__init__(_LossAndLogits(backbone, loss_fn), optimizer)
@@ -112,7 +101,6 @@ class TrainStep(nn.TrainOneStepCell):
         self.stat_steps = Parameter(Tensor(0, ms.int64), name="train_stats.steps",
                                     requires_grad=False)
         self.argmax = ops.Argmax(axis=-1)
-        self.fast_launch = fast_launch
         self.hyper_map = ops.HyperMap()
         self.clip_norm, self.clip_value = float(clip_norm), float(clip_value)
         self.accumulate, self.ema_decay = int(accumulate), float(ema_decay)
@@ -218,31 +206,6 @@ class TrainStep(nn.TrainOneStepCell):
                                  done)
             ops.assign(self.accum_count, ops.depend(ops.zeros_like(count), cleared))
         return count
-
-    def __call__(self, *args, **kwargs):
-        """Runs one step; after the first, launches the compiled graph directly.
-
-        In graph mode ``Cell.__call__`` re-derives the compiled graph's key on every call (the
-        arguments' signature, hooks, the cell's checks), which on a 2-core CPU costs about as
-        much Python time as LeNet's arithmetic. Once a step has compiled, a call with tensors of
-        the same shapes and dtypes runs that same graph through MindSpore's executor, skipping the
-        lookup; anything else (another shape, keyword arguments, PyNative mode) takes the normal
-        path. The graph, and therefore every result, is the same either way (a test compares the
-        weights bit for bit).
-        """
-        fast = self.__dict__.get("_fast_launch")  # plain dict read: Cell.__getattr__ is slow
-        if fast is not None and not kwargs and context._get_mode() == context.GRAPH_MODE:
-            signature = tuple((arg.shape, arg.dtype) if isinstance(arg, Tensor) else None
-                              for arg in args)
-            if signature == fast[0]:
-                return _EXECUTOR._exec_pip(self, *args, phase=fast[1])
-        out = super().__call__(*args, **kwargs)
-        if (self.fast_launch and _EXECUTOR is not None and not kwargs
-                and context._get_mode() == context.GRAPH_MODE
-                and all(isinstance(arg, Tensor) for arg in args)):
-            signature = tuple((arg.shape, arg.dtype) for arg in args)
-            object.__setattr__(self, "_fast_launch", (signature, self.compile_phase))
-        return out
 
 
 class LaunchSteps(nn.Cell):

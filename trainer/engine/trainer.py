@@ -2,11 +2,12 @@
 
 It orchestrates; the work is done by the pieces it calls in the order of the data flow: the
 configuration's network is checked, the data located (:mod:`trainer.data`), MindSpore set up
-(:mod:`trainer.engine.context`), the run directory claimed (:mod:`trainer.engine.rundir`), the
-network built (:mod:`trainer.networks`), the callbacks assembled (:mod:`trainer.engine.wiring`),
-a resume bundle found and checked (:mod:`trainer.checkpoint.resume`), the loss, optimizer and
-train step built (:mod:`trainer.engine.optim`), the launch policy applied
-(:mod:`trainer.engine.launch`), and ``Model.fit`` run with validation every epoch.
+(:func:`trainer.engine.distributed.start`), the run directory claimed
+(:mod:`trainer.engine.rundir`), the network built (:mod:`trainer.networks`), the callbacks
+assembled (:mod:`trainer.engine.wiring`), a resume bundle found and checked
+(:mod:`trainer.checkpoint.resume`), the loss, optimizer and train step built
+(:mod:`trainer.engine.optim`), the launch policy applied (:mod:`trainer.engine.launch`), and
+``Model.fit`` run with validation every epoch.
 """
 
 from __future__ import annotations
@@ -135,7 +136,6 @@ class Trainer:
 
     def _fit(self, callbacks: list, resume, init_from, overwrite: bool):
         from trainer.data import prepare_data
-        from trainer.engine.context import setup_run_context
         from trainer.engine.rundir import RunDir
         from trainer.engine.wiring import check_callbacks, config_callbacks
         from trainer.networks import is_builtin, resolve_factory
@@ -152,7 +152,7 @@ class Trainer:
             check_tracking(cfg.trackers())
         prepared = self.prepared = prepare_data(cfg, progress=sys.stderr.isatty(),
                                                 source=self.source)
-        cluster = setup_run_context(cfg)
+        cluster = distributed.start(cfg)
         if cfg.distributed and not cfg.run_name:
             # Rank 0's clock names the run, so every worker resumes from the same folder.
             self.run_dir = run_dir_for(cfg, distributed.shared_time(time.time()))

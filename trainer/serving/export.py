@@ -33,7 +33,7 @@ import numpy as np
 
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError, OutputError, UserError, os_fault
-from trainer.extras import extra_hint
+from trainer.extras import install_hint
 from trainer.fileio import atomic_path
 from trainer.serving import FORMATS
 
@@ -133,7 +133,7 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
                f"{difference:.2g})")
     else:
         how = (f"structure checked ({structure}); the outputs were NOT compared because "
-               f"onnxruntime is not installed ({extra_hint('onnx')} to compare them)")
+               f"onnxruntime is not installed ({install_hint('onnxruntime')} to compare them)")
     logger.info("Exported %s (%s) to %s: input %s; %s.", bundle.path, name, target, shape,
                 how)
     report_serving(cfg, bundle, output_folder(bundle.path), {}, [(target, "model")],

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mstrain tune") -> int:
             from trainer.engine import stop
 
             stop.block_signals()
-        from trainer.tune.extra import import_optuna
+        from trainer.extras import import_optuna
 
         import_optuna()  # a missing extra is refused before anything starts
         from trainer.tune.study import check_sqlite, default_storage
@@ -140,8 +140,8 @@ class _Session:
     """Optuna, the storage and the study of one process."""
 
     def __init__(self, recipe: TuneRecipe, worker: int = 0) -> None:
+        from trainer.extras import import_optuna
         from trainer.logs import setup_logging
-        from trainer.tune.extra import import_optuna
         from trainer.tune.study import (
             default_storage,
             mark_study,

@@ -14,7 +14,7 @@ study's advisory lock (:meth:`PatientStorage.ask_lock`), so the study gets exact
 The lock belongs to a connection of its own, so the server drops it when that connection ends:
 a killed process, or a lost machine once the server notices (at most a grace period later).
 
-Imported once optuna is (see :func:`trainer.tune.extra.import_optuna`).
+Imported once optuna is (see :func:`trainer.extras.import_optuna`).
 """
 
 from __future__ import annotations

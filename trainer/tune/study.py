@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError, OutputError, UserError, os_fault, redact, shown
-from trainer.extras import extra_hint
+from trainer.extras import install_hint
 from trainer.tune.recipe import TuneRecipe
 
 logger = logging.getLogger("mstrain")
@@ -200,7 +200,7 @@ def open_storage(optuna, url: str, retry, grace: int = 90) -> Any:
         missing = getattr(exc.__cause__, "name", None) or exc.name or exc
         raise ConfigError(f"--storage {shown_url(url)} needs the database driver "
                           f"{missing}, which is not installed. The tune extra "
-                          f"({extra_hint('tune')}) brings psycopg for postgresql:// URLs; for "
+                          f"({install_hint('psycopg')}) brings psycopg for postgresql:// URLs; for "
                           "MySQL install PyMySQL and give a mysql+pymysql:// URL; or use a "
                           "sqlite:/// URL.") from None
     except Exception as exc:  # SQLAlchemy and the drivers raise many kinds
