@@ -7,7 +7,7 @@ Example:
     >>> model.fit(3, train, valid, callbacks=cbs)  # doctest: +SKIP
 """
 
-from callbacks.base import StatsCallback
+from callbacks.base import StatefulCallback, StatsCallback
 from callbacks.checkpoint import ModelCheckpoint
 from callbacks.csv_logger import CSVLogger
 from callbacks.early_stopping import EarlyStopping
@@ -39,6 +39,7 @@ __all__ = [
     "OptunaPruning",
     "ProgressBar",
     "ReduceLROnPlateau",
+    "StatefulCallback",
     "StatsCallback",
     "StopOnRequest",
     "TensorBoardLogger",

@@ -38,6 +38,52 @@ class StatsCallback(Callback):
         self.stats.on_step(run_context.original_args())
 
 
+class StatefulCallback(StatsCallback):
+    """A statistics callback whose state a checkpoint carries, keyed by :attr:`state_key`.
+
+    The engine (``Trainer``) saves every callback's :meth:`state_dict` in each bundle and, on
+    resume, checks every saved state (:meth:`check_state`) and then loads them all before the
+    first hook runs. So :meth:`on_train_begin` never asks whether the state was restored: a run
+    that starts at global step 0 is a new run and starts from :meth:`reset_state` (one instance
+    can serve several runs); a resumed run starts at its bundle's step and keeps what was
+    loaded. Subclasses override :meth:`reset_state`, :meth:`state_dict`, :meth:`check_state`
+    and :meth:`load_state_dict`.
+
+    Args:
+        stats: The run's shared statistics; a private one is made when omitted. Defaults to
+            `None`.
+    """
+
+    @property
+    def state_key(self) -> str:
+        """The name of this callback's state in a bundle: the class's qualified name. Override it
+        when two instances of one class must keep apart states (else the second is saved as
+        ``Name#2``, by its place among them)."""
+        return type(self).__qualname__
+
+    def reset_state(self) -> None:
+        """Starts the saved state afresh, for a new run."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs of this callback (JSON: numbers, text, lists, mappings)."""
+        return {}
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
+        """Refuses a saved state of the wrong shape (``ValueError``) without changing anything."""
+        if not isinstance(state, dict):
+            raise ValueError(f"the state is a {type(state).__name__}, not a mapping")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`; missing keys keep the defaults."""
+        self.check_state(state)
+
+    def on_train_begin(self, run_context) -> None:
+        super().on_train_begin(run_context)
+        if self.stats.global_step(run_context.original_args()) == 0:
+            self.reset_state()
+
+
 def state_value(state: dict[str, Any], key: str, kind: str, default: Any = None) -> Any:
     """``state[key]`` checked to be of ``kind`` (``"int"``, ``"number"``, ``"str"``, ``"list"``,
     ``"dict"``), or ``default`` when absent.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,6 @@ from callbacks.base import state_value
 from callbacks.monitor import MonitorCallback
 from callbacks.stats import EpochStats, launch_steps, reached
 from trainer.checkpoint.meta import BundleMeta, RunRecord, plain_file_name
-from trainer.checkpoint.states import collect_states
 from trainer.checkpoint.store import BEST, CheckpointStore, periodic_name
 from trainer.errors import ConfigError
 
@@ -26,10 +25,11 @@ class ModelCheckpoint(MonitorCallback):
 
     Each bundle (see ``trainer.checkpoint``) holds the weights, optimizer moments, global step and
     learning-rate array, plus metadata: epoch, step, the epoch's metrics, what ``meta`` returns
-    (the ``Trainer`` adds the configuration and its fingerprint) and the states of
-    ``state_callbacks``. Files are written atomically and ``latest.json`` moves only after a
-    bundle is complete. The newest ``keep_last`` periodic bundles are kept, counting those from
-    earlier processes of the same run. A non-finite training loss is never saved.
+    (the ``Trainer`` adds the configuration and its fingerprint) and the callbacks' states that
+    ``states`` returns when the bundle is written. Files are written atomically and
+    ``latest.json`` moves only after a bundle is complete. The newest ``keep_last`` periodic
+    bundles are kept, counting those from earlier processes of the same run. A non-finite
+    training loss is never saved.
 
     Args:
         directory: The checkpoint folder.
@@ -40,7 +40,10 @@ class ModelCheckpoint(MonitorCallback):
         monitor: Metric for the best bundle. Defaults to `"val_loss"`.
         mode: ``"min"`` or ``"max"``. Defaults to `"min"`.
         min_delta: Smallest change that counts as better. Defaults to `0.0`.
-        state_callbacks: Callbacks whose ``state_dict()`` goes into each bundle. Defaults to `()`.
+        states: Callable returning the callbacks' states by state key, asked each time a bundle
+            is written (``Trainer`` passes its own, which holds every callback of the run;
+            :func:`trainer.checkpoint.states.collect_states` makes one for a plain ``Model``).
+            Defaults to `None`: this callback's own state only.
         meta: Callable returning, for each bundle, the run's set-up (a
             ``trainer.checkpoint.meta.RunRecord``, as ``Trainer`` passes) or a mapping of extra
             JSON fields of your own. Defaults to `None`.
@@ -57,7 +60,7 @@ class ModelCheckpoint(MonitorCallback):
     def __init__(self, directory: str | Path, every_n_epochs: int = 1, every_n_steps: int = 0,
                  keep_last: int = 3, save_best: bool = False, monitor: str = "val_loss",
                  mode: str = "min", min_delta: float = 0.0,
-                 state_callbacks: Sequence[Any] = (),
+                 states: Callable[[], dict[str, Any]] | None = None,
                  meta: Callable[[], RunRecord | dict[str, Any]] | None = None,
                  stats: EpochStats | None = None, hint: str | None = None) -> None:
         super().__init__(monitor, mode, min_delta, stats, hint)
@@ -69,22 +72,17 @@ class ModelCheckpoint(MonitorCallback):
         self.store = CheckpointStore(directory)
         self.every_n_epochs, self.every_n_steps = every_n_epochs, every_n_steps
         self.keep_last, self.save_best = keep_last, save_best
-        self.state_callbacks = list(state_callbacks)
+        self.states = states or self._own_state
         self.meta = meta
         self.best_path: Path | None = None
         self.last_saved_step = -1
         self.last_path: Path | None = None
         self.save_seconds: list[float] = []
         self._step_save_due = False
-        self._restored = False
 
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, run_context) -> None:
         super().on_train_begin(run_context)
-        if not self._restored:
-            self.reset_best()
-            self.best_path, self.last_path, self.last_saved_step = None, None, -1
-        self._restored = False
         self._step_save_due = False
         for path in self.store.remove_temporaries():
             logger.info("Removed %s, left half-written by an interrupted run.", path.name)
@@ -146,7 +144,7 @@ class ModelCheckpoint(MonitorCallback):
             steps_per_epoch=cb_params.batch_num,
             metrics={k: v for k, v in (logs or {}).items() if k != "epoch"},
             saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            callbacks=collect_states([*(c for c in self.state_callbacks if c is not self), self]),
+            callbacks=self.states(),
             epoch_stats=self.stats.state_dict(),
             best={"monitor": self.monitor, "value": best,
                   "file": self.best_path.name if self.best_path else None},
@@ -184,23 +182,28 @@ class ModelCheckpoint(MonitorCallback):
         self.store.prune(self.keep_last, protect=[self.last_path])
 
     # ------------------------------------------------------------------ state
+    def _own_state(self) -> dict[str, Any]:
+        return {self.state_key: self.state_dict()}
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.best_path, self.last_path, self.last_saved_step = None, None, -1
+
     def state_dict(self) -> dict[str, Any]:
         """The best value and file; retention is read from the folder itself."""
-        return {**self.monitor_state(),
+        return {**super().state_dict(),
                 "best_file": self.best_path.name if self.best_path else None}
 
     @classmethod
     def check_state(cls, state: dict[str, Any]) -> None:
         """Refuses a saved state of the wrong shape (``ValueError``)."""
-        cls.check_monitor_state(state)
+        super().check_state(state)
         best_file = state_value(state, "best_file", "str")
         if best_file is not None and not plain_file_name(best_file):
             raise ValueError(f"'best_file' is {best_file!r:.60}, not a file name")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; missing keys keep the defaults."""
-        self.check_state(state)
-        self.load_monitor_state(state)
+        super().load_state_dict(state)
         best_file = state.get("best_file")
         self.best_path = self.store.folder / best_file if best_file else None
-        self._restored = True

@@ -8,14 +8,13 @@ from typing import Any
 import numpy as np
 
 from callbacks.base import state_value
-from callbacks.monitor import MonitorCallback
+from callbacks.monitor import PatienceCallback
 from callbacks.stats import EpochStats
-from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
 
 
-class EarlyStopping(MonitorCallback):
+class EarlyStopping(PatienceCallback):
     """Stops training after ``patience`` epochs without improvement of ``monitor``.
 
     Args:
@@ -40,38 +39,27 @@ class EarlyStopping(MonitorCallback):
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3,
                  min_delta: float = 0.0, restore_best_weights: bool = False,
                  stats: EpochStats | None = None, hint: str | None = None) -> None:
-        super().__init__(monitor, mode, min_delta, stats, hint)
-        if not isinstance(patience, int) or patience < 1:
-            raise ConfigError(f"EarlyStopping: 'patience' is {patience!r}; it must be a whole "
-                              "number >= 1.")
-        self.patience = patience
+        super().__init__(patience, monitor, mode, min_delta, stats, hint)
         self.restore_best_weights = restore_best_weights
-        self.wait = 0
         self.best_epoch = 0
         self.stopped_epoch = 0
         self._best_weights: dict[str, np.ndarray] | None = None
 
-    def on_train_begin(self, run_context) -> None:
-        super().on_train_begin(run_context)
-        # A resumed run keeps what load_state_dict restored; a fresh one starts clean.
-        if not getattr(self, "_restored", False):
-            self.wait, self.best_epoch, self.stopped_epoch = 0, 0, 0
-            self.reset_best()
-        self._restored = False
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.best_epoch, self.stopped_epoch = 0, 0
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
         if not self.stats.epoch_complete(cb_params):
             return
-        value = self.get_monitor_value(self.stats.epoch_logs(cb_params))
-        if self.is_improvement(value):
-            self.best, self.best_epoch, self.wait = value, cb_params.cur_epoch_num, 0
+        if self.observe(self.get_monitor_value(self.stats.epoch_logs(cb_params))):
+            self.best_epoch = cb_params.cur_epoch_num
             if self.restore_best_weights:
                 self._best_weights = {p.name: p.asnumpy().copy()
                                       for p in cb_params.network.trainable_params()}
             return
-        self.wait += 1
-        if self.wait >= self.patience:
+        if self.patience_spent:
             self.stopped_epoch = cb_params.cur_epoch_num
             logger.info("Early stopping: %s has not improved for %d epoch(s) (best %.4f at epoch "
                         "%d).", self.monitor, self.wait, self.best, self.best_epoch)
@@ -89,21 +77,18 @@ class EarlyStopping(MonitorCallback):
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and the best value (best weights live in the best checkpoint, not here)."""
-        return {**self.monitor_state(), "wait": self.wait, "best_epoch": self.best_epoch,
+        return {**super().state_dict(), "best_epoch": self.best_epoch,
                 "stopped_epoch": self.stopped_epoch}
 
     @classmethod
     def check_state(cls, state: dict[str, Any]) -> None:
         """Refuses a saved state of the wrong shape (``ValueError``)."""
-        cls.check_monitor_state(state)
-        for key in ("wait", "best_epoch", "stopped_epoch"):
+        super().check_state(state)
+        for key in ("best_epoch", "stopped_epoch"):
             state_value(state, key, "int")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; missing keys keep the defaults."""
-        self.check_state(state)
-        self.load_monitor_state(state)
-        self.wait = int(state.get("wait", 0))
+        super().load_state_dict(state)
         self.best_epoch = int(state.get("best_epoch", 0))
         self.stopped_epoch = int(state.get("stopped_epoch", 0))
-        self._restored = True

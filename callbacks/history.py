@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from callbacks.base import StatsCallback, number_rows, state_value
+from callbacks.base import StatefulCallback, number_rows, state_value
 from callbacks.stats import EpochStats
 from trainer.errors import OutputError, os_fault
 from trainer.fileio import atomic_path, atomic_write_text
@@ -23,7 +23,7 @@ _FIRST_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
                   "test_loss", "test_accuracy")
 
 
-class History(StatsCallback):
+class History(StatefulCallback):
     """Records every completed epoch and writes ``history.json``, ``history.csv``, ``history.png``.
 
     Each row holds ``epoch``, the mean training ``loss`` and ``accuracy`` (from the training
@@ -56,7 +56,6 @@ class History(StatsCallback):
         self.plot = plot
         self.rows: list[dict[str, Any]] = []
         self.test: dict[str, Any] = {}  # the test split's scores at the end (see add_test)
-        self._restored = False
         self._plotter: threading.Thread | None = None
         self.plot_budget = plot_budget
         self._draw_seconds = 1.0  # cost of the last drawing (before the first: an estimate)
@@ -83,10 +82,7 @@ class History(StatsCallback):
 
     def on_train_begin(self, run_context) -> None:
         super().on_train_begin(run_context)
-        if not self._restored:  # a new run; a resumed one keeps the rows it restored
-            self.rows = []
         self.test = {}
-        self._restored = False
         self._drawn_at = time.perf_counter()  # the budget counts from the start of training
 
     def on_train_epoch_end(self, run_context) -> None:
@@ -163,20 +159,23 @@ class History(StatsCallback):
         except Exception as exc:  # a plot must never stop training
             logger.warning("Could not draw history.png: %s", exc)
 
+    def reset_state(self) -> None:
+        self.rows = []
+
     def state_dict(self) -> dict[str, Any]:
         """The recorded rows."""
         return {"rows": [dict(r) for r in self.rows]}
 
-    @staticmethod
-    def check_state(state: dict[str, Any]) -> None:
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
         """Refuses a saved state of the wrong shape (``ValueError``)."""
+        super().check_state(state)
         number_rows(state_value(state, "rows", "list", []), "rows")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the recorded rows; missing keys keep the defaults."""
         self.check_state(state)
         self.rows = [dict(r) for r in state.get("rows", [])]
-        self._restored = True
 
 
 def _json_safe(value: Any) -> Any:

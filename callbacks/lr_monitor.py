@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from callbacks.base import StatsCallback, number_rows, state_value
+from callbacks.base import StatefulCallback, number_rows, state_value
 from callbacks.stats import EpochStats, current_lr, launch_steps, reached
 from trainer.errors import ConfigError
 
 
-class LearningRateMonitor(StatsCallback):
+class LearningRateMonitor(StatefulCallback):
     """Records ``(global_step, lr)`` every ``every_n_steps`` steps and at each epoch end.
 
     The value is read from the optimizer's rate array, so it reflects schedules, warm-up and
@@ -34,13 +34,9 @@ class LearningRateMonitor(StatsCallback):
                               "must be a whole number >= 0.")
         self.every_n_steps = every_n_steps
         self.records: list[dict[str, Any]] = []
-        self._restored = False
 
-    def on_train_begin(self, run_context) -> None:
-        super().on_train_begin(run_context)
-        if not self._restored:  # a new run; a resumed one keeps its records
-            self.records = []
-        self._restored = False
+    def reset_state(self) -> None:
+        self.records = []
 
     def _record(self, cb_params) -> None:
         step = self.stats.global_step(cb_params)
@@ -64,13 +60,13 @@ class LearningRateMonitor(StatsCallback):
         """The records so far."""
         return {"records": list(self.records)}
 
-    @staticmethod
-    def check_state(state: dict[str, Any]) -> None:
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
         """Refuses a saved state of the wrong shape (``ValueError``)."""
+        super().check_state(state)
         number_rows(state_value(state, "records", "list", []), "records")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the records; missing keys keep the defaults."""
         self.check_state(state)
         self.records = list(state.get("records", []))
-        self._restored = True

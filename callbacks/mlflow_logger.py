@@ -96,6 +96,10 @@ class MLflowLogger(TrackingLogger):
         queue_size: Points kept while the server is slow or down. Defaults to `10000`.
         history: The run's :class:`~callbacks.history.History`, for a tracker that joins a
             resumed run (see :class:`~callbacks.tracking.TrackingLogger`). Defaults to `None`.
+        managed: The owner ends the record (see :class:`~callbacks.tracking.TrackingLogger`).
+            Defaults to `False`.
+        step: The global step the record stands at before training reports one. Defaults to
+            `0`.
 
     Example:
         >>> ml = MLflowLogger("sqlite:///runs/mlflow.db", run_name="demo", hparams={"lr": 0.01})
@@ -110,8 +114,8 @@ class MLflowLogger(TrackingLogger):
                  stats: EpochStats | None = None, artifact_location: str | None = None,
                  run_id: str | None = None, run_uid: str | None = None, attach: bool = False,
                  end_timeout: float = 20.0, queue_size: int = 10_000,
-                 history: Any = None) -> None:
-        super().__init__(log_every, hparams, stats, history)
+                 history: Any = None, managed: bool = False, step: int = 0) -> None:
+        super().__init__(log_every, hparams, stats, history, managed, step)
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         self.experiment = (experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
                            or DEFAULT_EXPERIMENT)

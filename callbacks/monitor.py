@@ -1,23 +1,25 @@
-"""The shared base of callbacks that watch one metric: best checkpoint, early stopping, plateau."""
+"""The shared bases of callbacks that watch one metric: best checkpoint, early stopping, plateau,
+pruning; and the patience counter of early stopping and plateau."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from callbacks.base import StatsCallback, state_value
+from callbacks.base import StatefulCallback, state_value
 from callbacks.stats import EpochStats
 from trainer.errors import ConfigError
 
 MODES = ("min", "max")
 
 
-class MonitorCallback(StatsCallback):
+class MonitorCallback(StatefulCallback):
     """Owns ``monitor``, ``mode`` and ``min_delta`` and decides what counts as an improvement.
 
     Subclasses call :meth:`get_monitor_value` with the epoch's logs and :meth:`is_improvement`
-    with the value; :attr:`best` holds the best value seen so far. A monitored metric that the
-    run does not produce is an error at the first epoch end, listing the metrics it has.
+    with the value; :attr:`best` holds the best value seen so far and is part of the saved state.
+    A monitored metric that the run does not produce is an error at the first epoch end, listing
+    the metrics it has.
 
     Args:
         monitor: Name in the epoch logs, e.g. ``val_accuracy`` or ``val_loss``. Defaults to
@@ -82,20 +84,80 @@ class MonitorCallback(StatsCallback):
                               f"{self.hint}.")
         return float(logs[self.monitor])
 
-    def monitor_state(self) -> dict[str, Any]:
-        """The base's part of ``state_dict``."""
+    def reset_state(self) -> None:
+        self.reset_best()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value, and what it is the best of."""
         return {"best": self.best, "monitor": self.monitor, "mode": self.mode}
 
-    @staticmethod
-    def check_monitor_state(state: dict[str, Any]) -> None:
-        """Refuses a base state of the wrong shape (``ValueError``)."""
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
+        """Refuses a saved state of the wrong shape (``ValueError``)."""
         state_value(state, "best", "number")
         state_value(state, "monitor", "str")
         state_value(state, "mode", "str")
 
-    def load_monitor_state(self, state: dict[str, Any]) -> None:
-        """Restores :meth:`monitor_state`, keeping defaults for missing keys."""
-        self.check_monitor_state(state)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores the best value when it watched the same metric the same way; missing keys
+        keep the defaults."""
+        self.check_state(state)
         if state.get("monitor", self.monitor) == self.monitor and \
                 state.get("mode", self.mode) == self.mode:
             self.best = float(state.get("best", self.best))
+
+
+class PatienceCallback(MonitorCallback):
+    """A :class:`MonitorCallback` that counts the epochs without improvement (:attr:`wait`)
+    against a ``patience``: the one counter of early stopping and plateau cuts.
+
+    Args:
+        patience: Epochs without improvement that use the patience up; a whole number >= 1.
+        monitor, mode, min_delta, stats, hint: As for :class:`MonitorCallback`.
+
+    Raises:
+        ConfigError: ``patience`` is not a whole number >= 1, or a ``MonitorCallback`` argument
+            is not allowed.
+    """
+
+    def __init__(self, patience: int, monitor: str = "val_loss", mode: str = "min",
+                 min_delta: float = 0.0, stats: EpochStats | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(monitor, mode, min_delta, stats, hint)
+        if not isinstance(patience, int) or patience < 1:
+            raise ConfigError(f"{type(self).__name__}: 'patience' is {patience!r}; it must be a "
+                              "whole number >= 1.")
+        self.patience = patience
+        self.wait = 0
+
+    def observe(self, value: float, counting: bool = True) -> bool:
+        """Takes an epoch's value: an improvement becomes :attr:`best` and clears the count;
+        any other value adds one epoch to it while ``counting``. Returns whether it improved."""
+        if self.is_improvement(value):
+            self.best, self.wait = value, 0
+            return True
+        if counting:
+            self.wait += 1
+        return False
+
+    @property
+    def patience_spent(self) -> bool:
+        """Whether :attr:`wait` has reached :attr:`patience`."""
+        return self.wait >= self.patience
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.wait = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value and the epochs without improvement."""
+        return {**super().state_dict(), "wait": self.wait}
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any]) -> None:
+        super().check_state(state)
+        state_value(state, "wait", "int")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.wait = int(state.get("wait", 0))

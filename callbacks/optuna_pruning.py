@@ -63,21 +63,20 @@ class OptunaPruning(MonitorCallback):
         self.pruned_epoch: int | None = None
         self.best_epoch: int | None = None
         self.reported: dict[int, float] = {}
-        self._restored = False
 
     @property
     def pruned(self) -> bool:
         """Whether the pruner stopped the trial."""
         return self.pruned_epoch is not None
 
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.best_epoch = None
+
     def on_train_begin(self, run_context) -> None:
-        super().on_train_begin(run_context)
-        if not self._restored:  # a resumed run keeps the best value of its earlier epochs
-            self.reset_best()
-            self.best_epoch = None
+        super().on_train_begin(run_context)  # a resumed run keeps the best of its earlier epochs
         self.pruned_epoch = None
         self.reported = {}
-        self._restored = False
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -108,17 +107,15 @@ class OptunaPruning(MonitorCallback):
 
     def state_dict(self) -> dict[str, Any]:
         """The best value reported so far, so a resumed trial returns the best of all epochs."""
-        return {**self.monitor_state(), "best_epoch": self.best_epoch}
+        return {**super().state_dict(), "best_epoch": self.best_epoch}
 
     @classmethod
     def check_state(cls, state: dict[str, Any]) -> None:
         """Refuses a saved state of the wrong shape (``ValueError``)."""
-        cls.check_monitor_state(state)
+        super().check_state(state)
         state_value(state, "best_epoch", "int")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; missing keys keep the defaults."""
-        self.check_state(state)
-        self.load_monitor_state(state)
+        super().load_state_dict(state)
         self.best_epoch = state.get("best_epoch")
-        self._restored = True

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from callbacks.base import number_rows, state_value
-from callbacks.monitor import MonitorCallback
+from callbacks.monitor import PatienceCallback
 from callbacks.stats import EpochStats, find_optimizer, lr_parameter, optimizer_step
 from trainer.errors import ConfigError
 
 logger = logging.getLogger("mstrain")
 
 
-class ReduceLROnPlateau(MonitorCallback):
+class ReduceLROnPlateau(PatienceCallback):
     """Multiplies the learning rate by ``factor`` after ``patience`` epochs without improvement.
 
     It works on top of any schedule: when the optimizer holds a per-step learning-rate array
@@ -40,26 +40,17 @@ class ReduceLROnPlateau(MonitorCallback):
                  patience: int = 2, min_delta: float = 0.0, cooldown: int = 0,
                  min_lr: float = 0.0, stats: EpochStats | None = None,
                  hint: str | None = None) -> None:
-        super().__init__(monitor, mode, min_delta, stats, hint)
+        super().__init__(patience, monitor, mode, min_delta, stats, hint)
         if not 0.0 < factor < 1.0:
             raise ConfigError(f"ReduceLROnPlateau: 'factor' is {factor!r}; it must be between 0 "
                               "and 1 (exclusive).")
-        if not isinstance(patience, int) or patience < 1:
-            raise ConfigError(f"ReduceLROnPlateau: 'patience' is {patience!r}; it must be a "
-                              "whole number >= 1.")
-        self.factor, self.patience, self.cooldown, self.min_lr = factor, patience, cooldown, min_lr
-        self.wait = 0
+        self.factor, self.cooldown, self.min_lr = factor, cooldown, min_lr
         self.cooldown_left = 0
         self.reductions: list[dict[str, float]] = []
-        self._restored = False
 
-    def on_train_begin(self, run_context) -> None:
-        super().on_train_begin(run_context)
-        # A resumed run keeps what load_state_dict restored; a fresh one starts clean.
-        if not self._restored:
-            self.wait, self.cooldown_left, self.reductions = 0, 0, []
-            self.reset_best()
-        self._restored = False
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.cooldown_left, self.reductions = 0, []
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -69,13 +60,7 @@ class ReduceLROnPlateau(MonitorCallback):
         if self.cooldown_left > 0:
             self.cooldown_left -= 1
             self.wait = 0
-        if self.is_improvement(value):
-            self.best, self.wait = value, 0
-            return
-        if self.cooldown_left > 0:
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
+        if not self.observe(value, counting=self.cooldown_left == 0) and self.patience_spent:
             self._reduce(cb_params)
             self.wait, self.cooldown_left = 0, self.cooldown
 
@@ -105,22 +90,18 @@ class ReduceLROnPlateau(MonitorCallback):
 
     def state_dict(self) -> dict[str, Any]:
         """Counters, best value and the cuts made (the rates themselves are in the checkpoint)."""
-        return {**self.monitor_state(), "wait": self.wait, "cooldown_left": self.cooldown_left,
+        return {**super().state_dict(), "cooldown_left": self.cooldown_left,
                 "reductions": list(self.reductions)}
 
     @classmethod
     def check_state(cls, state: dict[str, Any]) -> None:
         """Refuses a saved state of the wrong shape (``ValueError``)."""
-        cls.check_monitor_state(state)
-        for key in ("wait", "cooldown_left"):
-            state_value(state, key, "int")
+        super().check_state(state)
+        state_value(state, "cooldown_left", "int")
         number_rows(state_value(state, "reductions", "list", []), "reductions")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; missing keys keep the defaults."""
-        self.check_state(state)
-        self.load_monitor_state(state)
-        self.wait = int(state.get("wait", 0))
+        super().load_state_dict(state)
         self.cooldown_left = int(state.get("cooldown_left", 0))
         self.reductions = list(state.get("reductions", []))
-        self._restored = True

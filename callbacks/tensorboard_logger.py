@@ -204,6 +204,10 @@ class TensorBoardLogger(TrackingLogger):
         flush_secs: Longest time an event waits in memory. Defaults to `10`.
         history: The run's :class:`~callbacks.history.History`, for a tracker that joins a
             resumed run (see :class:`~callbacks.tracking.TrackingLogger`). Defaults to `None`.
+        managed: The owner ends the record (see :class:`~callbacks.tracking.TrackingLogger`).
+            Defaults to `False`.
+        step: The global step the record stands at before training reports one. Defaults to
+            `0`.
 
     Example:
         >>> tb = TensorBoardLogger("runs/demo/tensorboard", hparams={"lr": 0.01})
@@ -214,8 +218,9 @@ class TensorBoardLogger(TrackingLogger):
 
     def __init__(self, log_dir: str | os.PathLike, log_every: int = 100,
                  hparams: Mapping[str, Any] | None = None, stats: EpochStats | None = None,
-                 flush_secs: float = 10, history: Any = None) -> None:
-        super().__init__(log_every, hparams, stats, history)
+                 flush_secs: float = 10, history: Any = None, managed: bool = False,
+                 step: int = 0) -> None:
+        super().__init__(log_every, hparams, stats, history, managed, step)
         self.tb = import_tensorboard("TensorBoardLogger")
         self.log_dir = Path(log_dir)
         self.flush_secs = flush_secs

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from callbacks.base import StatsCallback
+from callbacks.base import StatefulCallback
 from callbacks.stats import EpochStats, current_lr, launch_steps, loss_scale, loss_value, reached
 from trainer.errors import redact
 
@@ -80,7 +80,7 @@ def flat_params(config: Mapping[str, Any]) -> dict[str, bool | int | float | str
     return out
 
 
-class TrackingLogger(StatsCallback):
+class TrackingLogger(StatefulCallback):
     """Base of the experiment trackers: the callback wiring, shared by every backend.
 
     Subclasses implement four methods; the base calls them from ``Model``'s hooks and from
@@ -96,8 +96,8 @@ class TrackingLogger(StatsCallback):
 
     and may implement ``rewind(step)`` (forget what was recorded after ``step``; called when a
     resumed run starts there), ``recorded(tag, step)`` (whether the record already holds a
-    value, so a backfill skips it), ``state_dict``/``load_state_dict`` (what a resumed run
-    needs, such as a run id; saved in every checkpoint bundle; an override of
+    value, so a backfill skips it), ``state_dict``/``check_state``/``load_state_dict`` (what a
+    resumed run needs, such as a run id; saved in every checkpoint bundle; an override of
     ``load_state_dict`` calls the base's) and ``close()``.
 
     Args:
@@ -108,17 +108,20 @@ class TrackingLogger(StatsCallback):
         history: The run's :class:`~callbacks.history.History` (anything with ``rows``): when a
             resumed run's checkpoint holds no state of this tracker, its restored rows are
             recorded first. Defaults to `None` (no backfill).
-
-    Attributes:
-        managed: When true (``Trainer`` sets it), the end of ``Model.fit`` does not end the
-            record: the owner calls :meth:`finish` after scoring the test split.
+        managed: The owner ends the record: the end of ``Model.fit`` does not, and the owner
+            calls :meth:`finish` once it has scored the test split (``Trainer`` passes true).
+            Defaults to `False`.
+        step: The global step the record stands at before training reports one: where
+            :meth:`finish` puts its metrics when nothing was trained (an evaluation's results
+            go at the step of the bundle it scored). Defaults to `0`.
     """
 
     summary_metrics: Sequence[str] = SUMMARY_METRICS
     label = ""  # how messages name the tracker; the class name when empty
 
     def __init__(self, log_every: int = 100, hparams: Mapping[str, Any] | None = None,
-                 stats: EpochStats | None = None, history: Any = None) -> None:
+                 stats: EpochStats | None = None, history: Any = None, managed: bool = False,
+                 step: int = 0) -> None:
         super().__init__(stats)
         if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 0:
             raise ValueError(f"{type(self).__name__}: 'log_every' is {log_every!r}; it must be a "
@@ -126,11 +129,13 @@ class TrackingLogger(StatsCallback):
         self.log_every = log_every
         self.hparams = flat_params(hparams or {})
         self.history = history
-        self.managed = False
-        self.last_step = 0
+        self.managed = managed
+        self.last_step = step
+        # Whether the record holds the run from its first step: true once this tracker has
+        # started a run, backfilled one it joined, or been given its state from a bundle.
+        self.complete_record = False
         self._train_start = self._last_step_end = 0.0
         self._finished = False
-        self._restored = False  # a checkpoint held this tracker's state
 
     # ------------------------------------------------- what a backend implements
     def log_hparams(self, params: Mapping[str, Any], metrics: Sequence[str]) -> None:
@@ -155,6 +160,9 @@ class TrackingLogger(StatsCallback):
         return False
 
     # ------------------------------------------------------------------ state
+    def reset_state(self) -> None:
+        self.complete_record = True  # a new run: recorded from its first step on
+
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint bundle; its presence tells a resumed run that this tracker
         has recorded the run from its start (or has backfilled it)."""
@@ -162,7 +170,8 @@ class TrackingLogger(StatsCallback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores a saved state: the tracker continues a record it has kept."""
-        self._restored = True
+        super().load_state_dict(state)
+        self.complete_record = True
 
     # --------------------------------------------------------------- backfill
     def backfill(self, start: int, steps_per_epoch: int) -> list[int]:
@@ -194,13 +203,13 @@ class TrackingLogger(StatsCallback):
         cb_params = run_context.original_args()
         start = self.stats.global_step(cb_params)  # 0 for a new run, the bundle's for a resume
         self.last_step, self._finished = start, False
-        if start > 0:
-            self.rewind(start)
-            if not self._restored and self.history is not None:
-                self._join(start, cb_params.batch_num)
-        else:
+        if start == 0:
             self.log_hparams(self.hparams, list(self.summary_metrics))
-        self._restored = False  # an instance used again starts a new run
+            return
+        self.rewind(start)
+        if not self.complete_record and self.history is not None:
+            self._join(start, cb_params.batch_num)
+            self.complete_record = True
 
     def _join(self, start: int, steps_per_epoch: int) -> None:
         """Backfills a record this tracker has not kept from the start, and says what it lacks."""

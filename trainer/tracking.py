@@ -55,8 +55,6 @@ def build_trackers(cfg: TrainConfig, run_dir: Path, stats, history=None) -> list
     trackers = [TRACKERS.get(name).for_run(cfg, run_dir, stats=stats, history=history,
                                            hparams=hparams)
                 for name in cfg.trackers()]
-    for tracker in trackers:
-        tracker.managed = True
     return trackers
 
 
@@ -71,13 +69,14 @@ class _TensorBoard:
         from callbacks.tensorboard_logger import TensorBoardLogger
 
         return TensorBoardLogger(run_dir / TENSORBOARD_DIR, log_every=cfg.log_every,
-                                 hparams=hparams, stats=stats, history=history)
+                                 hparams=hparams, stats=stats, history=history, managed=True)
 
     @staticmethod
     def for_serving(cfg: TrainConfig, bundle, run_dir: Path, what: str):
         from callbacks.tensorboard_logger import TensorBoardLogger
 
-        return TensorBoardLogger(run_dir / TENSORBOARD_DIR)
+        return TensorBoardLogger(run_dir / TENSORBOARD_DIR, managed=True,
+                                 step=bundle_step(bundle))
 
 
 @register_tracker("mlflow", rank=1, package="mlflow",
@@ -91,7 +90,7 @@ class _MLflow:
         return MLflowLogger(uri, cfg.mlflow_experiment or None, run_name=run_dir.name,
                             tags=run_tags(cfg, run_dir), log_every=cfg.log_every,
                             hparams=hparams, stats=stats, artifact_location=artifacts,
-                            history=history)
+                            history=history, managed=True)
 
     @staticmethod
     def for_serving(cfg: TrainConfig, bundle, run_dir: Path, what: str):
@@ -104,7 +103,12 @@ class _MLflow:
                         bundle.path, what)
         return MLflowLogger(uri, cfg.mlflow_experiment or None, run_name=f"{run_dir.name}-{what}",
                             tags=run_tags(cfg, run_dir), artifact_location=artifacts,
-                            attach=True, **recorded)
+                            attach=True, managed=True, step=bundle_step(bundle), **recorded)
+
+
+def bundle_step(bundle) -> int:
+    """The global step of the bundle an evaluation or export scored: its results go there."""
+    return int(getattr(bundle, "global_step", 0) or 0)
 
 
 def _hparams(cfg: TrainConfig) -> dict[str, Any]:
@@ -175,9 +179,6 @@ def report_serving(cfg: TrainConfig, bundle, run_dir: Path, metrics: dict[str, f
     trackers = cfg.trackers()  # their packages were checked before the evaluation started
     if not trackers:
         return
-    step = int(getattr(bundle, "global_step", 0) or 0)
     made = [TRACKERS.get(name).for_serving(cfg, bundle, run_dir, what) for name in trackers]
     for tracker in made:
-        tracker.last_step = step
-        tracker.managed = True
         tracker.finish("FINISHED", metrics, files)

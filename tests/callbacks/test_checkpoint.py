@@ -22,6 +22,7 @@ from tests.cbkit import (
     same_weights,
 )
 from trainer.checkpoint import BEST, LATEST, CheckpointStore, load_bundle
+from trainer.checkpoint.states import collect_states
 from trainer.errors import CheckpointError, ConfigError
 
 EPOCHS = 3
@@ -46,8 +47,8 @@ def saved(tmp_path_factory, digits_dir):
     rates = LearningRateMonitor()
     folders = {name: root / name for name in ("main", "max", "steps")}
     main = ModelCheckpoint(folders["main"], keep_last=KEEP, save_best=True, monitor="val_loss",
-                           state_callbacks=[history, rates], meta=lambda: {"note": "extra"},
-                           stats=stats)
+                           states=lambda: collect_states([history, rates, main]),
+                           meta=lambda: {"note": "extra"}, stats=stats)
     # The same metric with the opposite preference, so one of the two bests is not the last.
     worst = ModelCheckpoint(folders["max"], every_n_epochs=0, save_best=True,
                             monitor="val_loss", mode="max", stats=stats)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import mindspore as ms
 import pytest
 
 from callbacks import EarlyStopping
@@ -65,7 +68,9 @@ def test_a_new_run_starts_clean_but_a_restored_one_continues():
 
     resumed = stopper([9.0, 9.0, 9.0, 9.0], patience=3)
     resumed.load_state_dict(cb.state_dict())
-    resumed.on_train_begin(fake_context())  # what a resumed fit calls first
+    # What a resumed fit calls first; it starts at the bundle's step.
+    resumed.on_train_begin(fake_context(optimizer=SimpleNamespace(
+        global_step=ms.Tensor([30], ms.int32))))
     assert resumed.wait == 2 and resumed.best == 1.0 and resumed.best_epoch == 1
 
 

@@ -98,13 +98,13 @@ def test_monitor_state_round_trip_only_for_the_same_metric():
     cb = MonitorCallback(monitor="val_loss", mode="min")
     cb.best = 0.25
     same = MonitorCallback(monitor="val_loss", mode="min")
-    same.load_monitor_state(cb.monitor_state())
+    same.load_state_dict(cb.state_dict())
     assert same.best == 0.25
     other = MonitorCallback(monitor="val_accuracy", mode="max")
-    other.load_monitor_state(cb.monitor_state())  # another metric's best means nothing here
+    other.load_state_dict(cb.state_dict())  # another metric's best means nothing here
     assert other.best == -math.inf
     flipped = MonitorCallback(monitor="val_loss", mode="max")
-    flipped.load_monitor_state(cb.monitor_state())
+    flipped.load_state_dict(cb.state_dict())
     assert flipped.best == -math.inf
 
 

@@ -98,16 +98,23 @@ def test_restored_counters_survive_on_train_begin(tmp_path):
         state = used(tmp_path).state_dict()
         cb = FRESH[used](tmp_path)
         cb.load_state_dict(through_json(state))
-        cb.on_train_begin(_train_begin_context())
+        cb.on_train_begin(_train_begin_context(at_step=30))  # a resumed fit starts at its step
         assert cb.state_dict() == state
         cb.on_train_begin(_train_begin_context())  # the next fit is a new run again
         assert cb.best == -math.inf
 
 
-def _train_begin_context():
+def _train_begin_context(at_step: int = 0):
+    """What on_train_begin sees: Model's step count at 0, the optimizer's at ``at_step`` (the
+    bundle's step in a resumed fit)."""
     from mindspore.train import RunContext
 
-    return RunContext(Params(cur_step_num=0, optimizer=None))
+    return RunContext(Params(cur_step_num=0, optimizer=_optimizer_at(at_step)))
+
+
+def _optimizer_at(step: int) -> SimpleNamespace:
+    """An optimizer's step count, which is where a fit starts counting global steps."""
+    return SimpleNamespace(global_step=ms.Tensor([step], ms.int32))
 
 
 def test_restored_plateau_continues_counting():
@@ -116,7 +123,7 @@ def test_restored_plateau_continues_counting():
     cb.load_state_dict({"best": 1.0, "monitor": "val_loss", "mode": "min", "wait": 1})
     cut = []
     cb._reduce = lambda cb_params: cut.append(cb_params.cur_epoch_num)
-    drive_epochs(cb, 1)
+    drive_epochs(cb, 1, optimizer=_optimizer_at(20))  # the resumed fit starts at step 20
     assert cut == [1]
 
 

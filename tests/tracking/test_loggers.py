@@ -85,7 +85,7 @@ def test_tensorboard_files_read_back_equal_to_the_history(tmp_path, digits_dir):
     tb = TensorBoardLogger(tmp_path / "tb", log_every=10, hparams={"lr": 0.05, "net": "tiny"},
                            stats=stats)
     run.model.fit(2, train, valid, callbacks=[history, tb], dataset_sink_mode=False)
-    tb.last_step = 2 * STEPS_PER_EPOCH
+    assert tb.last_step == 2 * STEPS_PER_EPOCH  # where the image goes
     tb.log_artifact(tmp_path / "history.png", "image")
     tb.close()
 
@@ -102,10 +102,9 @@ def test_tensorboard_files_read_back_equal_to_the_history(tmp_path, digits_dir):
 
 
 def _write_steps(folder, steps, value=1.0, end=False):
-    tb = TensorBoardLogger(folder, hparams={"a": 1})
+    tb = TensorBoardLogger(folder, hparams={"a": 1}, step=max(steps))  # where the end goes
     for step in steps:
         tb.log_metrics({"step/loss": value * step}, step)
-        tb.last_step = step
     if end:
         tb.finalize("FINISHED")
     tb.close()

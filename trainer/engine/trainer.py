@@ -109,7 +109,8 @@ class Trainer:
 
         Args:
             callbacks: Extra ``mindspore.train.Callback`` objects, run after the defaults and
-                before the checkpoint (so their ``state_dict`` is saved). Defaults to `()`.
+                before the checkpoint; the state of each one with ``state_dict`` is saved in
+                every bundle and restored on resume before the first hook. Defaults to `()`.
             resume: ``"auto"`` for the newest valid checkpoint of the run directory, or a
                 bundle's path. Defaults to `None`.
             init_from: A checkpoint whose weights (only) start a new run. Defaults to `None`.
@@ -170,6 +171,7 @@ class Trainer:
     def _train(self, prepared, cluster, user: list, resume, init_from):
         from callbacks.tracking import FAILED, FINISHED, STOPPED
         from trainer.checkpoint.resume import check_resume, find_resume
+        from trainer.checkpoint.states import collect_states
         from trainer.data import build_run_data
         from trainer.engine.launch import build_model, choose_steps_per_launch
         from trainer.engine.optim import (
@@ -197,7 +199,8 @@ class Trainer:
         check_run_length(cfg, data.steps_per_epoch)
         self._stop_if_requested()
         run = build_callbacks(cfg, self.run_dir, stop=self.stop, user=user,
-                              record=lambda: self._record(data), main=cluster.main,
+                              record=lambda: self._record(data),
+                              states=lambda: collect_states(self.callbacks), main=cluster.main,
                               workers=cluster.size, sync=distributed.any_worker)
         self.history = run.history
         bundle = lr = None

@@ -62,11 +62,12 @@ def check_callbacks(callbacks: Sequence[Any]) -> None:
 
 
 def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any],
-                    record: Callable[[], Any], main: bool, workers: int,
-                    sync: Callable[[bool], bool] | None = None) -> RunCallbacks:
+                    record: Callable[[], Any], states: Callable[[], dict[str, Any]], main: bool,
+                    workers: int, sync: Callable[[bool], bool] | None = None) -> RunCallbacks:
     """Assembles a run's callbacks: the stop request first, then the built-in ones, the trackers
-    of ``--report-to``, the user's, and the checkpoint last (so every other callback's state is
-    final when it saves).
+    of ``--report-to``, the user's, and the checkpoint last (so every other callback's epoch-end
+    hook has run when it saves). The checkpoint asks ``states`` for the callbacks' states each
+    time it writes a bundle: the engine's, which holds every callback of the run.
 
     In a data-parallel run only rank 0 (``main``) prints and writes; the others keep the history
     in memory and run the callbacks that decide something (every worker must decide alike).
@@ -116,6 +117,6 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any
         checkpoint = ModelCheckpoint(
             run_dir / "checkpoints", every_n_epochs=cfg.save_every_epochs,
             every_n_steps=cfg.save_every_steps, keep_last=cfg.keep_last, save_best=cfg.save_best,
-            state_callbacks=list(cbs), meta=record, **monitor)
+            states=states, meta=record, **monitor)
         cbs.append(checkpoint)
     return RunCallbacks(cbs, stats, history, nan_guard, checkpoint, trackers)
