@@ -139,3 +139,40 @@ def restore(bundle: Bundle, train_step, callbacks: Sequence[Any], stats,
     stats.load_state_dict(bundle.meta.epoch_stats)
     resume_data(bundle.global_step)
     return ["weights", "optimizer state", "schedule position", *restored]
+
+
+def resume_point(resume: str | Path, run_dir: Path, fingerprint_fields: dict[str, Any], data,
+                 callbacks: Sequence[Any], workers: int, rates: int):
+    """The bundle ``--resume`` names, found (:func:`find_resume`) and checked against this run
+    (:func:`check_resume`), and the learning rates it continues with."""
+    bundle = find_resume(resume, run_dir, callbacks=callbacks, workers=workers)
+    lr = check_resume(bundle, fingerprint_fields, train_count=data.train_count,
+                      steps_per_epoch=data.steps_per_epoch, rates=rates, workers=workers)
+    return bundle, lr
+
+
+def start_point(bundle: Bundle | None, init_from, *, train_step, network, callbacks, stats,
+                resume_data: Callable[[int], None], net: str) -> int:
+    """Restores ``bundle`` (a resume) or loads ``init_from``'s weights into ``network``;
+    returns the epoch training starts from."""
+    if bundle is not None:
+        restored = restore(bundle, train_step, callbacks, stats, resume_data)
+        logger.info("Resumed from %s; restored %s.", bundle.describe(), ", ".join(restored))
+        return bundle.epoch
+    if init_from:
+        from trainer.checkpoint import load_weights, read_checkpoint
+
+        weights = read_checkpoint(init_from)
+        load_weights(network, weights, net=net)
+        logger.info("Initialised the weights from %s (optimizer state and step start "
+                    "fresh).", weights.path)
+    return 0
+
+
+def complete_run(bundle: Bundle, callbacks: Sequence[Any], run_dir: Path, epochs: int) -> None:
+    """``--resume`` of a run that has trained its epochs: its callbacks' states restored (the
+    history the caller returns), a line saying so, and nothing trained."""
+    restore_states(callbacks, bundle.meta.callbacks, str(bundle.path))
+    logger.info("Run %s is complete: %s has %d of --epochs %d epoch(s) done; nothing to "
+                "train. Pass a larger --epochs to train longer.", run_dir, bundle.describe(),
+                bundle.epoch, epochs)

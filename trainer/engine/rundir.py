@@ -18,6 +18,7 @@ as ``config.yaml`` or ``study.db`` are common elsewhere.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import time
@@ -93,6 +94,7 @@ class RunDir:
             claimed.release(remove_if_empty=False)
             claimed = cls._lock(path)
             claimed.replaced = aside
+            logging.getLogger("mstrain").info("Moved the earlier run to %s.", aside)
         claimed._note_pid()
         return claimed
 

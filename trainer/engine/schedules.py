@@ -159,6 +159,28 @@ def _warmup(values: np.ndarray, warmup_steps: int, warmup_start_lr: float) -> np
     return np.concatenate([ramp, values])
 
 
+def _run_steps(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> tuple[int, int]:
+    """The run's steps and its warm-up's, each checked against what a schedule can hold."""
+    from trainer.limits import MAX_TOTAL_STEPS
+
+    total_steps = int(epochs) * int(steps_per_epoch)
+    if total_steps > MAX_TOTAL_STEPS:
+        raise ConfigError(
+            f"The run would take {total_steps:,} training steps ({epochs} epochs of "
+            f"{steps_per_epoch} steps), more than the limit of {MAX_TOTAL_STEPS:,}: the "
+            "learning-rate schedule holds one value per step on the device and in every "
+            "checkpoint. Lower --epochs, or raise --batch-size for fewer steps per epoch."
+        )
+    warmup_steps = math.floor(float(warmup_epochs) * int(steps_per_epoch) + 0.5)
+    if warmup_steps >= total_steps:  # only a tiny data set rounds a shorter warm-up up to it
+        raise ConfigError(
+            f"Learning-rate schedule setting 'warmup_epochs' is {float(warmup_epochs)!r}, but "
+            f"the warm-up ({warmup_steps} steps) must be shorter than the run: epochs={epochs} "
+            f"of {steps_per_epoch} steps is {total_steps} steps."
+        )
+    return total_steps, warmup_steps
+
+
 def build_schedule(
     name: str,
     *,
@@ -217,24 +239,9 @@ def build_schedule(
         >>> [round(float(v), 6) for v in lrs]
         [0.0, 0.05, 0.1, 0.1, 0.01, 0.01]
     """
-    from trainer.limits import MAX_TOTAL_STEPS
     from trainer.plugins import declared_arguments
 
-    total_steps = int(epochs) * int(steps_per_epoch)
-    if total_steps > MAX_TOTAL_STEPS:
-        raise ConfigError(
-            f"The run would take {total_steps:,} training steps ({epochs} epochs of "
-            f"{steps_per_epoch} steps), more than the limit of {MAX_TOTAL_STEPS:,}: the "
-            "learning-rate schedule holds one value per step on the device and in every "
-            "checkpoint. Lower --epochs, or raise --batch-size for fewer steps per epoch."
-        )
-    warmup_steps = math.floor(float(warmup_epochs) * int(steps_per_epoch) + 0.5)
-    if warmup_steps >= total_steps:  # only a tiny data set rounds a shorter warm-up up to it
-        raise ConfigError(
-            f"Learning-rate schedule setting 'warmup_epochs' is {float(warmup_epochs)!r}, but "
-            f"the warm-up ({warmup_steps} steps) must be shorter than the run: epochs={epochs} "
-            f"of {steps_per_epoch} steps is {total_steps} steps."
-        )
+    total_steps, warmup_steps = _run_steps(epochs, steps_per_epoch, warmup_epochs)
     schedule = REGISTRY.get(name)
     settings = {"steps_per_epoch": steps_per_epoch, "step_size": step_size,
                 "milestones": milestones, "gamma": gamma, "min_lr": min_lr, "power": power,

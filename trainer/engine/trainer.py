@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trainer.config import TrainConfig, check_keys, save_config
+from trainer.config import TrainConfig, check_keys
 from trainer.engine import distributed, stop
+from trainer.engine.announce import log_start, log_summary, network_summary, write_config
 from trainer.engine.outcome import OTHER_WORKER, TrainingStopped, report, training_failure
 from trainer.engine.stop import StopRequest
-from trainer.errors import OutputError, UserError, os_fault, redact
+from trainer.engine.wiring import check_first, ema_callbacks
+from trainer.errors import UserError, redact
 from trainer.fileio import slug
 from trainer.logs import setup_logging
 
@@ -73,12 +75,8 @@ class Trainer:
     Raises:
         ConfigError: a value is not allowed.
 
-    Example:
-        >>> from trainer import Trainer, TrainConfig
-        >>> trainer = Trainer(TrainConfig(data_source="synthetic", epochs=2))  # doctest: +SKIP
-        >>> history = trainer.fit(callbacks=[MyCallback()])  # doctest: +SKIP
-        >>> history.history["val_accuracy"][-1]  # doctest: +SKIP
-        0.97
+    ``fit`` trains, ``evaluate`` scores a checkpoint, ``summary`` describes the network; the
+    README and docs/training.md show them in use.
     """
 
     def __init__(self, config: TrainConfig | None = None, source: Any = None,
@@ -96,10 +94,8 @@ class Trainer:
         self.run_dir = run_dir_for(self.config)
         self.stop = StopRequest()
         self.show_summary = True
-        self.model = self.network = self.train_network = self.history = None
-        self.eval_network = None
-        self.image_size: int | None = None
-        self.data = None
+        self.model = self.network = self.train_network = self.eval_network = None
+        self.history = self.data = self.image_size = None
         self.callbacks: list[Any] = []
 
     # --------------------------------------------------------------------- fit
@@ -114,8 +110,7 @@ class Trainer:
             resume: ``"auto"`` for the newest valid checkpoint of the run directory, or a
                 bundle's path. Defaults to `None`.
             init_from: A checkpoint whose weights (only) start a new run. Defaults to `None`.
-            overwrite: When the run directory holds a run already, move it aside
-                (``NAME.replaced-DATE-TIME``) and start afresh. Defaults to `False`.
+            overwrite: Move a run the directory holds aside and start afresh. Defaults to `False`.
 
         Returns:
             The :class:`callbacks.History` of the run.
@@ -136,82 +131,102 @@ class Trainer:
                     "by it. Run the same command again.", exit_code=130) from None
 
     def _fit(self, callbacks: list, resume, init_from, overwrite: bool):
+        """The stages of a run: set-up, data, model, callbacks, restore, fit, test, finish."""
         from trainer.data import prepare_data
-        from trainer.engine.rundir import RunDir
-        from trainer.engine.wiring import check_callbacks, config_callbacks
-        from trainer.networks import is_builtin, resolve_factory
 
-        cfg = self.config
-        if not is_builtin(cfg.net):  # a network that cannot be found fails before any data work
-            resolve_factory(cfg.net)
-        user = [*config_callbacks(cfg), *callbacks]
-        if user:
-            check_callbacks(user)
-        if cfg.trackers():  # a missing extra is refused before any data work
-            from trainer.extras import check_tracking
-
-            check_tracking(cfg.trackers())
-        prepared = self.prepared = prepare_data(cfg, progress=sys.stderr.isatty(),
-                                                source=self.source)
-        cluster = distributed.start(cfg)
-        if cfg.distributed and not cfg.run_name:
-            # Rank 0's clock names the run, so every worker resumes from the same folder.
-            self.run_dir = run_dir_for(cfg, distributed.shared_time(time.time()))
-        claim = None
-        if cluster.main:  # rank 0 writes the run directory; the others only read it
-            claim = RunDir.claim(self.run_dir, resume=resume is not None, overwrite=overwrite)
-            if claim.replaced:
-                logger.info("Moved the earlier run to %s.", claim.replaced)
+        user = check_first(self.config, callbacks)  # set-up: refusals before any data work
+        self.prepared = prepare_data(self.config, progress=sys.stderr.isatty(),
+                                     source=self.source)
+        cluster = distributed.start(self.config)
+        claim = self._claim_run_dir(cluster, resume, overwrite)
         try:
-            return self._train(prepared, cluster, user, resume, init_from)
+            self._build_network(cluster)
+            self.data = self._feed_data(cluster)
+            run = self._wire_callbacks(cluster, user)
+            bundle, lr = self._check_resume(resume, run, cluster)
+            if bundle is not None and bundle.epoch >= self.config.epochs:
+                from trainer.checkpoint.resume import complete_run
+
+                complete_run(bundle, run.all, self.run_dir, self.config.epochs)
+                return self.history
+            steps = self._build_model(run, lr)
+            initial_epoch = self._restore(bundle, init_from, run)
+            if cluster.main:
+                write_config(self.resolved_config(), self.run_dir)
+            log_start(self.config, self.run_dir, self.data, self.prepared.info.kind, cluster.size,
+                      steps, native=getattr(self.network, "native", False))
+            self._stop_if_requested()
+            return self._fit_test_finish(run, user, initial_epoch, cluster)
         finally:
             if claim is not None:
                 claim.release()
 
-    def _train(self, prepared, cluster, user: list, resume, init_from):
-        from callbacks.tracking import FAILED, FINISHED, STOPPED
-        from trainer.checkpoint.resume import check_resume, find_resume
-        from trainer.checkpoint.states import collect_states
-        from trainer.data import build_run_data
-        from trainer.engine.launch import build_model, choose_steps_per_launch
-        from trainer.engine.optim import (
-            build_train_cells,
-            check_run_length,
-            learning_rates,
-            schedule_length,
-        )
-        from trainer.engine.wiring import build_callbacks
+    def _claim_run_dir(self, cluster, resume, overwrite: bool):
+        """Rank 0 claims the run directory (the others only read it); the claim, or `None`."""
+        from trainer.engine.rundir import RunDir
+
+        if self.config.distributed and not self.config.run_name:
+            # Rank 0's clock names the run, so every worker resumes from the same folder.
+            self.run_dir = run_dir_for(self.config, distributed.shared_time(time.time()))
+        return (RunDir.claim(self.run_dir, resume=resume is not None, overwrite=overwrite)
+                if cluster.main else None)
+
+    # Model: the network for the data's classes, channels and side, initialised.
+    def _build_network(self, cluster) -> None:
         from trainer.networks import build_network
         from trainer.networks.init import apply_init
-        from trainer.tracking import finish_trackers
 
-        cfg = self.config
-        info = prepared.info
+        cfg, info = self.config, self.prepared.info
         built = build_network(cfg.net, cfg.num_classes or info.num_classes, kernels=cfg.kernels,
                               in_channels=info.channels, image_size=cfg.image_size,
                               native=info.image_size)
         self.network, self.image_size = built.cell, built.image_size
         apply_init(self.network, cfg.init)
         if cluster.main and self.show_summary:
-            self._log_summary(built)
-        data = self.data = build_run_data(cfg, prepared, built.image_size, shards=cluster.size,
-                                          shard_id=cluster.rank)
-        check_run_length(cfg, data.steps_per_epoch)
+            log_summary(built, cfg.net)
+
+    # Data: this worker's batches at the network's input side.
+    def _feed_data(self, cluster):
+        from trainer.data import build_run_data
+        from trainer.engine.optim import check_run_length
+
+        data = build_run_data(self.config, self.prepared, self.image_size, shards=cluster.size,
+                              shard_id=cluster.rank)
+        check_run_length(self.config, data.steps_per_epoch)
         self._stop_if_requested()
-        run = build_callbacks(cfg, self.run_dir, stop=self.stop, user=user,
-                              record=lambda: self._record(data),
+        return data
+
+    # Callbacks: the defaults, the user's and the checkpoint, which asks the engine for every
+    # callback's state when it writes a bundle.
+    def _wire_callbacks(self, cluster, user: list):
+        from trainer.checkpoint.states import collect_states
+        from trainer.engine.wiring import build_callbacks
+
+        run = build_callbacks(self.config, self.run_dir, stop=self.stop, user=user,
+                              record=lambda: self._record(self.data),
                               states=lambda: collect_states(self.callbacks), main=cluster.main,
                               workers=cluster.size, sync=distributed.any_worker)
         self.history = run.history
-        bundle = lr = None
-        if resume is not None:
-            bundle = find_resume(resume, self.run_dir, callbacks=run.all, workers=cluster.size)
-            lr = check_resume(bundle, cfg.fingerprint_fields(), train_count=data.train_count,
-                              steps_per_epoch=data.steps_per_epoch,
-                              rates=schedule_length(cfg, data.steps_per_epoch),
-                              workers=cluster.size)
-            if bundle.epoch >= cfg.epochs:
-                return self._complete(bundle, run)
+        return run
+
+    def _check_resume(self, resume, run, cluster):
+        """The bundle to resume from, checked against this run, and its learning rates; or
+        `None` twice for a fresh run."""
+        if resume is None:
+            return None, None
+        from trainer.checkpoint.resume import resume_point
+        from trainer.engine.optim import schedule_length
+
+        cfg, data = self.config, self.data
+        return resume_point(resume, self.run_dir, cfg.fingerprint_fields(), data, run.all,
+                            cluster.size, schedule_length(cfg, data.steps_per_epoch))
+
+    def _build_model(self, run, lr) -> int:
+        """The train step, the evaluation network and ``Model``; the steps per launch."""
+        from trainer.engine.launch import build_model, choose_steps_per_launch
+        from trainer.engine.optim import build_train_cells, learning_rates
+
+        cfg, data = self.config, self.data
         if lr is None:
             lr = learning_rates(cfg, data.steps_per_epoch)
         cells = build_train_cells(cfg, self.network, lr)
@@ -219,20 +234,23 @@ class Trainer:
         steps = choose_steps_per_launch(cfg, run.all, data.steps_per_epoch)
         self.model, data.train, counter = build_model(cells, data.train, steps,
                                                       data.steps_per_epoch, (cfg.log_every,))
-        self.callbacks = [*([counter] if counter else []), *self._ema(cells.step), *run.all]
-        initial_epoch = self._start(bundle, init_from, run)
-        if cluster.main:
-            self._write_config()
-        self._log_start(data, cluster.size, steps)
-        self._stop_if_requested()
+        self.callbacks = [*([counter] if counter else []), *ema_callbacks(cfg, cells.step),
+                          *run.all]
+        return steps
+
+    # Fit, test, finish: the trackers hear how the run ended, whatever happened.
+    def _fit_test_finish(self, run, user: list, initial_epoch: int, cluster):
+        from callbacks.tracking import FAILED, FINISHED, STOPPED
+        from trainer.tracking import finish_trackers
+
         status = FAILED
         try:
             with frozen_garbage():
                 self._run_fit(run, user, initial_epoch, cluster.size)
                 report(stop_reason=self.stop.reason, nan_stopped=run.nan_guard.stopped,
-                       checkpoint=run.checkpoint, history=run.history, epochs=cfg.epochs,
-                       run_dir=self.run_dir, validates_on_test=data.test is None)
-                if data.test is not None and cluster.main:
+                       checkpoint=run.checkpoint, history=run.history, epochs=self.config.epochs,
+                       run_dir=self.run_dir, validates_on_test=self.data.test is None)
+                if self.data.test is not None and cluster.main:
                     self._test(run)
             status = FINISHED
         except TrainingStopped as exc:
@@ -244,20 +262,10 @@ class Trainer:
         return self.history
 
     def _stop_if_requested(self) -> None:
-        """Ends the preparation when a signal has asked for a stop. The signal also interrupts
-        the main thread, but that ``KeyboardInterrupt`` can be lost when it lands inside
-        MindSpore's data pipeline (seen in one CI run of the cache-build fault case); the stop
-        request is not."""
+        """Ends the preparation when a signal has asked for a stop: the signal's
+        ``KeyboardInterrupt`` can be lost inside MindSpore's data pipeline, the request not."""
         if self.stop:
             raise KeyboardInterrupt
-
-    def _ema(self, step) -> list:
-        """The callback that validates with the moving average, when there is one."""
-        if not self.config.ema_decay:
-            return []
-        from callbacks import EMAValidation
-
-        return [EMAValidation(step)]
 
     def _test(self, run) -> None:
         """Scores the test split once, now that training is over, and records it."""
@@ -270,12 +278,9 @@ class Trainer:
         run.history.add_test(results)
 
     def resolved_config(self) -> TrainConfig:
-        """The configuration as config.yaml and the bundles record it: with the values this run
-        uses where an option was left to its default (the data folder, the run directory's
-        name; what the data source decides, its class count, channels and the network's input
-        side, is in the bundles' data record), and a tracking URI's credentials hidden (give
-        them to MLflow through MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD
-        instead)."""
+        """The configuration as config.yaml and the bundles record it: the data folder and run
+        name this run uses, and a tracking URI without its credentials (MLflow takes them from
+        MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)."""
         return dataclasses.replace(self.config, data_dir=str(self.config.resolved_data_dir()),
                                    run_name=self.run_dir.name,
                                    mlflow_uri=redact(self.config.mlflow_uri))
@@ -301,100 +306,25 @@ class Trainer:
     def _record(self, data):
         from trainer.checkpoint.meta import RunRecord
 
-        cfg = self.config
+        cfg = self.config  # what every bundle records of the run
         return RunRecord(config=self.resolved_config().to_dict(), fingerprint=cfg.fingerprint(),
                          fingerprint_fields=cfg.fingerprint_fields(),
                          train_count=data.train_count, epochs_planned=cfg.epochs,
                          workers=distributed.world_size(), data=self.data_record())
 
-    def _start(self, bundle, init_from, run) -> int:
-        """Restores ``bundle`` (a resume) or loads ``init_from``'s weights; the initial epoch."""
-        from trainer.checkpoint import load_weights, read_checkpoint
-        from trainer.checkpoint.resume import restore
+    # Restore: every callback's state and the step's, before the first hook runs.
+    def _restore(self, bundle, init_from, run) -> int:
+        from trainer.checkpoint.resume import start_point
         from trainer.data import resume_at
 
-        if bundle is not None:
-            restored = restore(bundle, self.train_network, self.callbacks, run.stats,
-                               lambda step: resume_at(self.data.train, step))
-            logger.info("Resumed from %s; restored %s.", bundle.describe(), ", ".join(restored))
-            return bundle.epoch
-        if init_from:
-            weights = read_checkpoint(init_from)
-            load_weights(self.network, weights, net=self.config.net)
-            logger.info("Initialised the weights from %s (optimizer state and step start "
-                        "fresh).", weights.path)
-        return 0
-
-    def _complete(self, bundle, run):
-        """``--resume`` of a run that has trained its epochs: say so and change nothing."""
-        from trainer.checkpoint.states import restore_states
-
-        restore_states(run.all, bundle.meta.callbacks, str(bundle.path))
-        logger.info("Run %s is complete: %s has %d of --epochs %d epoch(s) done; nothing to "
-                    "train. Pass a larger --epochs to train longer.", self.run_dir,
-                    bundle.describe(), bundle.epoch, self.config.epochs)
-        return self.history
-
-    def _log_summary(self, built) -> None:
-        from trainer.networks.summary import summarize
-
-        text = summarize(built.cell, built.image_size, self.config.net,
-                         in_channels=built.in_channels).format()
-        for line in text.split("\n"):
-            logger.info("%s", line)
+        return start_point(bundle, init_from, train_step=self.train_network,
+                           network=self.network, callbacks=self.callbacks, stats=run.stats,
+                           resume_data=lambda step: resume_at(self.data.train, step),
+                           net=self.config.net)
 
     def summary(self) -> str:
-        """The configured network's layers in the order they run, their output shapes and
-        parameter counts, and the totals (like Keras's ``summary()``), as text."""
-        from trainer.device import set_mode_and_device
-        from trainer.networks import build_network
-        from trainer.networks.summary import summarize
-
-        set_mode_and_device(self.config.mode, self.config.device)
-        cfg = self.config
-        built = build_network(cfg.net, cfg.num_classes or 10, in_channels=cfg.channels or 1,
-                              image_size=cfg.image_size)
-        return summarize(built.cell, built.image_size, cfg.net,
-                         in_channels=built.in_channels).format()
-
-    def _write_config(self) -> None:
-        try:
-            save_config(self.resolved_config(), self.run_dir / "config.yaml")
-        except OSError as exc:
-            raise OutputError(f"Cannot write {self.run_dir / 'config.yaml'}: {os_fault(exc)}. "
-                              "Free disk space or choose an --output-dir you may write to; "
-                              "nothing was trained.") from None
-
-    def _log_start(self, data, workers: int, steps: int) -> None:
-        cfg = self.config
-        batch = f"batch {cfg.batch_size}"
-        if cfg.distributed:
-            batch += (f" per worker x {workers} workers = {cfg.batch_size * workers}"
-                      if workers > 1 else " on 1 worker")
-        if cfg.accumulate_steps > 1:
-            batch += f", {cfg.accumulate_steps} per update"
-        noun = "digits" if self.prepared.info.kind == "digits" else "images"
-        where = (f"validating on {data.valid_count} {noun} held out of the training files "
-                 f"(the test split's {data.test_count} are scored once, at the end)"
-                 if data.test is not None else
-                 f"validating on the test split's {data.valid_count} {noun} (--val-split 0)")
-        logger.info("Run directory: %s", self.run_dir)
-        logger.info("Training %s on %d samples (%d steps/epoch, %s), %s; %d epoch(s), %s, lr %s "
-                    "(%s), mode %s, %s%s.", cfg.net, data.train_count, data.steps_per_epoch,
-                    batch, where, cfg.epochs, cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.mode,
-                    "native kernels, " if getattr(self.network, "native", False) else "",
-                    f"up to {steps} steps per launch" if steps > 1 else "one step per launch")
-        options = [f"{flag} {value}" for flag, value in (
-            ("--clip-grad-norm", cfg.clip_grad_norm), ("--clip-grad-value", cfg.clip_grad_value),
-            ("--label-smoothing", cfg.label_smoothing), ("--init", "" if cfg.init == "default"
-                                                         else cfg.init)) if value]
-        if cfg.ema_decay:
-            options.append(f"--ema-decay {cfg.ema_decay} (validation, the best checkpoint and "
-                           "export use the moving average of the weights)")
-        if cfg.augment:
-            options.append("--augment")
-        if options:
-            logger.info("With %s.", ", ".join(options))
+        """The network's layers, output shapes and parameter counts, as text (Keras's)."""
+        return network_summary(self.config)
 
     def _run_fit(self, run, user: list, initial_epoch: int, workers: int) -> None:
         stop.training_started()
@@ -419,10 +349,8 @@ class Trainer:
     # --------------------------------------------------------------- evaluate
     def evaluate(self, ckpt: str | Path, results_dir: str | Path | None = None,
                  net: str | None = None) -> dict[str, Any]:
-        """Evaluates a checkpoint on this configuration's test split (or the source object given
-        to the trainer) and writes a report (see
-        :func:`trainer.serving.evaluate.evaluate_checkpoint`); builds the network the checkpoint
-        records unless ``net`` names another."""
+        """Evaluates a checkpoint on the test split of this configuration or source and writes
+        its report (:func:`trainer.serving.evaluate.evaluate_checkpoint`)."""
         from trainer.serving.evaluate import evaluate_checkpoint
 
         setup_logging()

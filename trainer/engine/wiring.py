@@ -50,6 +50,33 @@ def config_callbacks(cfg: TrainConfig) -> list[Any]:
     return made
 
 
+def check_first(cfg: TrainConfig, callbacks: Sequence[Any]) -> list[Any]:
+    """What a run can refuse before any data work: a network factory that cannot be found, a
+    callback that is not one, a tracker whose extra is missing. Returns the user's callbacks:
+    the configuration's, then the call's."""
+    from trainer.networks import is_builtin, resolve_factory
+
+    if not is_builtin(cfg.net):
+        resolve_factory(cfg.net)
+    user = [*config_callbacks(cfg), *callbacks]
+    if user:
+        check_callbacks(user)
+    if cfg.trackers():
+        from trainer.extras import check_tracking
+
+        check_tracking(cfg.trackers())
+    return user
+
+
+def ema_callbacks(cfg: TrainConfig, step) -> list[Any]:
+    """The callback that validates with the moving average of the weights, when there is one."""
+    if not cfg.ema_decay:
+        return []
+    from callbacks import EMAValidation
+
+    return [EMAValidation(step)]
+
+
 def check_callbacks(callbacks: Sequence[Any]) -> None:
     """Refuses objects that are not ``mindspore.train.Callback`` instances."""
     from mindspore.train import Callback
