@@ -60,7 +60,7 @@ def current_lr(cb_params) -> float | None:
         return None
     rates = lr_parameter(opt)
     if hasattr(rates, "asnumpy") and len(rates.shape) <= 1:
-        # Read on the host: optimizer.get_lr() runs an operator, which costs about 0.1 s a call.
+        # Read on the host: optimizer.get_lr() runs an operator, far dearer than a host read.
         values = rates.asnumpy().reshape(-1)
         if len(rates.shape) == 0:
             return float(values[0])

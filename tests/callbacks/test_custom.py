@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 
 import pytest
@@ -65,17 +64,6 @@ def test_every_hook_reaches_a_custom_callback(digits_dir, kind):
     assert log.calls == ["on_train_begin", *pattern, *pattern, "on_train_end"]
     for results in log.eval_at_epoch_end:
         assert {"accuracy", "loss"} <= set(results)
-
-
-@pytest.fixture
-def clean_logger():
-    """Trainer configures the ``mstrain`` logger; put it back for the other tests."""
-    logger = logging.getLogger("mstrain")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
 
 
 def test_trainer_passes_every_hook_to_a_custom_callback(tmp_path, digits_dir, clean_logger):

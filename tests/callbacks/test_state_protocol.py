@@ -4,7 +4,6 @@ the callback's place beside the checkpoint, and restores them all before the fir
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 from mindspore.train import Callback
@@ -34,17 +33,6 @@ class Tally(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state.get("steps", 0))
-
-
-@pytest.fixture
-def clean_logger():
-    """Trainer configures the ``mstrain`` logger; put it back for the other tests."""
-    logger = logging.getLogger("mstrain")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
 
 
 def _place(monkeypatch, where: str) -> list[Tally]:

@@ -10,9 +10,8 @@ from mindspore.train import Callback
 
 logger = logging.getLogger("mstrain")
 
-# What auto (steps_per_launch 0) picks: per-step time fell about 30% against one step per launch
-# at 16 steps and no further beyond on a 2-core CPU (benchmarks/launch_sweep.py, BENCHMARKS.md);
-# 16 keeps progress updates and a stop on Ctrl-C within about 0.1 s.
+# What auto (steps_per_launch 0) picks: the step stops getting cheaper beyond 16 steps a launch
+# (benchmarks/launch_sweep.py, BENCHMARKS.md), and 16 keeps progress and Ctrl-C prompt.
 AUTO_STEPS_PER_LAUNCH = 16
 
 _STEP_HOOKS = ("on_train_step_begin", "on_train_step_end", "step_begin", "step_end")

@@ -11,8 +11,8 @@ from typing import Any
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError, shown
 
-# Steps between the workers' exchanges of their stop flags in a data-parallel run: one small
-# all-reduce (about 1 ms on CPU) every 10 steps, and a stop within 10 steps of a signal.
+# Steps between the workers' exchanges of their stop flags in a data-parallel run: a small
+# all-reduce that is cheap every 10 steps, and a stop within 10 steps of a signal.
 STOP_SYNC_STEPS = 10
 MONITOR_HINT = "--monitor METRIC (or 'monitor' in the recipe)"
 
