@@ -215,7 +215,7 @@ class _Session:
             lines.append(f"Best: trial {best['trial']}, {summary['monitor']} {best['value']:.4f}"
                          + (f", test accuracy {test:.4f}" if test is not None else "")
                          + f". Recipe: {folder / 'best.yaml'}{on} (python train.py "
-                         f"--config {folder / 'best.yaml'}).")
+                         f"--config {folder / 'best.yaml'}{self._data_flag()}).")
         if owner is None:
             lines.append(f"Table: {folder / 'trials.csv'}; summary and plots in {folder}.")
         else:
@@ -225,6 +225,13 @@ class _Session:
         for line in lines:
             print(line)
         return summary
+
+    def _data_flag(self) -> str:
+        """``--data-dir`` as the study ran with it: best.yaml leaves the folder to each machine."""
+        import shlex
+
+        folder = self.recipe.overrides.get("data_dir")
+        return f" --data-dir {shlex.quote(str(folder))}" if folder else ""
 
     def _results_owner(self) -> dict | None:
         """Who writes a finished study's results: None for this process, else the claim of

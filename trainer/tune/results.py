@@ -30,6 +30,7 @@ from typing import Any
 from trainer.config import TrainConfig
 from trainer.errors import OutputError, os_fault
 from trainer.fileio import atomic_path, atomic_write_text
+from trainer.registry import SOURCES
 from trainer.tune.recipe import TuneRecipe
 
 logger = logging.getLogger("mstrain")
@@ -178,7 +179,12 @@ def best_recipe(recipe: TuneRecipe, study, best) -> str:
     import yaml
 
     values = recipe.recipe_for(best.params)
-    TrainConfig(**values).validate()
+    # best.yaml leaves the data folder to each machine; the study's own stands in for the check.
+    here = values.get("data_dir") or recipe.overrides.get("data_dir") or ""
+    TrainConfig(**{**values, "data_dir": here}).validate()
+    source = values.get("data_source", "mnist")
+    needs_dir = (not values.get("data_dir") and source in SOURCES
+                 and SOURCES.info(source, "needs_dir", False))
     test = best.user_attrs.get("test_accuracy")
     lines = [f"# The best trial of study {study.study_name!r}: trial {best.number}, "
              f"{recipe.base.monitor} {best.value:.4f}"
@@ -187,7 +193,8 @@ def best_recipe(recipe: TuneRecipe, study, best) -> str:
              + (f", test accuracy {test:.4f}" if test is not None else "") + ".",
              f"# Its run: {best.user_attrs.get('run_dir', '?')}",
              f"# Searched: {', '.join(recipe.space.names)}; fixed: the rest.",
-             "# python train.py --config best.yaml   (flags override any value here)"]
+             "# python train.py --config best.yaml" + (" --data-dir DIR" if needs_dir else "")
+             + "   (flags override any value here)"]
     return "\n".join(lines) + "\n" + yaml.safe_dump(values, sort_keys=False)
 
 
