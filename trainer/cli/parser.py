@@ -244,6 +244,8 @@ def parse_args(argv: Sequence[str] | None = None, command: str = "train",
     # A network named by the user (flag or recipe); evaluation and export otherwise build the
     # one their checkpoint records.
     named_net = values.get("net")
+    # Neither named: evaluation and export use the data the checkpoint's run recorded.
+    recorded = "data_source" not in values and "data_dir" not in values
     specs = [parse_callback_spec(s) for s in getattr(ns, "callback_specs", None) or []]
     if specs:
         values["callbacks"] = list(values.get("callbacks") or []) + specs
@@ -254,7 +256,7 @@ def parse_args(argv: Sequence[str] | None = None, command: str = "train",
         ckpt=getattr(ns, "ckpt", None), export=getattr(ns, "export", None),
         export_batch=getattr(ns, "export_batch", None),
         results_dir=getattr(ns, "results_dir", None), overwrite=getattr(ns, "overwrite", False),
-        net=named_net)
+        net=named_net, recorded=recorded)
     _check_actions(result)
     return result
 
@@ -314,14 +316,16 @@ def run(args: argparse.Namespace) -> None:
     from trainer.engine.trainer import Trainer
 
     if args.eval_only:
-        Trainer(args.config).evaluate(args.ckpt, results_dir=args.results_dir, net=args.net)
+        Trainer(args.config).evaluate(args.ckpt, results_dir=args.results_dir, net=args.net,
+                                      recorded=args.recorded)
     elif args.export:
         from trainer.logs import setup_logging
         from trainer.serving.export import export_checkpoint
 
         setup_logging()
         export_checkpoint(args.ckpt, args.export, config=args.config, net=args.net,
-                          batch=args.export_batch, out_dir=args.results_dir)
+                          batch=args.export_batch, out_dir=args.results_dir,
+                          recorded=args.recorded)
     else:
         Trainer(args.config).fit(resume=args.resume, init_from=args.init_from,
                                  overwrite=args.overwrite)

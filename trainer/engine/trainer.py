@@ -348,10 +348,10 @@ class Trainer:
 
     # --------------------------------------------------------------- evaluate
     def evaluate(self, ckpt: str | Path, results_dir: str | Path | None = None,
-                 net: str | None = None) -> dict[str, Any]:
-        """Evaluates a checkpoint on the test split of this configuration or source and writes
-        its report (:func:`trainer.serving.evaluate.evaluate_checkpoint`)."""
+                 net: str | None = None, recorded: bool = False) -> dict[str, Any]:
+        """Evaluates a checkpoint on the test split; see ``evaluate_checkpoint``."""
         from trainer.serving.evaluate import evaluate_checkpoint
 
         setup_logging()
-        return evaluate_checkpoint(ckpt, self.config, results_dir, net=net, source=self.source)
+        return evaluate_checkpoint(ckpt, self.config, results_dir, net=net, source=self.source,
+                                   recorded=recorded)

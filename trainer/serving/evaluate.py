@@ -148,7 +148,8 @@ def plot_mistakes(ev: Evaluation, path: str | os.PathLike) -> None:
 
 
 def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None, *,
-                        net: str | None = None, source: Any = None) -> dict[str, Any]:
+                        net: str | None = None, source: Any = None,
+                        recorded: bool = False) -> dict[str, Any]:
     """Evaluates a checkpoint's weights on the test split and writes a report.
 
     One pass over the test split of ``cfg``'s data gives the loss, the accuracy, per-class
@@ -165,6 +166,8 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
             `None`.
         source: A data source object to evaluate on instead of ``cfg.data_source`` (what
             ``Trainer(source=...)`` trained on). Defaults to `None`.
+        recorded: Evaluate on the data source and folder the checkpoint's run recorded (the
+            command line named neither). Defaults to `False`.
 
     Returns:
         ``{"accuracy", "loss", "count", "correct", "per_class", "confusion_matrix", "files",
@@ -180,12 +183,14 @@ def evaluate_checkpoint(ckpt, cfg, results_dir: str | os.PathLike | None = None,
     from trainer.data import build_run_data, prepare_data
     from trainer.errors import DataError, OutputError, os_fault
     from trainer.extras import check_tracking
-    from trainer.serving.loading import load_network
+    from trainer.serving.loading import load_network, recorded_data
     from trainer.tracking import report_serving
 
     logger = logging.getLogger("mstrain")
     check_tracking(cfg.trackers())  # a missing extra is refused before any work
     loaded = load_network(ckpt, net=net, device=cfg.device, mode=cfg.mode)
+    if recorded and source is None:
+        cfg = recorded_data(cfg, loaded.bundle)
     prepared = prepare_data(cfg, progress=sys.stderr.isatty(), need_train=False, source=source)
     info = prepared.info
     if info.channels != loaded.in_channels or info.num_classes > loaded.num_classes:

@@ -62,7 +62,8 @@ class ExportResult:
 
 def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig | None = None,
                       net: str | None = None, batch: int | None = None,
-                      out_dir: str | os.PathLike | None = None) -> ExportResult:
+                      out_dir: str | os.PathLike | None = None,
+                      recorded: bool = False) -> ExportResult:
     """Exports a checkpoint's network as MINDIR or ONNX, verified against the checkpoint.
 
     Args:
@@ -76,6 +77,7 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
             1 for ONNX.
         out_dir: Folder for the file. Defaults to `None`: ``RUN/export`` for a checkpoint of a
             run directory, else ``export/`` beside the checkpoint.
+        recorded: Verify on the data the checkpoint's run recorded. Defaults to `False`.
 
     Returns:
         An :class:`ExportResult`.
@@ -84,15 +86,11 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
         ConfigError: unknown format, a bad batch size, or a network the format cannot express.
         CheckpointError: the checkpoint is missing, damaged or of another network.
         ExportMismatch: the exported file's outputs differ from the checkpoint's (exit 1).
-
-    Example:
-        >>> export_checkpoint("runs/demo", "mindir").path  # doctest: +SKIP
-        PosixPath('runs/demo/export/lenet.mindir')
     """
     from trainer.extras import check_tracking
     from trainer.fileio import slug
     from trainer.serving.evaluate import output_folder
-    from trainer.serving.loading import load_network
+    from trainer.serving.loading import load_network, recorded_data
     from trainer.tracking import report_serving
 
     if fmt not in FORMATS:
@@ -107,6 +105,7 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str, *, config: TrainConfig 
     check_tracking(cfg.trackers())  # a missing extra is refused before any work
     loaded = load_network(ckpt, net=net, device=cfg.device, mode=cfg.mode)
     bundle, network, size, name = loaded.bundle, loaded.cell, loaded.image_size, loaded.net
+    cfg = recorded_data(cfg, bundle) if recorded else cfg
     channels = loaded.in_channels
     folder = Path(out_dir) if out_dir else output_folder(bundle.path) / "export"
     target = folder / f"{slug(name)}{SUFFIXES[fmt]}"

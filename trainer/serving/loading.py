@@ -49,6 +49,27 @@ class LoadedNetwork:
         return names[index] if names and 0 <= index < len(names) else str(index)
 
 
+def recorded_data(cfg, bundle: Bundle):
+    """``cfg`` with the data source and folder the checkpoint's run recorded, for a command
+    given neither: a built-in source only, since a checkpoint never makes the tool import
+    code. Unchanged for a plain MindSpore checkpoint."""
+    import dataclasses
+
+    from trainer.registry import SOURCES
+
+    run = bundle.meta.run if bundle.meta else None
+    source = run.config.get("data_source") if run else None
+    folder = run.config.get("data_dir") if run else None
+    if not isinstance(source, str) or source not in SOURCES:
+        return cfg
+    folder = folder if isinstance(folder, str) else ""
+    if (source, folder) != (cfg.data_source, cfg.data_dir):
+        logger.info("Data: --data-source %s%s, as the checkpoint's run recorded (name "
+                    "--data-source or --data-dir for other data).", source,
+                    f" --data-dir {folder}" if folder else "")
+    return dataclasses.replace(cfg, data_source=source, data_dir=folder).validate()
+
+
 def network_of(bundle: Bundle, net: str | None = None) -> tuple[str, int]:
     """The network to build for ``bundle`` and its class count.
 
