@@ -5,13 +5,10 @@ a hostile or broken archive is one paragraph and leaves nothing cached."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import train_here
+from tests.data.conftest import serving
 from trainer.config import TrainConfig
 from trainer.data.augment import crop_and_flip
 from trainer.data.sources import make_source
@@ -60,41 +58,13 @@ def write_archive(path: Path, members: dict[str, bytes] | None = None,
     return path
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        """Keep request lines out of the test output."""
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """Ignore broken pipes: the download closes its size probe before reading the body."""
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[tuple[str, str]]:
     """A generated archive on 127.0.0.1: (its URL, its MD5)."""
     www = tmp_path_factory.mktemp("www")
     archive = write_archive(www / ARCHIVE)
-    httpd = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield (f"http://127.0.0.1:{httpd.server_address[1]}/{ARCHIVE}",
-               hashlib.md5(archive.read_bytes()).hexdigest())
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch) -> None:
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
+    with serving(www) as url:
+        yield f"{url}{ARCHIVE}", hashlib.md5(archive.read_bytes()).hexdigest()
 
 
 def _common(*extra: str) -> list[str]:

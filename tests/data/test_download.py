@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import socket
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.data.conftest import serving
 from trainer.data.download import (
     DEFAULT_SOURCES,
     GZ_MD5,
@@ -50,43 +48,13 @@ LOCAL_RAW_MD5 = {rel.split("/")[1]: hashlib.md5(data).hexdigest() for rel, data 
 LOCAL_GZ_MD5 = {rel.split("/")[1] + ".gz": hashlib.md5(d).hexdigest() for rel, d in GZ.items()}
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        """Keep request lines out of the test output."""
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """Ignore broken pipes: `download` closes its size probe before reading the body."""
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy from the environment would intercept requests meant for the local server.
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTP server on 127.0.0.1 serving a fresh folder; yields (base URL, folder)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    httpd = _QuietServer(("127.0.0.1", 0), handler)
-    # A short poll keeps shutdown() (which waits for the next poll) from costing 0.5 s a test.
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serving(root) as url:
+        yield url, root
 
 
 @pytest.fixture

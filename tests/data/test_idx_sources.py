@@ -5,12 +5,9 @@ sum keeps nothing."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import train_here
+from tests.data.conftest import serving
 from trainer.data.download import IdxDataset, Source
 from trainer.data.idx import SPLIT_FILES
 from trainer.data.sources.fashion_mnist import CLASS_NAMES as FASHION_NAMES
@@ -25,18 +23,6 @@ from trainer.data.sources.fashion_mnist import FashionMnist
 from trainer.data.sources.kmnist import KMNIST, Kmnist
 
 NAMES = [name for names in SPLIT_FILES.values() for name in names]
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        """Keep request lines out of the test output."""
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """Ignore broken pipes: the download closes its size probe before reading the body."""
 
 
 @pytest.fixture(scope="module")
@@ -47,23 +33,8 @@ def served(tmp_path_factory, digits_gz_dir) -> Iterator[tuple[str, dict[str, str
         for name in names:
             shutil.copy(digits_gz_dir / split / f"{name}.gz", www / f"{name}.gz")
     sums = {f"{n}.gz": hashlib.md5((www / f"{n}.gz").read_bytes()).hexdigest() for n in NAMES}
-    httpd = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/", sums, www
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch) -> None:
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
+    with serving(www) as url:
+        yield url, sums, www
 
 
 def _publish(monkeypatch, source_class, url: str, sums: dict[str, str]) -> None:
