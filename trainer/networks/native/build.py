@@ -40,7 +40,8 @@ ISAS = (
     ("avx2", ("avx2", "fma"), ("-mavx2", "-mfma")),
 )
 # -ffp-contract=fast: the vector products and sums become FMA instructions (kernels.cc).
-BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=fast", "-fno-math-errno")
+BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=fast",
+              "-fno-math-errno")
 
 
 class Unavailable(Exception):

@@ -1,7 +1,7 @@
 // Direct 2-D convolution (float32, NCHW, stride 1, "valid" or "same" padding, any kernel size)
 // forward, backward-input and backward-filter, optionally fused with a bias, a ReLU and a 2x2
-// max pooling, and a 2x2 max pooling of its own; single-threaded (the framework's own threads
-// hold the cores). Entry points follow MindSpore's ops.Custom "aot" calling convention:
+// max pooling, and a 2x2 max pooling of its own. Entry points follow MindSpore's ops.Custom "aot"
+// calling convention:
 //   int name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
 //            void *stream, void *extra)
 // with the inputs first and the outputs after them; the return value 0 means success.
@@ -15,9 +15,15 @@
 // contiguous vector for many outputs, with no edge cases; the columns ow >= Wo are computed and
 // discarded.
 
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 // GCC's vector extensions rather than intrinsics: the compiler maps them to the instructions the
 // flags enable, and the file needs no C++ library headers, which keeps its compilation short
@@ -53,6 +59,153 @@ inline float vsum(vec v) {  // in a fixed order, lane by lane
 template <typename T> inline T min_of(T a, T b) { return a < b ? a : b; }
 template <typename T> inline T max_of(T a, T b) { return a < b ? b : a; }
 inline void fill(float *p, int64_t n, float v) { for (int64_t k = 0; k < n; ++k) p[k] = v; }
+}  // namespace
+
+
+namespace {
+
+// A fixed set of worker threads that run one task at a time alongside the caller: part 0 on the
+// calling thread, parts 1.. on the workers. Idle workers poll with sched_yield (which hands the
+// core to any other runnable thread) for a few milliseconds, the gap between two operators of a
+// training step, and then sleep on a futex. The number of threads is the CPUs this process may
+// use, at most kMaxThreads, or MSTRAIN_KERNEL_THREADS (1 runs everything on the caller).
+constexpr int kMaxThreads = 4;
+constexpr int64_t kPollNs = 4000000;
+
+typedef void (*task_fn)(void *ctx, int part, int parts);
+
+struct Pool {
+  int parts = 0;  // 0: not started in this process
+  task_fn fn = nullptr;
+  void *ctx = nullptr;
+  int generation = 0;  // a new task each time it changes
+  int pending = 0;     // workers still on the current task
+  int sleepers = 0;    // workers asleep on `generation`
+  int first_generation = 0;  // `generation` when the workers started
+};
+Pool pool;
+pthread_mutex_t pool_start = PTHREAD_MUTEX_INITIALIZER;
+
+int64_t now_ns() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+int load(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+inline void pause_briefly() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+void *worker(void *arg) {
+  const int part = static_cast<int>(reinterpret_cast<intptr_t>(arg));
+  int seen = pool.first_generation;  // read before any task: none can be missed
+  for (;;) {
+    int64_t since = 0;
+    for (int spins = 0; load(&pool.generation) == seen; ++spins) {
+      if (spins < 64) {
+        pause_briefly();
+        continue;
+      }
+      if (since == 0) since = now_ns();
+      if (now_ns() - since < kPollNs) {
+        sched_yield();
+        continue;
+      }
+      __atomic_add_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
+      if (load(&pool.generation) == seen)
+        syscall(SYS_futex, &pool.generation, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+      __atomic_sub_fetch(&pool.sleepers, 1, __ATOMIC_SEQ_CST);
+      since = 0;
+    }
+    seen = load(&pool.generation);
+    pool.fn(pool.ctx, part, pool.parts);
+    __atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE);
+  }
+  return nullptr;
+}
+
+pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;
+
+// A forked child has only the thread that forked: it starts its own workers when it needs them.
+void forget_pool() {
+  pool = Pool();
+  pthread_mutex_init(&pool_start, nullptr);
+  pthread_mutex_init(&pool_busy, nullptr);
+}
+
+
+int wanted_threads() {
+  const char *env = getenv("MSTRAIN_KERNEL_THREADS");
+  if (env && *env) {
+    const int n = atoi(env);
+    return n < 1 ? 1 : min_of(n, kMaxThreads);
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return max_of(1, min_of(CPU_COUNT(&set), kMaxThreads));
+}
+
+void start_pool() {
+  pthread_mutex_lock(&pool_start);
+  if (pool.parts == 0) {
+    static bool registered = false;
+    if (!registered) {
+      pthread_atfork(nullptr, nullptr, forget_pool);
+      registered = true;
+    }
+    int parts = 1;
+    const int wanted = wanted_threads();
+    pool.first_generation = load(&pool.generation);
+    for (; parts < wanted; ++parts) {
+      pthread_t thread;
+      pthread_attr_t attr;
+      pthread_attr_init(&attr);
+      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+      const int failed = pthread_create(&thread, &attr, worker,
+                                        reinterpret_cast<void *>(static_cast<intptr_t>(parts)));
+      pthread_attr_destroy(&attr);
+      if (failed) break;  // fewer threads: the caller does their parts
+    }
+    __atomic_store_n(&pool.parts, parts, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&pool_start);
+}
+
+// Runs fn(ctx, part, parts) for every part, on the caller and the workers, and returns when
+// all are done. One task at a time: the framework launches this library's operators from one
+// thread; a call from another thread while a task runs does its parts alone.
+
+void run_parts(task_fn fn, void *ctx, int64_t work_items) {
+  if (load(&pool.parts) == 0) start_pool();
+  const int parts = load(&pool.parts);
+  if (parts == 1 || work_items < 2 || pthread_mutex_trylock(&pool_busy) != 0) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  pool.fn = fn;
+  pool.ctx = ctx;
+  __atomic_store_n(&pool.pending, parts - 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&pool.generation, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&pool.sleepers, __ATOMIC_SEQ_CST) > 0)
+    syscall(SYS_futex, &pool.generation, FUTEX_WAKE_PRIVATE, kMaxThreads, nullptr, nullptr, 0);
+  fn(ctx, 0, parts);
+  for (int spins = 0; load(&pool.pending) != 0; ++spins) {
+    if (spins < 256) pause_briefly();
+    else sched_yield();
+  }
+  pthread_mutex_unlock(&pool_busy);
+}
+
+// The share [begin, end) of n items that `part` of `parts` takes.
+inline void share(int64_t n, int part, int parts, int64_t *begin, int64_t *end) {
+  *begin = n * part / parts;
+  *end = n * (part + 1) / parts;
+}
+
 }  // namespace
 
 namespace {
@@ -244,7 +397,7 @@ void finish_forward(const float *wide, const Geometry &g, const float *bias, Sou
 // first over `size` floats).
 void gradient_at_output(const float *dy, const float *aux, const uint8_t *index, Source kind,
                         const Geometry &g, float *dst, int64_t chan_stride, int64_t row,
-                        int64_t top, int64_t left, double *bias_sum) {
+                        int64_t top, int64_t left, float *bias_out) {
   const int64_t hq = g.ho / 2, wq = g.wo / 2;
   for (int64_t o = 0; o < g.co; ++o) {
     float *out = dst + o * chan_stride;
@@ -274,7 +427,7 @@ void gradient_at_output(const float *dy, const float *aux, const uint8_t *index,
         }
       }
     }
-    if (bias_sum) bias_sum[o] += sum;
+    if (bias_out) bias_out[o] = sum;
   }
 }
 
@@ -323,17 +476,32 @@ void filter_row(const float *gw, int64_t gstride, int64_t gsample, const float *
     filter_block<CB, 1>(gw, gstride, gsample, xp, xsample, g, i, a, b, o0, npos, dw);
 }
 
-void filter_all(const float *gw, int64_t gstride, int64_t gsample, const float *xp,
-                int64_t xsample, const Geometry &g, int64_t npos, float *dw) {
-  for (int64_t i = 0; i < g.c; ++i) {
-    for (int64_t a = 0; a < g.kh; ++a) {
-      int64_t o = 0;
-      for (; o + CB_BWF <= g.co; o += CB_BWF)
-        filter_row<CB_BWF>(gw, gstride, gsample, xp, xsample, g, i, a, o, npos, dw);
-      for (; o < g.co; ++o)
-        filter_row<1>(gw, gstride, gsample, xp, xsample, g, i, a, o, npos, dw);
-    }
-  }
+// The backward-filter sums come in items: one input channel, one kernel row and a block of output
+// channels. Each weight's sum is the same whichever block or thread computes it.
+inline int block_width(int64_t left) {
+  return left >= CB_BWF ? CB_BWF : left >= 2 ? 2 : 1;
+}
+
+int64_t blocks_per_row(int64_t co) {
+  int64_t blocks = 0;
+  for (int64_t o = 0; o < co; o += block_width(co - o)) ++blocks;
+  return blocks;
+}
+
+void filter_item(const float *gw, int64_t gstride, int64_t gsample, const float *xp,
+                 int64_t xsample, const Geometry &g, int64_t npos, int64_t item, float *dw) {
+  const int64_t blocks = blocks_per_row(g.co);
+  const int64_t row = item / blocks, block = item % blocks;
+  const int64_t i = row / g.kh, a = row % g.kh;
+  int64_t o = 0;
+  for (int64_t k = 0; k < block; ++k) o += block_width(g.co - o);
+  const int width = block_width(g.co - o);
+  if (width == CB_BWF)
+    filter_row<CB_BWF>(gw, gstride, gsample, xp, xsample, g, i, a, o, npos, dw);
+  else if (width == 2)
+    filter_row<2>(gw, gstride, gsample, xp, xsample, g, i, a, o, npos, dw);
+  else
+    filter_row<1>(gw, gstride, gsample, xp, xsample, g, i, a, o, npos, dw);
 }
 
 bool is_f32(const char *t) { return t && strcmp(t, "float32") == 0; }
@@ -353,6 +521,37 @@ int64_t count(int nd, const int64_t *shape) {
   int64_t n = 1;
   for (int k = 0; k < nd; ++k) n *= shape[k];
   return n;
+}
+
+struct ForwardTask {
+  const float *x, *w, *b;
+  float *y;
+  uint8_t *index;
+  const Geometry *g;
+  Source kind;
+  bool relu;
+  int64_t per_out;
+  int failed;
+};
+
+// One part of the batch, sample by sample, in this thread's scratch buffers.
+void forward_part(void *ctx, int part, int parts) {
+  ForwardTask &t = *static_cast<ForwardTask *>(ctx);
+  const Geometry &g = *t.g;
+  float *xp = grow(&scratch_a, g.c * g.cs);
+  float *wide = grow(&scratch_b, g.co * g.pr);
+  if (!xp || !wide) {
+    __atomic_store_n(&t.failed, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  int64_t first, last;
+  share(g.n, part, parts, &first, &last);
+  for (int64_t s = first; s < last; ++s) {
+    pad_input(t.x + s * g.c * g.h * g.w, g, xp);
+    correlate(xp, g.c, g.cs, g.wp, g.kh, g.kw, t.w, g.co, g.pr, wide);
+    finish_forward(wide, g, t.b, t.kind, t.relu, t.y + s * t.per_out,
+                   t.index ? t.index + s * t.per_out : nullptr);
+  }
 }
 
 int forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
@@ -376,16 +575,50 @@ int forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const float *b = has_bias ? static_cast<const float *>(params[2]) : nullptr;
   float *y = static_cast<float *>(params[yi]);
   uint8_t *index = kind == Source::kPool ? static_cast<uint8_t *>(params[yi + 1]) : nullptr;
-  float *xp = grow(&scratch_a, g.c * g.cs);
-  float *wide = grow(&scratch_b, g.co * g.pr);
-  if (!xp || !wide) return 6;
-  for (int64_t s = 0; s < g.n; ++s) {
-    pad_input(x + s * g.c * g.h * g.w, g, xp);
-    correlate(xp, g.c, g.cs, g.wp, g.kh, g.kw, w, g.co, g.pr, wide);
-    finish_forward(wide, g, b, kind, relu, y + s * per_out,
-                   index ? index + s * per_out : nullptr);
+  ForwardTask task{x, w, b, y, index, &g, kind, relu, per_out, 0};
+  run_parts(forward_part, &task, g.n);
+  return task.failed ? 6 : 0;
+}
+
+struct FilterTask {
+  const float *x, *dy, *aux;
+  const uint8_t *index;
+  Source kind;
+  const Geometry *g;
+  int64_t per_out;
+  float *xp;
+  int64_t xsample;
+  float *gw;
+  int64_t gstride, gsample, npos;
+  float *bias_parts;
+  float *dw;
+  int64_t next_item;
+};
+
+// First pass: a part of the samples' padded inputs and output gradients.
+void filter_inputs_part(void *ctx, int part, int parts) {
+  FilterTask &t = *static_cast<FilterTask *>(ctx);
+  const Geometry &g = *t.g;
+  int64_t first, last;
+  share(g.n, part, parts, &first, &last);
+  for (int64_t s = first; s < last; ++s) {
+    pad_input(t.x + s * g.c * g.h * g.w, g, t.xp + s * t.xsample);
+    gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
+                       t.index ? t.index + s * t.per_out : nullptr, t.kind, g,
+                       t.gw + s * t.gsample, t.gstride, g.wp, 0, 0,
+                       t.bias_parts ? t.bias_parts + s * g.co : nullptr);
   }
-  return 0;
+}
+
+// Second pass: the weights' sums, item by item as the threads come for them.
+void filter_sums_part(void *ctx, int, int) {
+  FilterTask &t = *static_cast<FilterTask *>(ctx);
+  const int64_t items = t.g->c * t.g->kh * blocks_per_row(t.g->co);
+  for (;;) {
+    const int64_t item = __atomic_fetch_add(&t.next_item, 1, __ATOMIC_RELAXED);
+    if (item >= items) return;
+    filter_item(t.gw, t.gstride, t.gsample, t.xp, t.xsample, *t.g, t.npos, item, t.dw);
+  }
 }
 
 // Inputs: x, the gradient source (dy; dy and y; or dy and the pooling index), w (for its
@@ -421,19 +654,55 @@ int backward_filter(int nparam, void **params, int *ndims, int64_t **shapes,
   const int64_t xsample = g.c * g.cs, gsample = g.co * gstride;
   float *xp = grow(&scratch_a, g.n * xsample);
   float *gw = grow(&scratch_b, g.n * gsample);
-  if (!xp || !gw) return 6;
-  double *bias_sum = has_bias ? static_cast<double *>(calloc(g.co, sizeof(double))) : nullptr;
-  if (has_bias && !bias_sum) return 6;
-  for (int64_t s = 0; s < g.n; ++s) {
-    pad_input(x + s * g.c * g.h * g.w, g, xp + s * xsample);
-    gradient_at_output(dy + s * per_out, aux ? aux + s * per_out : nullptr,
-                       index ? index + s * per_out : nullptr, kind, g, gw + s * gsample,
-                       gstride, g.wp, 0, 0, bias_sum);
+  // Each sample's bias gradient, summed in sample order at the end.
+  float *bias_parts = has_bias ? grow(&scratch_c, g.n * g.co) : nullptr;
+  if (!xp || !gw || (has_bias && !bias_parts)) return 6;
+  FilterTask task{x, dy, aux, index, kind, &g, per_out, xp, xsample, gw, gstride, gsample,
+                  npos, bias_parts, dw, 0};
+  run_parts(filter_inputs_part, &task, g.n);
+  run_parts(filter_sums_part, &task, g.c * g.kh * blocks_per_row(g.co));
+  for (int64_t o = 0; has_bias && o < g.co; ++o) {
+    double sum = 0.0;
+    for (int64_t s = 0; s < g.n; ++s) sum += bias_parts[s * g.co + o];
+    db[o] = static_cast<float>(sum);
   }
-  filter_all(gw, gstride, gsample, xp, xsample, g, npos, dw);
-  for (int64_t o = 0; has_bias && o < g.co; ++o) db[o] = static_cast<float>(bias_sum[o]);
-  free(bias_sum);
   return 0;
+}
+
+struct InputTask {
+  const float *dy, *aux;
+  const uint8_t *index;
+  Source kind;
+  const Geometry *g;
+  int64_t per_out;
+  const float *wt;
+  float *dx;
+  int64_t top, left, row, pr, gs;
+  int failed;
+};
+
+// One part of the batch, sample by sample, in this thread's scratch buffers.
+void input_part(void *ctx, int part, int parts) {
+  InputTask &t = *static_cast<InputTask *>(ctx);
+  const Geometry &g = *t.g;
+  float *gp = grow(&scratch_a, g.co * t.gs);
+  float *wide = grow(&scratch_b, g.c * t.pr);
+  if (!gp || !wide) {
+    __atomic_store_n(&t.failed, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  int64_t first, last;
+  share(g.n, part, parts, &first, &last);
+  for (int64_t s = first; s < last; ++s) {
+    gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
+                       t.index ? t.index + s * t.per_out : nullptr, t.kind, g, gp, t.gs, t.row,
+                       t.top, t.left, nullptr);
+    correlate(gp, g.co, t.gs, t.row, g.kh, g.kw, t.wt, g.c, t.pr, wide);
+    float *out = t.dx + s * g.c * g.h * g.w;
+    for (int64_t i = 0; i < g.c; ++i)
+      for (int64_t r = 0; r < g.h; ++r)
+        memcpy(out + (i * g.h + r) * g.w, wide + i * t.pr + r * t.row, sizeof(float) * g.w);
+  }
 }
 
 // Inputs: the gradient source, w, x (read for its shape only, which an odd size or "same"
@@ -465,27 +734,17 @@ int backward_input(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const int64_t row = g.wp, rows = g.h + g.kh - 1;
   const int64_t pr = round_up(g.h * row, VL * V_FWD);
   const int64_t gs = round_up(max_of(rows * row, pr + (g.kh - 1) * row + g.kw - 1), VL);
-  float *gp = grow(&scratch_a, g.co * gs);
-  float *wide = grow(&scratch_b, g.c * pr);
   float *wt = grow(&scratch_c, g.co * g.c * g.kh * g.kw);
-  if (!gp || !wide || !wt) return 6;
+  if (!wt) return 6;
   for (int64_t o = 0; o < g.co; ++o)
     for (int64_t i = 0; i < g.c; ++i)
       for (int64_t a = 0; a < g.kh; ++a)
         for (int64_t b = 0; b < g.kw; ++b)
           wt[((i * g.co + o) * g.kh + a) * g.kw + b] =
               w[((o * g.c + i) * g.kh + (g.kh - 1 - a)) * g.kw + (g.kw - 1 - b)];
-  for (int64_t s = 0; s < g.n; ++s) {
-    gradient_at_output(dy + s * per_out, aux ? aux + s * per_out : nullptr,
-                       index ? index + s * per_out : nullptr, kind, g, gp, gs, row, top, left,
-                       nullptr);
-    correlate(gp, g.co, gs, row, g.kh, g.kw, wt, g.c, pr, wide);
-    float *out = dx + s * g.c * g.h * g.w;
-    for (int64_t i = 0; i < g.c; ++i)
-      for (int64_t r = 0; r < g.h; ++r)
-        memcpy(out + (i * g.h + r) * g.w, wide + i * pr + r * row, sizeof(float) * g.w);
-  }
-  return 0;
+  InputTask task{dy, aux, index, kind, &g, per_out, wt, dx, top, left, row, pr, gs, 0};
+  run_parts(input_part, &task, g.n);
+  return task.failed ? 6 : 0;
 }
 
 }  // namespace
