@@ -41,6 +41,9 @@ class History(StatefulCallback):
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None` (a private one).
         plot_budget: Largest share of the wall time that redrawing during training may take.
             Defaults to `0.05`.
+        last_plot_in_background: Draw the last plot, at train end, in a background thread
+            (the caller calls :meth:`wait` before it reads ``history.png``), so it overlaps what
+            follows training. Defaults to `False`: the plot is there when ``fit`` returns.
 
     Example:
         >>> history = History("runs/demo")
@@ -50,8 +53,10 @@ class History(StatefulCallback):
     """
 
     def __init__(self, directory: str | Path | None = None, plot: bool = True,
-                 stats: EpochStats | None = None, plot_budget: float = 0.05) -> None:
+                 stats: EpochStats | None = None, plot_budget: float = 0.05,
+                 last_plot_in_background: bool = False) -> None:
         super().__init__(stats)
+        self.last_plot_in_background = last_plot_in_background
         self.directory = Path(directory) if directory is not None else None
         self.plot = plot
         self.rows: list[dict[str, Any]] = []
@@ -96,7 +101,7 @@ class History(StatefulCallback):
     def on_train_end(self, run_context) -> None:
         self.wait()
         if self.rows:
-            self.write(background_plot=False)
+            self.write(background_plot=self.last_plot_in_background, when_due=False)
 
     def add_test(self, results: dict[str, Any]) -> None:
         """Records the test split's scores after training: the final weights' go into the last
@@ -107,9 +112,11 @@ class History(StatefulCallback):
             self.rows[-1].update(results.get("final", {}))
         self.write(draw=False)  # the plot shows the epochs only: it stays as it is
 
-    def write(self, background_plot: bool = False, draw: bool = True) -> None:
+    def write(self, background_plot: bool = False, draw: bool = True,
+              when_due: bool = True) -> None:
         """Writes the JSON and CSV files and (re)draws the PNG (``draw``; not when it shows
-        these rows already)."""
+        these rows already; in the background only when the plot budget allows, unless not
+        ``when_due``)."""
         if self.directory is None:
             return
         buffer = io.StringIO()
@@ -132,7 +139,8 @@ class History(StatefulCallback):
         if not self.plot or not draw or rows == self._drawn_rows:
             return
         if background_plot:
-            if time.perf_counter() - self._drawn_at < self._draw_seconds / self.plot_budget:
+            if when_due and (time.perf_counter() - self._drawn_at
+                             < self._draw_seconds / self.plot_budget):
                 return  # drawn recently enough; the final drawing comes at train end
             self.wait()
             self._plotter = threading.Thread(target=self._draw_quietly, args=(rows,), daemon=True)

@@ -1,6 +1,7 @@
 """The native CPU kernels against MindSpore's own operators: nn.Conv2d (with ReLU and
-nn.MaxPool2d) and nn.MaxPool2d, forward and gradients, graph and PyNative; LeNet-5 learning with
-them, resuming exactly, exporting without them, and the fallback when there is no compiler.
+nn.MaxPool2d), nn.MaxPool2d and nn.Dense (with ReLU), forward and gradients, graph and PyNative;
+the same results with one thread or several; LeNet-5 learning with them, validating with them,
+resuming exactly, exporting without them, and the fallback when there is no compiler.
 
 The library is built once per test session into the session's cache (conftest sets
 ``MSTRAIN_CACHE``). Convolutions on random data are compared within a float32 rounding bound
@@ -21,7 +22,12 @@ from mindspore import nn, ops  # noqa: E402
 
 from tests.conftest import run_train  # noqa: E402
 from trainer.networks import native  # noqa: E402
-from trainer.networks.native.ops import NativeConv2d, NativeMaxPool2x2  # noqa: E402
+from trainer.networks.native.ops import (  # noqa: E402
+    NativeConv2d,
+    NativeDense,
+    NativeInference,
+    NativeMaxPool2x2,
+)
 
 EPS = 2.0 ** -24  # float32's unit roundoff
 
@@ -205,6 +211,111 @@ def test_maxpool_bit_exact_with_ties(library, mode, shape):
     assert out.shape == out_shape
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(grad, ref_grad)
+
+
+class _DenseReference(nn.Cell):
+    """nn.Dense's arithmetic with the weights as inputs: x @ w.T (+ b), then a ReLU if asked."""
+
+    def __init__(self, has_bias: bool, relu: bool) -> None:
+        super().__init__()
+        self.has_bias, self.use_relu = has_bias, relu
+
+    def construct(self, x, weight, bias):
+        y = ops.matmul(x, weight.T)
+        if self.has_bias:
+            y = y + bias
+        return ops.relu(y) if self.use_relu else y
+
+
+def _dense_both(library, has_bias, relu, x, w, b, dout):
+    mine = _Native(NativeDense(library, relu=relu), has_bias)
+    args = (ms.Tensor(x), ms.Tensor(w), ms.Tensor(b), ms.Tensor(dout))
+    return (_values_and_grads(_DenseReference(has_bias, relu), *args),
+            _values_and_grads(mine, *args))
+
+
+# (batch, inputs, outputs, bias): LeNet's three layers, batch 1, sizes off the vector width.
+DENSE_CASES = [(32, 400, 120, True), (32, 120, 84, True), (32, 84, 10, True), (1, 7, 3, False),
+               (5, 33, 17, True), (6, 16, 4, False)]
+
+
+@pytest.mark.parametrize("case", DENSE_CASES, ids=lambda c: "x".join(map(str, c[:3])))
+def test_dense_within_float32_rounding(library, mode, case):
+    n, k, m, has_bias = case
+    rng = np.random.default_rng(sum(case[:3]))
+    x, w = (rng.standard_normal(s).astype(np.float32) for s in ((n, k), (m, k)))
+    b, dout = (rng.standard_normal(s).astype(np.float32) for s in ((m,), (n, m)))
+    (y0, dx0, dw0, db0), (y1, dx1, dw1, db1) = _dense_both(library, has_bias, False,
+                                                           x, w, b, dout)
+    ax, aw, ad = np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), np.abs(dout)
+    assert np.all(np.abs(y1 - y0) <= 2 * _gamma(k + 1) * (ax @ aw.T + np.abs(b)) + 1e-30)
+    assert np.all(np.abs(dx1 - dx0) <= 2 * _gamma(m) * (ad @ aw) + 1e-30)
+    assert np.all(np.abs(dw1 - dw0) <= 2 * _gamma(n) * (ad.T @ ax) + 1e-30)
+    if has_bias:
+        assert np.all(np.abs(db1 - db0) <= 2 * _gamma(n) * ad.sum(axis=0) + 1e-30)
+
+
+@pytest.mark.parametrize("case", DENSE_CASES[::2], ids=lambda c: "x".join(map(str, c[:3])))
+def test_dense_relu_bit_exact(library, mode, case):
+    """On small integers and quarters every sum is exact, so the ReLU's cut (zeros included)
+    must route the same gradients."""
+    n, k, m, has_bias = case
+    rng = np.random.default_rng(sum(case[:3]))
+    x = rng.integers(-3, 4, (n, k)).astype(np.float32)
+    w = (rng.integers(-4, 5, (m, k)) / 4).astype(np.float32)
+    b = (rng.integers(-4, 5, (m,)) / 2).astype(np.float32)
+    dout = rng.integers(-5, 6, (n, m)).astype(np.float32)
+    reference, mine = _dense_both(library, has_bias, True, x, w, b, dout)
+    for name, a, b_ in zip(("output", "dx", "dw", "db"), reference, mine):
+        if name != "db" or has_bias:
+            np.testing.assert_array_equal(b_, a, err_msg=name)
+    assert np.count_nonzero(reference[0] == 0) > 0  # the ReLU cut some outputs
+
+
+def test_results_do_not_depend_on_the_thread_count(library):
+    """Each output is computed whole by one thread: one thread or all give the same bits."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(7)
+    conv_case = (32, 6, 16, 5, 14, 14, "valid", True, True, True)
+    conv_args = [rng.standard_normal(s).astype(np.float32)
+                 for s in ((32, 6, 14, 14), (16, 6, 5, 5), (16,), (32, 16, 5, 5))]
+    dense_args = [rng.standard_normal(s).astype(np.float32)
+                  for s in ((32, 400), (120, 400), (120,), (32, 120))]
+    before = native.threads()
+    results = []
+    try:
+        for limit in (1, 4):
+            used = native.threads(limit)
+            results.append((used, [*_run_both(library, conv_case, *conv_args)[1],
+                                   *_dense_both(library, True, True, *dense_args)[1]]))
+    finally:
+        native.threads(before)
+    (one, first), (_, second) = results
+    assert one == 1
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_validation_runs_the_kernels_and_scores_as_inference_does(library):
+    """The engine validates through NativeInference (the kernels); the network itself keeps
+    MindSpore's operators in inference mode, and both give the same logits within rounding."""
+    from trainer.config import TrainConfig
+    from trainer.engine.optim import build_train_cells
+    from trainer.networks import LeNet5
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(3)
+    net = LeNet5(kernels="native")
+    cells = build_train_cells(TrainConfig(), net, np.full(4, 0.01, dtype=np.float32))
+    assert isinstance(cells.eval_network._network, NativeInference)
+    cells.eval_network.set_train(False)
+    x = ms.Tensor(np.random.default_rng(3).standard_normal((5, 1, 32, 32)).astype(np.float32))
+    labels = ms.Tensor(np.arange(5, dtype=np.int32))
+    _, logits, _ = cells.eval_network(x, labels)
+    reference = net(x).asnumpy()
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(logits.asnumpy(), reference, rtol=0, atol=1e-5 * scale)
+    assert not np.array_equal(reference, np.zeros_like(reference))
 
 
 def _lenet_step(kernels: str, seed: int = 0):

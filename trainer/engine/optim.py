@@ -171,4 +171,9 @@ def build_train_cells(cfg: TrainConfig, network, lr: np.ndarray) -> TrainCells:
                      ema_decay=cfg.ema_decay, loss_scaler=amp.loss_scaler(cfg))
     amp.announce(cfg)
     plain = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    return TrainCells(step, nn.WithEvalCell(network, plain))
+    evaluated = network
+    if getattr(network, "native", False) and hasattr(network, "native_forward"):
+        from trainer.networks.native.ops import NativeInference
+
+        evaluated = NativeInference(network)  # validation through the same kernels
+    return TrainCells(step, nn.WithEvalCell(evaluated, plain))

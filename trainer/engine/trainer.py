@@ -257,6 +257,7 @@ class Trainer:
             status = STOPPED if exc.exit_code == 130 else FAILED
             raise
         finally:
+            run.history.wait()  # the last plot, drawn alongside the final test
             finish_trackers(run.trackers, status, self.run_dir, run.history.test,
                             run.checkpoint)
         return self.history
@@ -332,7 +333,6 @@ class Trainer:
             self.model.fit(self.config.epochs, self.data.train, self.data.valid,
                            callbacks=self.callbacks, initial_epoch=initial_epoch,
                            dataset_sink_mode=False)
-            run.history.wait()
             if workers > 1 and distributed.any_worker(bool(self.stop)):
                 # Also a barrier: no worker leaves before rank 0 has written its last files
                 # (msrun ends the others once one exits with an error status). A signal in the

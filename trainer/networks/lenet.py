@@ -5,7 +5,7 @@ from __future__ import annotations
 from mindspore import nn
 from mindspore.common.initializer import Normal
 
-from trainer.networks.native import native_conv_relu_pool
+from trainer.networks.native import native_conv_relu_pool, native_dense
 from trainer.networks.pool import MaxPool2x2
 from trainer.registry import register_network
 
@@ -50,15 +50,31 @@ class LeNet5(nn.Cell):
         self.native1 = native_conv_relu_pool(kernels, self.conv1, self.image_size)
         self.native2 = native_conv_relu_pool(kernels, self.conv2, (self.image_size - 4) // 2)
         self.native = self.native1 is not None and self.native2 is not None
+        heads = [native_dense(kernels, fc, relu) for fc, relu in
+                 ((self.fc1, True), (self.fc2, True), (self.fc3, False))]
+        self.native_dense = self.native and all(h is not None for h in heads)
+        self.dense1, self.dense2, self.dense3 = heads if self.native_dense else (None,) * 3
 
     def construct(self, x):
         if self.training and self.native:
-            x = self.native1(x, self.conv1.weight)
-            x = self.native2(x, self.conv2.weight)
-        else:
-            x = self.max_pool2d(self.relu(self.conv1(x)))
-            x = self.max_pool2d(self.relu(self.conv2(x)))
+            return self.native_forward(x)
+        x = self.max_pool2d(self.relu(self.conv1(x)))
+        x = self.max_pool2d(self.relu(self.conv2(x)))
         x = self.flatten(x)
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        return self.fc3(x)
+
+    def native_forward(self, x):
+        """The forward pass through the native kernels (only where ``self.native``): training's,
+        and the engine's validation through :class:`~trainer.networks.native.ops.NativeInference`."""
+        x = self.native1(x, self.conv1.weight)
+        x = self.native2(x, self.conv2.weight)
+        x = self.flatten(x)
+        if self.native_dense:
+            x = self.dense1(x, self.fc1.weight, self.fc1.bias)
+            x = self.dense2(x, self.fc2.weight, self.fc2.bias)
+            return self.dense3(x, self.fc3.weight, self.fc3.bias)
         x = self.relu(self.fc1(x))
         x = self.relu(self.fc2(x))
         return self.fc3(x)

@@ -18,7 +18,7 @@ import logging
 
 from trainer.networks.native.build import Built, Unavailable, build
 
-__all__ = ["KERNELS", "Unavailable", "library", "use_native"]
+__all__ = ["KERNELS", "Unavailable", "library", "threads", "use_native"]
 
 logger = logging.getLogger("mstrain")
 
@@ -48,6 +48,20 @@ def library() -> Built:
     if built is None:
         raise Unavailable(reason)
     return built
+
+
+def threads(limit: int = 0) -> int:
+    """The threads one kernel call uses in this process; ``limit`` > 0 first sets the most it
+    may use (the results are the same for any number).
+
+    Raises:
+        Unavailable: the kernels cannot be used here.
+    """
+    import ctypes
+
+    call = ctypes.CDLL(str(library().path)).mstrain_kernels_threads
+    call.argtypes, call.restype = [ctypes.c_int], ctypes.c_int
+    return int(call(int(limit)))
 
 
 def use_native(kernels: str, device: str | None = None) -> str | None:
@@ -121,3 +135,29 @@ def native_conv_relu_pool(kernels: str, conv, size: int):
 
     return NativeConv2d(path, pad_mode=conv.pad_mode, relu=True, pool=True,
                         has_bias=conv.has_bias)
+
+
+# The dense layers the fused kernel was measured faster for than MindSpore's MatMul, BiasAdd and
+# ReLU (benchmarks/native_step.py, docs/speed.md): LeNet-5's three, up to 400 -> 120 at batch 32.
+MAX_DENSE_WEIGHTS = 64 * 1024
+
+
+def native_dense(kernels: str, dense, relu: bool):
+    """A :class:`~.ops.NativeDense` doing ``dense``'s work (with a ReLU after it when ``relu``),
+    or None when ``kernels`` is not ``native``, the kernels are unavailable here, or the layer
+    has an activation of its own or more weights than the kernel was measured faster for.
+
+    Args:
+        kernels: ``native`` or ``mindspore``.
+        dense: The ``nn.Dense`` whose weight (and bias) the network passes at each call.
+        relu: Whether the network applies a ReLU to the layer's output.
+    """
+    if (kernels != "native" or dense.activation_flag
+            or dense.in_channels * dense.out_channels > MAX_DENSE_WEIGHTS):
+        return None
+    path = use_native(kernels)
+    if path is None:
+        return None
+    from trainer.networks.native.ops import NativeDense
+
+    return NativeDense(path, relu=relu)

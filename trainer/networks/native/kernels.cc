@@ -76,12 +76,14 @@ typedef void (*task_fn)(void *ctx, int part, int parts);
 
 struct Pool {
   int parts = 0;  // 0: not started in this process
+  int task_parts = 0;  // the parts of the current task
   task_fn fn = nullptr;
   void *ctx = nullptr;
   int generation = 0;  // a new task each time it changes
   int pending = 0;     // workers still on the current task
   int sleepers = 0;    // workers asleep on `generation`
   int first_generation = 0;  // `generation` when the workers started
+  int limit = kMaxThreads;   // the most threads a task uses (mstrain_kernels_threads)
 };
 Pool pool;
 pthread_mutex_t pool_start = PTHREAD_MUTEX_INITIALIZER;
@@ -122,8 +124,10 @@ void *worker(void *arg) {
       since = 0;
     }
     seen = load(&pool.generation);
-    pool.fn(pool.ctx, part, pool.parts);
-    __atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE);
+    if (part < pool.task_parts) {
+      pool.fn(pool.ctx, part, pool.task_parts);
+      __atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE);
+    }
   }
   return nullptr;
 }
@@ -181,13 +185,14 @@ void start_pool() {
 
 void run_parts(task_fn fn, void *ctx, int64_t work_items) {
   if (load(&pool.parts) == 0) start_pool();
-  const int parts = load(&pool.parts);
-  if (parts == 1 || work_items < 2 || pthread_mutex_trylock(&pool_busy) != 0) {
+  const int parts = min_of(load(&pool.parts), load(&pool.limit));
+  if (parts <= 1 || work_items < 2 || pthread_mutex_trylock(&pool_busy) != 0) {
     fn(ctx, 0, 1);
     return;
   }
   pool.fn = fn;
   pool.ctx = ctx;
+  pool.task_parts = parts;
   __atomic_store_n(&pool.pending, parts - 1, __ATOMIC_SEQ_CST);
   __atomic_add_fetch(&pool.generation, 1, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&pool.sleepers, __ATOMIC_SEQ_CST) > 0)
@@ -827,6 +832,240 @@ extern "C" int maxpool2x2_bwd(MS_AOT_ARGS) {
     }
   }
   return 0;
+}
+
+// ---- Dense layers: y = x W^T + b, optionally with a ReLU (x [N, K], W [M, K], b [M]).
+
+namespace {
+
+// The dot product of two rows of k floats: whole vectors first, lane by lane at the end, then
+// the tail one float at a time; the same order on every call.
+inline float dot(const float *a, const float *b, int64_t k) {
+  vec acc = vzero();
+  int64_t j = 0;
+  for (; j + VL <= k; j += VL) acc = vfma(vload(a + j), vload(b + j), acc);
+  float sum = vsum(acc);
+  for (; j < k; ++j) sum += a[j] * b[j];
+  return sum;
+}
+
+// Four samples by four outputs at a time (16 sums in registers), each sum as dot() gives it.
+void dense_rows(const float *x, const float *w, const float *b, bool relu, int64_t n0,
+                int64_t n1, int64_t m, int64_t k, float *y) {
+  const int64_t kv = k / VL * VL;
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    int64_t o = 0;
+    for (; o + 4 <= m; o += 4) {
+      vec acc[4][4];
+      _Pragma("GCC unroll 4")
+      for (int r = 0; r < 4; ++r)
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < 4; ++c) acc[r][c] = vzero();
+      for (int64_t j = 0; j < kv; j += VL) {
+        vec xv[4], wv[4];
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < 4; ++r) xv[r] = vload(x + (n + r) * k + j);
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < 4; ++c) wv[c] = vload(w + (o + c) * k + j);
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < 4; ++r)
+          _Pragma("GCC unroll 4")
+          for (int c = 0; c < 4; ++c) acc[r][c] = vfma(xv[r], wv[c], acc[r][c]);
+      }
+      for (int r = 0; r < 4; ++r) {
+        for (int c = 0; c < 4; ++c) {
+          float sum = vsum(acc[r][c]);
+          for (int64_t j = kv; j < k; ++j) sum += x[(n + r) * k + j] * w[(o + c) * k + j];
+          if (b) sum += b[o + c];
+          y[(n + r) * m + o + c] = relu && !(sum > 0.0f) ? 0.0f : sum;
+        }
+      }
+    }
+    for (; o < m; ++o) {
+      for (int r = 0; r < 4; ++r) {
+        float sum = dot(x + (n + r) * k, w + o * k, k);
+        if (b) sum += b[o];
+        y[(n + r) * m + o] = relu && !(sum > 0.0f) ? 0.0f : sum;
+      }
+    }
+  }
+  for (; n < n1; ++n) {
+    for (int64_t o = 0; o < m; ++o) {
+      float sum = dot(x + n * k, w + o * k, k);
+      if (b) sum += b[o];
+      y[n * m + o] = relu && !(sum > 0.0f) ? 0.0f : sum;
+    }
+  }
+}
+
+struct DenseTask {
+  const float *x, *w, *b;
+  bool relu;
+  int64_t n, m, k;
+  float *y;
+  // The backward pass: the output gradient (after the ReLU's cut), and the gradients out.
+  const float *g;
+  float *dx, *dw, *db;
+};
+
+void dense_forward_part(void *ctx, int part, int parts) {
+  DenseTask &t = *static_cast<DenseTask *>(ctx);
+  int64_t first, last;
+  share(t.n, part, parts, &first, &last);
+  dense_rows(t.x, t.w, t.b, t.relu, first, last, t.m, t.k, t.y);
+}
+
+// dx [N, K] = g [N, M] W [M, K] for rows n0..n1, and dW [M, K] = g^T x, db = column sums of g
+// for outputs o0..o1: sums over m (for dx) and over n (for dW and db) in increasing order.
+void dense_backward_part(void *ctx, int part, int parts) {
+  DenseTask &t = *static_cast<DenseTask *>(ctx);
+  const int64_t k = t.k, m = t.m, kv = k / VL * VL;
+  int64_t n0, n1, o0, o1;
+  share(t.n, part, parts, &n0, &n1);
+  share(t.m, part, parts, &o0, &o1);
+  for (int64_t n = n0; n < n1; ++n) {
+    float *dx = t.dx + n * k;
+    const float *g = t.g + n * m;
+    int64_t j = 0;
+    for (; j + 2 * VL <= kv; j += 2 * VL) {
+      vec a0 = vzero(), a1 = vzero();
+      for (int64_t o = 0; o < m; ++o) {
+        const vec gv = vset1(g[o]);
+        a0 = vfma(gv, vload(t.w + o * k + j), a0);
+        a1 = vfma(gv, vload(t.w + o * k + j + VL), a1);
+      }
+      vstore(dx + j, a0);
+      vstore(dx + j + VL, a1);
+    }
+    for (; j < kv; j += VL) {
+      vec a0 = vzero();
+      for (int64_t o = 0; o < m; ++o) a0 = vfma(vset1(g[o]), vload(t.w + o * k + j), a0);
+      vstore(dx + j, a0);
+    }
+    for (; j < k; ++j) {
+      float sum = 0.0f;
+      for (int64_t o = 0; o < m; ++o) sum += g[o] * t.w[o * k + j];
+      dx[j] = sum;
+    }
+  }
+  for (int64_t o = o0; o < o1; ++o) {
+    float *dw = t.dw + o * k;
+    int64_t j = 0;
+    for (; j + 2 * VL <= kv; j += 2 * VL) {
+      vec a0 = vzero(), a1 = vzero();
+      for (int64_t n = 0; n < t.n; ++n) {
+        const vec gv = vset1(t.g[n * m + o]);
+        a0 = vfma(gv, vload(t.x + n * k + j), a0);
+        a1 = vfma(gv, vload(t.x + n * k + j + VL), a1);
+      }
+      vstore(dw + j, a0);
+      vstore(dw + j + VL, a1);
+    }
+    for (; j < kv; j += VL) {
+      vec a0 = vzero();
+      for (int64_t n = 0; n < t.n; ++n) a0 = vfma(vset1(t.g[n * m + o]), vload(t.x + n * k + j), a0);
+      vstore(dw + j, a0);
+    }
+    for (; j < k; ++j) {
+      float sum = 0.0f;
+      for (int64_t n = 0; n < t.n; ++n) sum += t.g[n * m + o] * t.x[n * k + j];
+      dw[j] = sum;
+    }
+    if (t.db) {
+      float sum = 0.0f;
+      for (int64_t n = 0; n < t.n; ++n) sum += t.g[n * m + o];
+      t.db[o] = sum;
+    }
+  }
+}
+
+// Checks x [N, K] and W [M, K] (indices xi, wi) and reads N, M and K.
+bool read_dense(int *ndims, int64_t **shapes, int xi, int wi, int64_t *n, int64_t *m,
+                int64_t *k) {
+  if (ndims[xi] != 2 || ndims[wi] != 2 || shapes[xi][1] != shapes[wi][1]) return false;
+  *n = shapes[xi][0];
+  *m = shapes[wi][0];
+  *k = shapes[wi][1];
+  return *n >= 0 && *m > 0 && *k > 0;
+}
+
+// Inputs x, W and optionally b; output y [N, M].
+int dense_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                  bool relu) {
+  const bool has_bias = nparam == 4;
+  if (nparam != 3 && !has_bias) return 1;
+  for (int k = 0; k < nparam; ++k)
+    if (!is_f32(dtypes[k])) return 2;
+  int64_t n, m, k;
+  if (!read_dense(ndims, shapes, 0, 1, &n, &m, &k)) return 3;
+  const int yi = nparam - 1;
+  if (has_bias && count(ndims[2], shapes[2]) != m) return 4;
+  if (count(ndims[yi], shapes[yi]) != n * m) return 4;
+  DenseTask task{static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
+                 has_bias ? static_cast<const float *>(params[2]) : nullptr, relu, n, m, k,
+                 static_cast<float *>(params[yi]), nullptr, nullptr, nullptr, nullptr};
+  run_parts(dense_forward_part, &task, n / 4);
+  return 0;
+}
+
+// Inputs dy [N, M], (with the ReLU) y [N, M], x [N, K], W [M, K]; outputs dx [N, K], dW [M, K]
+// and, when there is a bias, db [M].
+int dense_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                   bool relu) {
+  const int inputs = relu ? 4 : 3;
+  const bool has_bias = nparam == inputs + 3;
+  if (nparam != inputs + 2 && !has_bias) return 1;
+  for (int k = 0; k < nparam; ++k)
+    if (!is_f32(dtypes[k])) return 2;
+  const int xi = inputs - 2, wi = inputs - 1;
+  int64_t n, m, k;
+  if (!read_dense(ndims, shapes, xi, wi, &n, &m, &k)) return 3;
+  for (int s = 0; s < inputs - 2; ++s)
+    if (count(ndims[s], shapes[s]) != n * m) return 4;
+  if (count(ndims[inputs], shapes[inputs]) != n * k ||
+      count(ndims[inputs + 1], shapes[inputs + 1]) != m * k ||
+      (has_bias && count(ndims[inputs + 2], shapes[inputs + 2]) != m))
+    return 4;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *g = dy;
+  if (relu) {  // the gradient through the ReLU: zero where its output was not above 0
+    const float *y = static_cast<const float *>(params[1]);
+    float *cut = grow(&scratch_a, n * m);
+    if (!cut) return 6;
+    for (int64_t q = 0; q < n * m; ++q) cut[q] = y[q] > 0.0f ? dy[q] : 0.0f;
+    g = cut;
+  }
+  DenseTask task{static_cast<const float *>(params[xi]), static_cast<const float *>(params[wi]),
+                 nullptr, relu, n, m, k, nullptr, g, static_cast<float *>(params[inputs]),
+                 static_cast<float *>(params[inputs + 1]),
+                 has_bias ? static_cast<float *>(params[inputs + 2]) : nullptr};
+  run_parts(dense_backward_part, &task, min_of(n, m));
+  return 0;
+}
+
+}  // namespace
+
+// dense: x W^T (+ b); dense_relu: with a ReLU after it.
+extern "C" int dense_fwd(MS_AOT_ARGS) {
+  return dense_forward(nparam, params, ndims, shapes, dtypes, false);
+}
+extern "C" int dense_relu_fwd(MS_AOT_ARGS) {
+  return dense_forward(nparam, params, ndims, shapes, dtypes, true);
+}
+extern "C" int dense_bwd(MS_AOT_ARGS) {
+  return dense_backward(nparam, params, ndims, shapes, dtypes, false);
+}
+extern "C" int dense_relu_bwd(MS_AOT_ARGS) {
+  return dense_backward(nparam, params, ndims, shapes, dtypes, true);
+}
+
+// Sets the most threads one call may use (limit > 0; tests compare 1 with more) and returns the
+// number a call uses now, starting the workers if they have not started.
+extern "C" int mstrain_kernels_threads(int limit) {
+  if (load(&pool.parts) == 0) start_pool();
+  if (limit > 0) __atomic_store_n(&pool.limit, limit, __ATOMIC_RELEASE);
+  return min_of(load(&pool.parts), load(&pool.limit));
 }
 
 // The instruction set this file was compiled for, for the loader to report.

@@ -134,3 +134,72 @@ class NativeMaxPool2x2(nn.Cell):
 
     def construct(self, x):
         return self.forward(x)[0]
+
+
+class NativeDense(nn.Cell):
+    """``nn.Dense``'s arithmetic, ``x @ weight.T + bias``, on float32 ``[N, K]`` inputs, optionally
+    with a ReLU after it, as one operator forward and one backward (the input's, the weight's and
+    the bias's gradients together, through the ReLU). Sums run in a fixed order, so the values
+    match ``nn.Dense`` within float32 rounding.
+
+    ``cell(x, weight)`` or ``cell(x, weight, bias)`` with ``nn.Dense``'s parameters
+    (``weight`` is ``[M, K]``).
+
+    Args:
+        library: The kernels' shared library (``trainer.networks.native.library()``).
+        relu: Apply a ReLU. Defaults to `False`.
+    """
+
+    def __init__(self, library: str, relu: bool = False) -> None:
+        super().__init__()
+        kind = "dense_relu" if relu else "dense"
+
+        def grad_shapes(*shapes):
+            x, w = shapes[-2], shapes[-1]
+            return (x, w, (w[0],))
+
+        self.grad = _custom(library, f"{kind}_bwd", grad_shapes, (_F32, _F32, _F32))
+        self.grad_no_bias = _custom(library, f"{kind}_bwd", lambda *s: (s[-2], s[-1]),
+                                    (_F32, _F32))
+        if relu:
+            def bprop(x, w, b, out, dout):
+                return self.grad(dout, out, x, w)
+
+            def bprop_no_bias(x, w, out, dout):
+                return self.grad_no_bias(dout, out, x, w)
+        else:
+            def bprop(x, w, b, out, dout):
+                return self.grad(dout, x, w)
+
+            def bprop_no_bias(x, w, out, dout):
+                return self.grad_no_bias(dout, x, w)
+
+        def out_shape(x, w, *bias):
+            return (x[0], w[0])
+
+        self.forward = _custom(library, f"{kind}_fwd", out_shape, _F32, bprop)
+        self.forward_no_bias = _custom(library, f"{kind}_fwd", out_shape, _F32, bprop_no_bias)
+
+    def construct(self, x, weight, bias=None):
+        if bias is None:
+            return self.forward_no_bias(x, weight)
+        return self.forward(x, weight, bias)
+
+
+class NativeInference(nn.Cell):
+    """A network's inference pass through its native kernels: ``network.native_forward(x)``.
+
+    Training validates and scores the test split with this cell around the network it trains,
+    so those passes run the kernels too; the network itself, and so everything exported or
+    predicted from it, keeps MindSpore's operators in inference mode.
+
+    Args:
+        network: A network with ``native`` set and a ``native_forward`` method (LeNet-5).
+    """
+
+    def __init__(self, network) -> None:
+        super().__init__(auto_prefix=False)
+        self.network = network
+
+    def construct(self, x):
+        return self.network.native_forward(x)
