@@ -67,7 +67,7 @@ class LeNet5(nn.Cell):
 
     def native_forward(self, x):
         """The forward pass through the native kernels (only where ``self.native``): training's,
-        and the engine's validation through :class:`~trainer.networks.native.ops.NativeInference`."""
+        and the engine's validation's (:class:`~trainer.networks.native.ops.NativeInference`)."""
         x = self.native1(x, self.conv1.weight)
         x = self.native2(x, self.conv2.weight)
         x = self.flatten(x)
