@@ -1,11 +1,15 @@
-"""Native CPU kernels for a small CNN's training step: direct convolutions and 2x2 max pooling.
+"""Native CPU kernels for a small CNN's training step: direct convolutions, 2x2 max pooling and
+dense layers.
 
-MindSpore 2.7.2 runs LeNet's convolutions through oneDNN's ``gemm:jit`` on plain NCHW tensors and
-its pooling's backward pass at several times the forward's cost (docs/speed.md); these kernels
-(``kernels.cc``, compiled on the machine that runs them, see :mod:`.build`) do the same arithmetic
-directly, single-threaded, fused with the ReLU and the pooling, as ``ops.Custom`` operators inside
-the compiled step (:mod:`.ops`). They serve training only: inference graphs (validation, testing,
-prediction, export) keep MindSpore's operators, so exported files run anywhere.
+MindSpore 2.7.2 runs LeNet's convolutions through oneDNN's ``gemm:jit`` on plain NCHW tensors,
+its pooling's backward pass at several times the forward's cost and each small dense layer as
+several operators (docs/speed.md); these kernels (``kernels.cc``, compiled on the machine that
+runs them, see :mod:`.build`) do the same arithmetic directly, fused with the ReLU and the
+pooling, each call shared between the calling thread and a small pool of the library's own, as
+``ops.Custom`` operators inside the compiled step (:mod:`.ops`). They serve training, and the
+engine's validation and final test (:class:`.ops.NativeInference`); the network's own inference
+mode (evaluation, prediction, export) keeps MindSpore's operators, so exported files run
+anywhere.
 
 ``--kernels native`` (the default) uses them where they are available: on CPU, with a C++
 compiler, on a CPU with AVX-512 or AVX2 and FMA. Anywhere else the run uses MindSpore's
