@@ -528,6 +528,20 @@ int64_t count(int nd, const int64_t *shape) {
   return n;
 }
 
+// A per-sample part's setup: this thread's two scratch buffers (of na and nb floats) and its
+// share [first, last) of the n samples; false, with the task marked failed, without memory.
+bool sample_share(int64_t na, int64_t nb, float **a, float **b, int *failed, int64_t n,
+                  int part, int parts, int64_t *first, int64_t *last) {
+  *a = grow(&scratch_a, na);
+  *b = grow(&scratch_b, nb);
+  if (!*a || !*b) {
+    __atomic_store_n(failed, 1, __ATOMIC_RELAXED);
+    return false;
+  }
+  share(n, part, parts, first, last);
+  return true;
+}
+
 struct ForwardTask {
   const float *x, *w, *b;
   float *y;
@@ -543,14 +557,11 @@ struct ForwardTask {
 void forward_part(void *ctx, int part, int parts) {
   ForwardTask &t = *static_cast<ForwardTask *>(ctx);
   const Geometry &g = *t.g;
-  float *xp = grow(&scratch_a, g.c * g.cs);
-  float *wide = grow(&scratch_b, g.co * g.pr);
-  if (!xp || !wide) {
-    __atomic_store_n(&t.failed, 1, __ATOMIC_RELAXED);
-    return;
-  }
+  float *xp, *wide;
   int64_t first, last;
-  share(g.n, part, parts, &first, &last);
+  if (!sample_share(g.c * g.cs, g.co * g.pr, &xp, &wide, &t.failed, g.n, part, parts, &first,
+                    &last))
+    return;
   for (int64_t s = first; s < last; ++s) {
     pad_input(t.x + s * g.c * g.h * g.w, g, xp);
     correlate(xp, g.c, g.cs, g.wp, g.kh, g.kw, t.w, g.co, g.pr, wide);
@@ -690,14 +701,11 @@ struct InputTask {
 void input_part(void *ctx, int part, int parts) {
   InputTask &t = *static_cast<InputTask *>(ctx);
   const Geometry &g = *t.g;
-  float *gp = grow(&scratch_a, g.co * t.gs);
-  float *wide = grow(&scratch_b, g.c * t.pr);
-  if (!gp || !wide) {
-    __atomic_store_n(&t.failed, 1, __ATOMIC_RELAXED);
-    return;
-  }
+  float *gp, *wide;
   int64_t first, last;
-  share(g.n, part, parts, &first, &last);
+  if (!sample_share(g.co * t.gs, g.c * t.pr, &gp, &wide, &t.failed, g.n, part, parts, &first,
+                    &last))
+    return;
   for (int64_t s = first; s < last; ++s) {
     gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
                        t.index ? t.index + s * t.per_out : nullptr, t.kind, g, gp, t.gs, t.row,
