@@ -40,8 +40,10 @@ ISAS = (
     ("avx2", ("avx2", "fma"), ("-mavx2", "-mfma")),
 )
 # -ffp-contract=fast: the vector products and sums become FMA instructions (kernels.cc).
-BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=fast",
-              "-fno-math-errno")
+# -z nodelete: the library's worker threads run its code until the process ends, so it must
+# stay mapped when the framework closes its last handle to it.
+BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-Wl,-z,nodelete",
+              "-ffp-contract=fast", "-fno-math-errno")
 
 
 class Unavailable(Exception):
