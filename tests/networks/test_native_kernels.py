@@ -296,6 +296,24 @@ def test_results_do_not_depend_on_the_thread_count(library):
         np.testing.assert_array_equal(b, a)
 
 
+def test_msrun_workers_share_the_cpus(library, monkeypatch):
+    """Under msrun each worker's pool takes its share of the machine's CPUs."""
+    import os
+
+    before = native.threads()
+    monkeypatch.setenv("MS_ROLE", "MS_WORKER")
+    monkeypatch.setenv("MS_WORKER_NUM", "2")
+    native.reset()
+    try:
+        assert native.use_native("native", "CPU") == library
+        assert native.threads() == max(1, len(os.sched_getaffinity(0)) // 2)
+        monkeypatch.setenv("MS_WORKER_NUM", "many")
+        assert native.msrun_workers() == 1
+    finally:
+        native.reset()
+        native.threads(before)
+
+
 def test_validation_runs_the_kernels_and_scores_as_inference_does(library):
     """The engine validates through NativeInference (the kernels); the network itself keeps
     MindSpore's operators in inference mode, and both give the same logits within rounding."""

@@ -19,6 +19,7 @@ operators and says why in one line. Checkpoints are the same either way.
 from __future__ import annotations
 
 import logging
+import os
 
 from trainer.networks.native.build import Built, Unavailable, build
 
@@ -68,6 +69,17 @@ def threads(limit: int = 0) -> int:
     return int(call(int(limit)))
 
 
+def msrun_workers() -> int:
+    """The number of workers msrun started (``MS_WORKER_NUM`` in a worker's environment, at
+    most 4096), 1 outside msrun."""
+    if os.environ.get("MS_ROLE") != "MS_WORKER":
+        return 1
+    try:
+        return min(max(int(os.environ.get("MS_WORKER_NUM", "1")), 1), 4096)
+    except ValueError:
+        return 1
+
+
 def use_native(kernels: str, device: str | None = None) -> str | None:
     """The library's path when ``kernels`` is ``native`` and the kernels can run here, else None,
     having said once in the log why MindSpore's operators are used instead.
@@ -86,7 +98,11 @@ def use_native(kernels: str, device: str | None = None) -> str | None:
         return None  # accelerators have their own kernels
     first = _outcome is None
     try:
-        return str(library().path)
+        path = str(library().path)
+        if first and msrun_workers() > 1:
+            # msrun's workers on one machine share its CPUs: each pool takes its share.
+            threads(max(1, len(os.sched_getaffinity(0)) // msrun_workers()))
+        return path
     except Unavailable as exc:
         if first:
             logger.info("Native kernels unavailable (%s); using MindSpore's operators.", exc)
