@@ -228,7 +228,7 @@ class _DenseReference(nn.Cell):
 
 
 def _dense_both(library, has_bias, relu, x, w, b, dout):
-    mine = _Native(NativeDense(library, relu=relu), has_bias)
+    mine = _Native(NativeDense(library, relu=relu, has_bias=has_bias), has_bias)
     args = (ms.Tensor(x), ms.Tensor(w), ms.Tensor(b), ms.Tensor(dout))
     return (_values_and_grads(_DenseReference(has_bias, relu), *args),
             _values_and_grads(mine, *args))

@@ -180,4 +180,4 @@ def native_dense(kernels: str, dense, relu: bool):
         return None
     from trainer.networks.native.ops import NativeDense
 
-    return NativeDense(path, relu=relu)
+    return NativeDense(path, relu=relu, has_bias=dense.has_bias)

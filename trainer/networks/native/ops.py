@@ -148,42 +148,41 @@ class NativeDense(nn.Cell):
     Args:
         library: The kernels' shared library (``trainer.networks.native.library()``).
         relu: Apply a ReLU. Defaults to `False`.
+        has_bias: Whether a bias is passed. Defaults to `True`.
     """
 
-    def __init__(self, library: str, relu: bool = False) -> None:
+    def __init__(self, library: str, relu: bool = False, has_bias: bool = True) -> None:
         super().__init__()
         kind = "dense_relu" if relu else "dense"
-
-        def grad_shapes(*shapes):
-            x, w = shapes[-2], shapes[-1]
-            return (x, w, (w[0],))
-
-        self.grad = _custom(library, f"{kind}_bwd", grad_shapes, (_F32, _F32, _F32))
-        self.grad_no_bias = _custom(library, f"{kind}_bwd", lambda *s: (s[-2], s[-1]),
-                                    (_F32, _F32))
-        if relu:
-            def bprop(x, w, b, out, dout):
-                return self.grad(dout, out, x, w)
-
-            def bprop_no_bias(x, w, out, dout):
-                return self.grad_no_bias(dout, out, x, w)
+        self.has_bias = has_bias
+        if has_bias:
+            def grad_shapes(*shapes):
+                return (shapes[-2], shapes[-1], (shapes[-1][0],))
         else:
-            def bprop(x, w, b, out, dout):
-                return self.grad(dout, x, w)
+            def grad_shapes(*shapes):
+                return (shapes[-2], shapes[-1])
+        self.grad = _custom(library, f"{kind}_bwd", grad_shapes, (_F32,) * (3 if has_bias else 2))
 
-            def bprop_no_bias(x, w, out, dout):
-                return self.grad_no_bias(dout, x, w)
+        # The gradient's source: dy, and the ReLU's output when there is one.
+        def sources(out, dout):
+            return (dout, out) if relu else (dout,)
+
+        if has_bias:
+            def bprop(x, w, b, out, dout):
+                return self.grad(*sources(out, dout), x, w)
+        else:
+            def bprop(x, w, out, dout):
+                return self.grad(*sources(out, dout), x, w)
 
         def out_shape(x, w, *bias):
             return (x[0], w[0])
 
         self.forward = _custom(library, f"{kind}_fwd", out_shape, _F32, bprop)
-        self.forward_no_bias = _custom(library, f"{kind}_fwd", out_shape, _F32, bprop_no_bias)
 
     def construct(self, x, weight, bias=None):
-        if bias is None:
-            return self.forward_no_bias(x, weight)
-        return self.forward(x, weight, bias)
+        if self.has_bias:
+            return self.forward(x, weight, bias)
+        return self.forward(x, weight)
 
 
 class NativeInference(nn.Cell):
