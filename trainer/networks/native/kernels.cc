@@ -41,6 +41,15 @@ constexpr int VL = 4;
 constexpr int CB_FWD = 4, V_FWD = 2, CB_BWF = 2;
 #endif
 typedef float vec __attribute__((vector_size(VL * sizeof(float))));
+typedef int32_t ivec __attribute__((vector_size(VL * sizeof(int32_t))));
+#if defined(__AVX512F__)
+constexpr ivec kEvenLanes = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr ivec kEvenLanes = {0, 2, 4, 6, 8, 10, 12, 14};
+#else
+constexpr ivec kEvenLanes = {0, 2, 4, 6};
+#endif
+constexpr ivec kOddLanes = kEvenLanes + 1;
 inline vec vzero() { return vec{} ; }
 inline vec vload(const float *p) {
   vec v;
@@ -356,6 +365,37 @@ inline void pool_window(float a, float b, float c, float d, bool relu, float *va
   *index = k;
 }
 
+// The same for VL windows side by side, by lane masks: which value of a window wins follows the
+// data, which no branch predictor learns (pool_window's branches, fed new data at every step,
+// took as long as LeNet's first convolution). a, b, c, d are the windows' four values.
+inline void pool_windows(vec a, vec b, vec c, vec d, bool relu, vec *value, ivec *index) {
+  vec m = a;
+  ivec k = ivec{};
+  ivec s = b > m;
+  m = s ? b : m;
+  k = s ? ivec{} + 1 : k;
+  s = c > m;
+  m = s ? c : m;
+  k = s ? ivec{} + 2 : k;
+  s = d > m;
+  m = s ? d : m;
+  k = s ? ivec{} + 3 : k;
+  if (relu) {
+    s = ~(m > vzero());
+    m = s ? vzero() : m;
+    k = s ? ivec{} + 4 : k;
+  }
+  *value = m;
+  *index = k;
+}
+
+// The even and the odd floats of p[0 .. 2 VL).
+inline void deinterleave(const float *p, vec *even, vec *odd) {
+  const vec lo = vload(p), hi = vload(p + VL);
+  *even = __builtin_shuffle(lo, hi, kEvenLanes);
+  *odd = __builtin_shuffle(lo, hi, kOddLanes);
+}
+
 // The epilogue of the forward pass for one sample: the wide output plus bias, then ReLU and
 // pooling as asked, into the compact outputs.
 void finish_forward(const float *wide, const Geometry &g, const float *bias, Source kind,
@@ -369,14 +409,23 @@ void finish_forward(const float *wide, const Geometry &g, const float *bias, Sou
       uint8_t *idx = index + o * hq * wq;
       for (int64_t i = 0; i < hq; ++i) {
         const float *r0 = src + 2 * i * g.wp, *r1 = r0 + g.wp;
-        for (int64_t j = 0; j < wq; ++j) {
-          float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+        for (int64_t j = 0; j < wq; j += VL) {  // reads up to 2 VL floats past the row
+          vec a, b, c, d, m;
+          ivec k;
+          deinterleave(r0 + 2 * j, &a, &b);
+          deinterleave(r1 + 2 * j, &c, &d);
           if (bias) { a += bo; b += bo; c += bo; d += bo; }
           if (relu) {  // the pooling sees the ReLU's outputs, ties of zeros included
-            a = max_of(a, 0.0f); b = max_of(b, 0.0f);
-            c = max_of(c, 0.0f); d = max_of(d, 0.0f);
+            const vec z = vzero();
+            a = a < z ? z : a; b = b < z ? z : b;
+            c = c < z ? z : c; d = d < z ? z : d;
           }
-          pool_window(a, b, c, d, relu, dst + i * wq + j, idx + i * wq + j);
+          pool_windows(a, b, c, d, relu, &m, &k);
+          const int64_t lanes = min_of(wq - j, int64_t(VL));
+          for (int64_t l = 0; l < lanes; ++l) {
+            dst[i * wq + j + l] = m[l];
+            idx[i * wq + j + l] = static_cast<uint8_t>(k[l]);
+          }
         }
       }
     }
@@ -559,9 +608,11 @@ void forward_part(void *ctx, int part, int parts) {
   const Geometry &g = *t.g;
   float *xp, *wide;
   int64_t first, last;
-  if (!sample_share(g.c * g.cs, g.co * g.pr, &xp, &wide, &t.failed, g.n, part, parts, &first,
-                    &last))
+  // The wide output, and 2 VL floats after it that the pooling's last vectors read.
+  if (!sample_share(g.c * g.cs, g.co * g.pr + 2 * VL, &xp, &wide, &t.failed, g.n, part, parts,
+                    &first, &last))
     return;
+  fill(wide + g.co * g.pr, 2 * VL, 0.0f);
   for (int64_t s = first; s < last; ++s) {
     pad_input(t.x + s * g.c * g.h * g.w, g, xp);
     correlate(xp, g.c, g.cs, g.wp, g.kh, g.kw, t.w, g.co, g.pr, wide);
@@ -924,65 +975,78 @@ void dense_forward_part(void *ctx, int part, int parts) {
   dense_rows(t.x, t.w, t.b, t.relu, first, last, t.m, t.k, t.y);
 }
 
-// dx [N, K] = g [N, M] W [M, K] for rows n0..n1, and dW [M, K] = g^T x, db = column sums of g
-// for outputs o0..o1: sums over m (for dx) and over n (for dW and db) in increasing order.
+// out[r][j] = sum over q < nq of coef[r * row + q * step] * mat[q][j] (mat rows of k floats), for
+// rows r0..r1, the sum over q in increasing order; four rows at a time, so each row of mat
+// loaded serves eight sums in registers.
+void weighted_rows(const float *coef, int64_t row, int64_t step, const float *mat, int64_t nq,
+                   int64_t k, int64_t r0, int64_t r1, float *out) {
+  const int64_t kv = k / VL * VL;
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    int64_t j = 0;
+    for (; j + 2 * VL <= kv; j += 2 * VL) {
+      vec acc[4][2];
+      _Pragma("GCC unroll 4")
+      for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = vzero();
+      for (int64_t q = 0; q < nq; ++q) {
+        const vec m0 = vload(mat + q * k + j), m1 = vload(mat + q * k + j + VL);
+        _Pragma("GCC unroll 4")
+        for (int i = 0; i < 4; ++i) {
+          const vec c = vset1(coef[(r + i) * row + q * step]);
+          acc[i][0] = vfma(c, m0, acc[i][0]);
+          acc[i][1] = vfma(c, m1, acc[i][1]);
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        vstore(out + (r + i) * k + j, acc[i][0]);
+        vstore(out + (r + i) * k + j + VL, acc[i][1]);
+      }
+    }
+    for (; j < kv; j += VL) {
+      vec acc[4];
+      for (int i = 0; i < 4; ++i) acc[i] = vzero();
+      for (int64_t q = 0; q < nq; ++q) {
+        const vec m0 = vload(mat + q * k + j);
+        for (int i = 0; i < 4; ++i) acc[i] = vfma(vset1(coef[(r + i) * row + q * step]), m0, acc[i]);
+      }
+      for (int i = 0; i < 4; ++i) vstore(out + (r + i) * k + j, acc[i]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      for (int64_t jj = kv; jj < k; ++jj) {
+        float sum = 0.0f;
+        for (int64_t q = 0; q < nq; ++q) sum += coef[(r + i) * row + q * step] * mat[q * k + jj];
+        out[(r + i) * k + jj] = sum;
+      }
+    }
+  }
+  for (; r < r1; ++r) {
+    int64_t j = 0;
+    for (; j < kv; j += VL) {
+      vec acc = vzero();
+      for (int64_t q = 0; q < nq; ++q) acc = vfma(vset1(coef[r * row + q * step]), vload(mat + q * k + j), acc);
+      vstore(out + r * k + j, acc);
+    }
+    for (; j < k; ++j) {
+      float sum = 0.0f;
+      for (int64_t q = 0; q < nq; ++q) sum += coef[r * row + q * step] * mat[q * k + j];
+      out[r * k + j] = sum;
+    }
+  }
+}
+
+// dx [N, K] = g [N, M] W [M, K] for rows n0..n1 (sums over m), and dW [M, K] = g^T x, db =
+// column sums of g for outputs o0..o1 (sums over n), each sum in increasing order.
 void dense_backward_part(void *ctx, int part, int parts) {
   DenseTask &t = *static_cast<DenseTask *>(ctx);
-  const int64_t k = t.k, m = t.m, kv = k / VL * VL;
   int64_t n0, n1, o0, o1;
   share(t.n, part, parts, &n0, &n1);
   share(t.m, part, parts, &o0, &o1);
-  for (int64_t n = n0; n < n1; ++n) {
-    float *dx = t.dx + n * k;
-    const float *g = t.g + n * m;
-    int64_t j = 0;
-    for (; j + 2 * VL <= kv; j += 2 * VL) {
-      vec a0 = vzero(), a1 = vzero();
-      for (int64_t o = 0; o < m; ++o) {
-        const vec gv = vset1(g[o]);
-        a0 = vfma(gv, vload(t.w + o * k + j), a0);
-        a1 = vfma(gv, vload(t.w + o * k + j + VL), a1);
-      }
-      vstore(dx + j, a0);
-      vstore(dx + j + VL, a1);
-    }
-    for (; j < kv; j += VL) {
-      vec a0 = vzero();
-      for (int64_t o = 0; o < m; ++o) a0 = vfma(vset1(g[o]), vload(t.w + o * k + j), a0);
-      vstore(dx + j, a0);
-    }
-    for (; j < k; ++j) {
+  weighted_rows(t.g, t.m, 1, t.w, t.m, t.k, n0, n1, t.dx);
+  weighted_rows(t.g, 1, t.m, t.x, t.n, t.k, o0, o1, t.dw);
+  if (t.db) {
+    for (int64_t o = o0; o < o1; ++o) {
       float sum = 0.0f;
-      for (int64_t o = 0; o < m; ++o) sum += g[o] * t.w[o * k + j];
-      dx[j] = sum;
-    }
-  }
-  for (int64_t o = o0; o < o1; ++o) {
-    float *dw = t.dw + o * k;
-    int64_t j = 0;
-    for (; j + 2 * VL <= kv; j += 2 * VL) {
-      vec a0 = vzero(), a1 = vzero();
-      for (int64_t n = 0; n < t.n; ++n) {
-        const vec gv = vset1(t.g[n * m + o]);
-        a0 = vfma(gv, vload(t.x + n * k + j), a0);
-        a1 = vfma(gv, vload(t.x + n * k + j + VL), a1);
-      }
-      vstore(dw + j, a0);
-      vstore(dw + j + VL, a1);
-    }
-    for (; j < kv; j += VL) {
-      vec a0 = vzero();
-      for (int64_t n = 0; n < t.n; ++n) a0 = vfma(vset1(t.g[n * m + o]), vload(t.x + n * k + j), a0);
-      vstore(dw + j, a0);
-    }
-    for (; j < k; ++j) {
-      float sum = 0.0f;
-      for (int64_t n = 0; n < t.n; ++n) sum += t.g[n * m + o] * t.x[n * k + j];
-      dw[j] = sum;
-    }
-    if (t.db) {
-      float sum = 0.0f;
-      for (int64_t n = 0; n < t.n; ++n) sum += t.g[n * m + o];
+      for (int64_t n = 0; n < t.n; ++n) sum += t.g[n * t.m + o];
       t.db[o] = sum;
     }
   }
