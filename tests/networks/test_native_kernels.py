@@ -1,7 +1,8 @@
 """The native CPU kernels against MindSpore's own operators: nn.Conv2d (with ReLU and
 nn.MaxPool2d), nn.MaxPool2d and nn.Dense (with ReLU), forward and gradients, graph and PyNative;
-the same results with one thread or several; LeNet-5 learning with them, validating with them,
-resuming exactly, exporting without them, and the fallback when there is no compiler.
+the fused momentum update against nn.Momentum and its formula; the same results with one thread
+or several; LeNet-5 learning with them, validating with them, resuming exactly, exporting
+without them, and the fallback when there is no compiler.
 
 The library is built once per test session into the session's cache (conftest sets
 ``MSTRAIN_CACHE``). Convolutions on random data are compared within a float32 rounding bound
@@ -27,6 +28,7 @@ from trainer.networks.native.ops import (  # noqa: E402
     NativeDense,
     NativeInference,
     NativeMaxPool2x2,
+    NativeMomentum,
 )
 
 EPS = 2.0 ** -24  # float32's unit roundoff
@@ -334,6 +336,88 @@ def test_validation_runs_the_kernels_and_scores_as_inference_does(library):
     scale = np.abs(reference).max()
     np.testing.assert_allclose(logits.asnumpy(), reference, rtol=0, atol=1e-5 * scale)
     assert not np.array_equal(reference, np.zeros_like(reference))
+
+
+def _momentum_launch(library, fused: bool, nesterov: bool = False):
+    from trainer.engine.step import LaunchSteps, TrainStep
+    from trainer.networks import LeNet5
+
+    ms.set_seed(5)
+    net = LeNet5(kernels="native")
+    rates = ms.Tensor(np.linspace(0.02, 0.01, 32, dtype=np.float32))
+    kind = NativeMomentum if fused else nn.Momentum
+    extra = (library,) if fused else ()
+    optimizer = kind(*extra, net.trainable_params(), rates, 0.9, weight_decay=1e-3,
+                     use_nesterov=nesterov)
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    launch = LaunchSteps(TrainStep(net, loss, optimizer))
+    launch.set_train()
+    return launch, optimizer
+
+
+def test_fused_momentum_updates_as_apply_momentum(library):
+    """NativeMomentum (one operator for every parameter, in place) against nn.Momentum (one
+    ApplyMomentum each): the same parameters by name, and after 4 launches of 4 steps (a rate
+    that changes every step, weight decay) the same weights and accumulations within rounding."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(2)
+    data = ms.Tensor(rng.standard_normal((4, 8, 1, 32, 32)).astype(np.float32))
+    labels = ms.Tensor(rng.integers(0, 10, (4, 8)).astype(np.int32))
+    runs = []
+    for fused in (False, True):
+        launch, optimizer = _momentum_launch(library, fused)
+        for _ in range(4):
+            launch(data, labels).asnumpy()
+        assert int(optimizer.global_step.asnumpy()[0]) == 16
+        runs.append({p.name: p.asnumpy() for p in launch.get_parameters()})
+    plain, fused = runs
+    assert list(fused) == list(plain)
+    for name, value in plain.items():
+        if "weight" in name or "bias" in name:  # the weights and their accumulations
+            scale = np.abs(value).max()
+            assert scale > 0, name
+            np.testing.assert_allclose(fused[name], value, rtol=0, atol=1e-4 * scale,
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("nesterov", [False, True], ids=["plain", "nesterov"])
+def test_fused_momentum_follows_its_formula(library, mode, nesterov):
+    """Two updates of two tensors against the formula in float64: accum = accum * momentum +
+    grad; weight -= lr * accum, or with Nesterov weight -= lr * (grad + momentum * accum)."""
+    rng = np.random.default_rng(4)
+    shapes = [(3, 5), (7,)]
+    weights = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    params = [ms.Parameter(ms.Tensor(w), name=f"w{k}") for k, w in enumerate(weights)]
+    optimizer = NativeMomentum(library, params, 0.1, 0.9, use_nesterov=nesterov)
+    expected = [w.astype(np.float64) for w in weights]
+    accums = [np.zeros(s) for s in shapes]
+    for _ in range(2):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        optimizer(tuple(ms.Tensor(g) for g in grads))
+        for k, g in enumerate(grads):
+            accums[k] = accums[k] * 0.9 + g
+            step = g + 0.9 * accums[k] if nesterov else accums[k]
+            expected[k] -= 0.1 * step
+    for param, accum, moment, want in zip(params, accums, optimizer.moments, expected):
+        np.testing.assert_allclose(moment.asnumpy(), accum, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(param.asnumpy(), want, rtol=1e-6, atol=1e-6)
+
+
+def test_the_engine_fuses_momentum_only_with_the_kernels(library):
+    """The engine's momentum is NativeMomentum when the network trains through the kernels,
+    MindSpore's nn.Momentum otherwise; other optimizers are MindSpore's either way."""
+    from trainer.config import TrainConfig
+    from trainer.engine.optim import build_train_cells
+    from trainer.networks import LeNet5
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rates = np.full(4, 0.01, dtype=np.float32)
+    for kernels, optimizer, kind in (("native", "momentum", NativeMomentum),
+                                     ("mindspore", "momentum", nn.Momentum),
+                                     ("native", "adam", nn.Adam)):
+        cfg = TrainConfig(kernels=kernels, optimizer=optimizer).validate()
+        cells = build_train_cells(cfg, LeNet5(kernels=kernels), rates)
+        assert type(cells.step.optimizer) is kind, (kernels, optimizer)
 
 
 def _lenet_step(kernels: str, seed: int = 0):

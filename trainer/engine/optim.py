@@ -77,27 +77,37 @@ def parameter_groups(cfg: TrainConfig, params: list) -> list:
             {"params": biases, "weight_decay": 0.0}, {"order_params": params}]
 
 
-def build_optimizer(cfg: TrainConfig, params: list, lr: np.ndarray):
+def build_optimizer(cfg: TrainConfig, params: list, lr: np.ndarray, native: str | None = None):
     """The configured optimizer over ``params``, reading its rate from ``lr`` at its step.
 
     ``--momentum`` is the momentum of ``momentum`` (and of ``sgd`` with ``--nesterov``) and the
-    first-moment decay (beta1) of ``adam`` and ``adamw``.
+    first-moment decay (beta1) of ``adam`` and ``adamw``. ``native``, the native kernels'
+    library when the network trains through them, goes to the optimizers registered with
+    ``native=True``, which then update every parameter in one operator.
     """
     import mindspore as ms
 
     rates = ms.Tensor(np.asarray(lr, dtype=np.float32))
     groups = parameter_groups(cfg, params)
     decay = cfg.weight_decay if groups is params else 0.0  # per group otherwise
-    return OPTIMIZERS.get(cfg.optimizer)(groups, rates, cfg, decay)
+    make = OPTIMIZERS.get(cfg.optimizer)
+    if native and OPTIMIZERS.info(cfg.optimizer, "native", False):
+        return make(groups, rates, cfg, decay, native=native)
+    return make(groups, rates, cfg, decay)
 
 
 # The optimizers, by name: each builds MindSpore's optimizer over ``groups`` with the per-step
 # ``rates``, the configuration's options and the weight decay ``decay`` (0 when it is per group).
-@register_optimizer("momentum", rank=0, nesterov=True,
+@register_optimizer("momentum", rank=0, nesterov=True, native=True,
                     help="SGD with momentum (--momentum), MindSpore's tutorial's")
-def _momentum(groups, rates, cfg: TrainConfig, decay: float):
+def _momentum(groups, rates, cfg: TrainConfig, decay: float, native: str | None = None):
     from mindspore import nn
 
+    if native:
+        from trainer.networks.native.ops import NativeMomentum
+
+        return NativeMomentum(native, groups, rates, cfg.momentum, weight_decay=decay,
+                              use_nesterov=cfg.nesterov)
     return nn.Momentum(groups, rates, cfg.momentum, weight_decay=decay,
                        use_nesterov=cfg.nesterov)
 
@@ -165,7 +175,12 @@ def build_train_cells(cfg: TrainConfig, network, lr: np.ndarray) -> TrainCells:
     from trainer.engine.step import TrainStep
 
     trained = amp.mixed_precision(network, cfg.amp_level)
-    optimizer = build_optimizer(cfg, network.trainable_params(), lr)
+    native = None
+    if getattr(network, "native", False):  # still, after the mixed-precision conversion
+        from trainer.networks.native import use_native
+
+        native = use_native(cfg.kernels)
+    optimizer = build_optimizer(cfg, network.trainable_params(), lr, native)
     step = TrainStep(trained, training_loss(cfg), optimizer, clip_norm=cfg.clip_grad_norm,
                      clip_value=cfg.clip_grad_value, accumulate=cfg.accumulate_steps,
                      ema_decay=cfg.ema_decay, loss_scaler=amp.loss_scaler(cfg))

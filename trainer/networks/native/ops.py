@@ -202,3 +202,41 @@ class NativeInference(nn.Cell):
 
     def construct(self, x):
         return self.network.native_forward(x)
+
+
+class NativeMomentum(nn.Momentum):
+    """``nn.Momentum`` whose update of every parameter runs as one operator (the native
+    ``momentum_update``) instead of one ``ApplyMomentum`` per parameter: the same arithmetic,
+    element by element, with the same parameters (``moments.*``, ``global_step``), so
+    checkpoints are those of ``nn.Momentum``. Weight decay, gradient centralisation, the loss
+    scale and the per-step learning rate are ``nn.Momentum``'s own.
+
+    The operator writes the weights and their accumulations in place; it is marked as having
+    memory side effects, so MindSpore orders it against every other read and write of them.
+
+    Args:
+        library: The kernels' shared library (``trainer.networks.native.library()``).
+        params: float32 parameters (or groups) as ``nn.Momentum`` takes them, without per-group
+            learning rates.
+        learning_rate, momentum, weight_decay, use_nesterov: As ``nn.Momentum``'s.
+    """
+
+    def __init__(self, library: str, params, learning_rate, momentum: float,
+                 weight_decay=0.0, use_nesterov: bool = False) -> None:
+        super().__init__(params, learning_rate, momentum, weight_decay=weight_decay,
+                         use_nesterov=use_nesterov)
+        if self.is_group_lr:
+            raise ValueError("NativeMomentum takes one learning rate for every group")
+        if any(p.dtype != _F32 for p in self.params):
+            raise ValueError("NativeMomentum updates float32 parameters only")
+        kind = "momentum_nesterov" if use_nesterov else "momentum"
+        self.update = _custom(library, f"{kind}_update", lambda *shapes: (1,), _F32)
+        self.update.add_prim_attr("side_effect_mem", True)
+
+    def construct(self, gradients):
+        gradients = self.decay_weight(gradients)
+        gradients = self.gradients_centralization(gradients)
+        gradients = self.scale_grad(gradients)
+        lr = self.get_lr()
+        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        return self.update(lr, self.momentum, *self.params, *self.moments, *gradients)
