@@ -28,13 +28,23 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def launch_cell(net):
-    """``net``'s training step as train.py launches it: cross-entropy, momentum 0.9, lr 0.01."""
+    """``net``'s training step as train.py launches it: cross-entropy, momentum 0.9, lr 0.01
+    (the engine's momentum: one fused update when the network runs the native kernels)."""
     from mindspore import nn
 
+    from trainer.config import TrainConfig
     from trainer.engine.step import LaunchSteps, TrainStep
+    from trainer.registry import OPTIMIZERS
 
+    cfg = TrainConfig(lr=0.01, momentum=0.9).validate()
+    native = {}
+    if getattr(net, "native", False):
+        from trainer.networks.native import use_native
+
+        native["native"] = use_native("native")
+    momentum = OPTIMIZERS.get("momentum")(net.trainable_params(), 0.01, cfg, 0.0, **native)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    launch = LaunchSteps(TrainStep(net, loss, nn.Momentum(net.trainable_params(), 0.01, 0.9)))
+    launch = LaunchSteps(TrainStep(net, loss, momentum))
     launch.set_train()
     return launch
 
