@@ -214,10 +214,24 @@ void run_parts(task_fn fn, void *ctx, int64_t work_items) {
   pthread_mutex_unlock(&pool_busy);
 }
 
-// The share [begin, end) of n items that `part` of `parts` takes.
-inline void share(int64_t n, int part, int parts, int64_t *begin, int64_t *end) {
-  *begin = n * part / parts;
-  *end = n * (part + 1) / parts;
+// A task's n items, claimed `size` at a time by whichever thread comes next: a worker that
+// wakes late takes fewer, and no thread waits for another's fixed share. Each item is computed
+// whole by one thread, so which thread takes it does not change the result.
+struct Chunks {
+  int64_t n, size, next;
+  bool take(int64_t *begin, int64_t *end) {
+    const int64_t b = __atomic_fetch_add(&next, size, __ATOMIC_RELAXED);
+    if (b >= n) return false;
+    *begin = b;
+    *end = b + size < n ? b + size : n;
+    return true;
+  }
+};
+
+// n items in chunks of about a sixteenth (a multiple of `multiple`).
+inline Chunks chunks_of(int64_t n, int64_t multiple = 1) {
+  const int64_t size = (n / 16 + multiple - 1) / multiple * multiple;
+  return Chunks{n, size > multiple ? size : multiple, 0};
 }
 
 }  // namespace
@@ -577,17 +591,15 @@ int64_t count(int nd, const int64_t *shape) {
   return n;
 }
 
-// A per-sample part's setup: this thread's two scratch buffers (of na and nb floats) and its
-// share [first, last) of the n samples; false, with the task marked failed, without memory.
-bool sample_share(int64_t na, int64_t nb, float **a, float **b, int *failed, int64_t n,
-                  int part, int parts, int64_t *first, int64_t *last) {
+// A per-sample part's setup: this thread's two scratch buffers (of na and nb floats); false,
+// with the task marked failed, without memory.
+bool scratch_pair(int64_t na, int64_t nb, float **a, float **b, int *failed) {
   *a = grow(&scratch_a, na);
   *b = grow(&scratch_b, nb);
   if (!*a || !*b) {
     __atomic_store_n(failed, 1, __ATOMIC_RELAXED);
     return false;
   }
-  share(n, part, parts, first, last);
   return true;
 }
 
@@ -600,24 +612,25 @@ struct ForwardTask {
   bool relu;
   int64_t per_out;
   int failed;
+  Chunks samples;
 };
 
-// One part of the batch, sample by sample, in this thread's scratch buffers.
-void forward_part(void *ctx, int part, int parts) {
+// Chunks of the batch, sample by sample, in this thread's scratch buffers.
+void forward_part(void *ctx, int, int) {
   ForwardTask &t = *static_cast<ForwardTask *>(ctx);
   const Geometry &g = *t.g;
   float *xp, *wide;
   int64_t first, last;
   // The wide output, and 2 VL floats after it that the pooling's last vectors read.
-  if (!sample_share(g.c * g.cs, g.co * g.pr + 2 * VL, &xp, &wide, &t.failed, g.n, part, parts,
-                    &first, &last))
-    return;
+  if (!scratch_pair(g.c * g.cs, g.co * g.pr + 2 * VL, &xp, &wide, &t.failed)) return;
   fill(wide + g.co * g.pr, 2 * VL, 0.0f);
-  for (int64_t s = first; s < last; ++s) {
-    pad_input(t.x + s * g.c * g.h * g.w, g, xp);
-    correlate(xp, g.c, g.cs, g.wp, g.kh, g.kw, t.w, g.co, g.pr, wide);
-    finish_forward(wide, g, t.b, t.kind, t.relu, t.y + s * t.per_out,
-                   t.index ? t.index + s * t.per_out : nullptr);
+  while (t.samples.take(&first, &last)) {
+    for (int64_t s = first; s < last; ++s) {
+      pad_input(t.x + s * g.c * g.h * g.w, g, xp);
+      correlate(xp, g.c, g.cs, g.wp, g.kh, g.kw, t.w, g.co, g.pr, wide);
+      finish_forward(wide, g, t.b, t.kind, t.relu, t.y + s * t.per_out,
+                     t.index ? t.index + s * t.per_out : nullptr);
+    }
   }
 }
 
@@ -642,7 +655,7 @@ int forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const float *b = has_bias ? static_cast<const float *>(params[2]) : nullptr;
   float *y = static_cast<float *>(params[yi]);
   uint8_t *index = kind == Source::kPool ? static_cast<uint8_t *>(params[yi + 1]) : nullptr;
-  ForwardTask task{x, w, b, y, index, &g, kind, relu, per_out, 0};
+  ForwardTask task{x, w, b, y, index, &g, kind, relu, per_out, 0, chunks_of(g.n)};
   run_parts(forward_part, &task, g.n);
   return task.failed ? 6 : 0;
 }
@@ -660,20 +673,22 @@ struct FilterTask {
   float *bias_parts;
   float *dw;
   int64_t next_item;
+  Chunks samples;
 };
 
-// First pass: a part of the samples' padded inputs and output gradients.
-void filter_inputs_part(void *ctx, int part, int parts) {
+// First pass: chunks of the samples' padded inputs and output gradients.
+void filter_inputs_part(void *ctx, int, int) {
   FilterTask &t = *static_cast<FilterTask *>(ctx);
   const Geometry &g = *t.g;
   int64_t first, last;
-  share(g.n, part, parts, &first, &last);
-  for (int64_t s = first; s < last; ++s) {
-    pad_input(t.x + s * g.c * g.h * g.w, g, t.xp + s * t.xsample);
-    gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
-                       t.index ? t.index + s * t.per_out : nullptr, t.kind, g,
-                       t.gw + s * t.gsample, t.gstride, g.wp, 0, 0,
-                       t.bias_parts ? t.bias_parts + s * g.co : nullptr);
+  while (t.samples.take(&first, &last)) {
+    for (int64_t s = first; s < last; ++s) {
+      pad_input(t.x + s * g.c * g.h * g.w, g, t.xp + s * t.xsample);
+      gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
+                         t.index ? t.index + s * t.per_out : nullptr, t.kind, g,
+                         t.gw + s * t.gsample, t.gstride, g.wp, 0, 0,
+                         t.bias_parts ? t.bias_parts + s * g.co : nullptr);
+    }
   }
 }
 
@@ -725,7 +740,7 @@ int backward_filter(int nparam, void **params, int *ndims, int64_t **shapes,
   float *bias_parts = has_bias ? grow(&scratch_c, g.n * g.co) : nullptr;
   if (!xp || !gw || (has_bias && !bias_parts)) return 6;
   FilterTask task{x, dy, aux, index, kind, &g, per_out, xp, xsample, gw, gstride, gsample,
-                  npos, bias_parts, dw, 0};
+                  npos, bias_parts, dw, 0, chunks_of(g.n)};
   run_parts(filter_inputs_part, &task, g.n);
   run_parts(filter_sums_part, &task, g.c * g.kh * blocks_per_row(g.co));
   for (int64_t o = 0; has_bias && o < g.co; ++o) {
@@ -746,26 +761,27 @@ struct InputTask {
   float *dx;
   int64_t top, left, row, pr, gs;
   int failed;
+  Chunks samples;
 };
 
-// One part of the batch, sample by sample, in this thread's scratch buffers.
-void input_part(void *ctx, int part, int parts) {
+// Chunks of the batch, sample by sample, in this thread's scratch buffers.
+void input_part(void *ctx, int, int) {
   InputTask &t = *static_cast<InputTask *>(ctx);
   const Geometry &g = *t.g;
   float *gp, *wide;
   int64_t first, last;
-  if (!sample_share(g.co * t.gs, g.c * t.pr, &gp, &wide, &t.failed, g.n, part, parts, &first,
-                    &last))
-    return;
-  for (int64_t s = first; s < last; ++s) {
-    gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
-                       t.index ? t.index + s * t.per_out : nullptr, t.kind, g, gp, t.gs, t.row,
-                       t.top, t.left, nullptr);
-    correlate(gp, g.co, t.gs, t.row, g.kh, g.kw, t.wt, g.c, t.pr, wide);
-    float *out = t.dx + s * g.c * g.h * g.w;
-    for (int64_t i = 0; i < g.c; ++i)
-      for (int64_t r = 0; r < g.h; ++r)
-        memcpy(out + (i * g.h + r) * g.w, wide + i * t.pr + r * t.row, sizeof(float) * g.w);
+  if (!scratch_pair(g.co * t.gs, g.c * t.pr, &gp, &wide, &t.failed)) return;
+  while (t.samples.take(&first, &last)) {
+    for (int64_t s = first; s < last; ++s) {
+      gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
+                         t.index ? t.index + s * t.per_out : nullptr, t.kind, g, gp, t.gs, t.row,
+                         t.top, t.left, nullptr);
+      correlate(gp, g.co, t.gs, t.row, g.kh, g.kw, t.wt, g.c, t.pr, wide);
+      float *out = t.dx + s * g.c * g.h * g.w;
+      for (int64_t i = 0; i < g.c; ++i)
+        for (int64_t r = 0; r < g.h; ++r)
+          memcpy(out + (i * g.h + r) * g.w, wide + i * t.pr + r * t.row, sizeof(float) * g.w);
+    }
   }
 }
 
@@ -806,7 +822,8 @@ int backward_input(int nparam, void **params, int *ndims, int64_t **shapes, cons
         for (int64_t b = 0; b < g.kw; ++b)
           wt[((i * g.co + o) * g.kh + a) * g.kw + b] =
               w[((o * g.c + i) * g.kh + (g.kh - 1 - a)) * g.kw + (g.kw - 1 - b)];
-  InputTask task{dy, aux, index, kind, &g, per_out, wt, dx, top, left, row, pr, gs, 0};
+  InputTask task{dy, aux, index, kind, &g, per_out, wt, dx, top, left, row, pr, gs, 0,
+                 chunks_of(g.n)};
   run_parts(input_part, &task, g.n);
   return task.failed ? 6 : 0;
 }
@@ -824,12 +841,10 @@ struct MomentumTask {
   const float *const *grad;
   const int64_t *size;  // elements of each tensor
   int64_t total;
+  Chunks elements;
 };
 
-void momentum_part(void *ctx, int part, int parts) {
-  const MomentumTask &t = *static_cast<const MomentumTask *>(ctx);
-  int64_t first, last;
-  share(t.total, part, parts, &first, &last);
+void momentum_range(const MomentumTask &t, int64_t first, int64_t last) {
   int64_t offset = 0;  // of tensor i in the concatenation of all
   for (int i = 0; i < t.tensors; offset += t.size[i], ++i) {
     const int64_t begin = max_of(first - offset, int64_t(0));
@@ -851,8 +866,14 @@ void momentum_part(void *ctx, int part, int parts) {
   }
 }
 
+void momentum_part(void *ctx, int, int) {
+  MomentumTask &t = *static_cast<MomentumTask *>(ctx);
+  int64_t first, last;
+  while (t.elements.take(&first, &last)) momentum_range(t, first, last);
+}
+
 constexpr int kMaxUpdateTensors = 1024;
-constexpr int64_t kUpdateShare = 1 << 18;  // elements a thread's share must reach to pay
+constexpr int64_t kUpdateChunk = 1 << 14;  // elements a thread claims at a time
 
 // Inputs: lr and momentum (one float each), then the k weights, the k accumulations and the
 // k gradients (the same shapes, tensor by tensor); output: one float, 0. Weights and
@@ -880,8 +901,9 @@ int update_momentum(int nparam, void **params, int *ndims, int64_t **shapes,
     total += size[i];
   }
   MomentumTask task{*static_cast<const float *>(params[0]), *static_cast<const float *>(params[1]),
-                    nesterov, k, weight, accum, grad, size, total};
-  run_parts(momentum_part, &task, total / kUpdateShare);
+                    nesterov, k, weight, accum, grad, size, total,
+                    Chunks{total, kUpdateChunk, 0}};
+  run_parts(momentum_part, &task, total / kUpdateChunk);
   *static_cast<float *>(params[nparam - 1]) = 0.0f;
   return 0;
 }
@@ -1041,13 +1063,14 @@ struct DenseTask {
   // The backward pass: the output gradient (after the ReLU's cut), and the gradients out.
   const float *g;
   float *dx, *dw, *db;
+  Chunks rows, outputs;  // of x and y (dx); of W (dW and db)
 };
 
-void dense_forward_part(void *ctx, int part, int parts) {
+void dense_forward_part(void *ctx, int, int) {
   DenseTask &t = *static_cast<DenseTask *>(ctx);
   int64_t first, last;
-  share(t.n, part, parts, &first, &last);
-  dense_rows(t.x, t.w, t.b, t.relu, first, last, t.m, t.k, t.y);
+  while (t.rows.take(&first, &last))
+    dense_rows(t.x, t.w, t.b, t.relu, first, last, t.m, t.k, t.y);
 }
 
 // out[r][j] = sum over q < nq of coef[r * row + q * step] * mat[q][j] (mat rows of k floats), for
@@ -1082,7 +1105,8 @@ void weighted_rows(const float *coef, int64_t row, int64_t step, const float *ma
       for (int i = 0; i < 4; ++i) acc[i] = vzero();
       for (int64_t q = 0; q < nq; ++q) {
         const vec m0 = vload(mat + q * k + j);
-        for (int i = 0; i < 4; ++i) acc[i] = vfma(vset1(coef[(r + i) * row + q * step]), m0, acc[i]);
+        for (int i = 0; i < 4; ++i)
+          acc[i] = vfma(vset1(coef[(r + i) * row + q * step]), m0, acc[i]);
       }
       for (int i = 0; i < 4; ++i) vstore(out + (r + i) * k + j, acc[i]);
     }
@@ -1098,7 +1122,8 @@ void weighted_rows(const float *coef, int64_t row, int64_t step, const float *ma
     int64_t j = 0;
     for (; j < kv; j += VL) {
       vec acc = vzero();
-      for (int64_t q = 0; q < nq; ++q) acc = vfma(vset1(coef[r * row + q * step]), vload(mat + q * k + j), acc);
+      for (int64_t q = 0; q < nq; ++q)
+        acc = vfma(vset1(coef[r * row + q * step]), vload(mat + q * k + j), acc);
       vstore(out + r * k + j, acc);
     }
     for (; j < k; ++j) {
@@ -1111,15 +1136,14 @@ void weighted_rows(const float *coef, int64_t row, int64_t step, const float *ma
 
 // dx [N, K] = g [N, M] W [M, K] for rows n0..n1 (sums over m), and dW [M, K] = g^T x, db =
 // column sums of g for outputs o0..o1 (sums over n), each sum in increasing order.
-void dense_backward_part(void *ctx, int part, int parts) {
+void dense_backward_part(void *ctx, int, int) {
   DenseTask &t = *static_cast<DenseTask *>(ctx);
-  int64_t n0, n1, o0, o1;
-  share(t.n, part, parts, &n0, &n1);
-  share(t.m, part, parts, &o0, &o1);
-  weighted_rows(t.g, t.m, 1, t.w, t.m, t.k, n0, n1, t.dx);
-  weighted_rows(t.g, 1, t.m, t.x, t.n, t.k, o0, o1, t.dw);
-  if (t.db) {
-    for (int64_t o = o0; o < o1; ++o) {
+  int64_t first, last;
+  while (t.rows.take(&first, &last))
+    weighted_rows(t.g, t.m, 1, t.w, t.m, t.k, first, last, t.dx);
+  while (t.outputs.take(&first, &last)) {
+    weighted_rows(t.g, 1, t.m, t.x, t.n, t.k, first, last, t.dw);
+    for (int64_t o = first; t.db && o < last; ++o) {
       float sum = 0.0f;
       for (int64_t n = 0; n < t.n; ++n) sum += t.g[n * t.m + o];
       t.db[o] = sum;
@@ -1151,7 +1175,8 @@ int dense_forward(int nparam, void **params, int *ndims, int64_t **shapes, const
   if (count(ndims[yi], shapes[yi]) != n * m) return 4;
   DenseTask task{static_cast<const float *>(params[0]), static_cast<const float *>(params[1]),
                  has_bias ? static_cast<const float *>(params[2]) : nullptr, relu, n, m, k,
-                 static_cast<float *>(params[yi]), nullptr, nullptr, nullptr, nullptr};
+                 static_cast<float *>(params[yi]), nullptr, nullptr, nullptr, nullptr,
+                 chunks_of(n, 4), Chunks{0, 1, 0}};
   run_parts(dense_forward_part, &task, n / 4);
   return 0;
 }
@@ -1186,7 +1211,8 @@ int dense_backward(int nparam, void **params, int *ndims, int64_t **shapes, cons
   DenseTask task{static_cast<const float *>(params[xi]), static_cast<const float *>(params[wi]),
                  nullptr, relu, n, m, k, nullptr, g, static_cast<float *>(params[inputs]),
                  static_cast<float *>(params[inputs + 1]),
-                 has_bias ? static_cast<float *>(params[inputs + 2]) : nullptr};
+                 has_bias ? static_cast<float *>(params[inputs + 2]) : nullptr,
+                 chunks_of(n, 4), chunks_of(m, 4)};
   run_parts(dense_backward_part, &task, min_of(n, m));
   return 0;
 }
