@@ -32,13 +32,13 @@
 namespace {
 #if defined(__AVX512F__)
 constexpr int VL = 16;
-constexpr int CB_FWD = 8, V_FWD = 2, CB_BWF = 4;
+constexpr int CB_FWD = 8, V_FWD = 2, CB_BWF = 4, TB_BWI = 4;
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr int VL = 8;
-constexpr int CB_FWD = 4, V_FWD = 2, CB_BWF = 2;
+constexpr int CB_FWD = 4, V_FWD = 2, CB_BWF = 2, TB_BWI = 2;
 #else
 constexpr int VL = 4;
-constexpr int CB_FWD = 4, V_FWD = 2, CB_BWF = 2;
+constexpr int CB_FWD = 4, V_FWD = 2, CB_BWF = 2, TB_BWI = 2;
 #endif
 typedef float vec __attribute__((vector_size(VL * sizeof(float))));
 typedef int32_t ivec __attribute__((vector_size(VL * sizeof(int32_t))));
@@ -757,37 +757,107 @@ struct InputTask {
   Source kind;
   const Geometry *g;
   int64_t per_out;
-  const float *wt;
+  const float *w;
   float *dx;
-  int64_t top, left, row, pr, gs;
   int failed;
   Chunks samples;
 };
+
+// col[t][p] = sum over o of w[o][t] * gc[o][p], for TB taps t0.. and PB vectors of positions
+// p0.. (gc rows and col rows of `stride` floats; w rows of `taps`).
+template <int TB, int PB>
+void tap_block(const float *w, int64_t taps, int64_t co, const float *gc, int64_t stride,
+               int64_t t0, int64_t p0, float *col) {
+  vec acc[TB][PB];
+  _Pragma("GCC unroll 16")
+  for (int t = 0; t < TB; ++t)
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < PB; ++v) acc[t][v] = vzero();
+  for (int64_t o = 0; o < co; ++o) {
+    vec gv[PB];
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < PB; ++v) gv[v] = vload(gc + o * stride + p0 + v * VL);
+    _Pragma("GCC unroll 16")
+    for (int t = 0; t < TB; ++t) {
+      const vec wv = vset1(w[o * taps + t0 + t]);
+      _Pragma("GCC unroll 16")
+      for (int v = 0; v < PB; ++v) acc[t][v] = vfma(wv, gv[v], acc[t][v]);
+    }
+  }
+  _Pragma("GCC unroll 16")
+  for (int t = 0; t < TB; ++t)
+    _Pragma("GCC unroll 16")
+    for (int v = 0; v < PB; ++v) vstore(col + (t0 + t) * stride + p0 + v * VL, acc[t][v]);
+}
+
+template <int TB>
+void tap_rows(const float *w, int64_t taps, int64_t co, const float *gc, int64_t stride,
+              int64_t t0, float *col) {
+  constexpr int PB = 4;
+  int64_t p0 = 0;
+  for (; p0 + PB * VL <= stride; p0 += PB * VL)
+    tap_block<TB, PB>(w, taps, co, gc, stride, t0, p0, col);
+  switch ((stride - p0) / VL) {
+    case 3: tap_block<TB, 3>(w, taps, co, gc, stride, t0, p0, col); break;
+    case 2: tap_block<TB, 2>(w, taps, co, gc, stride, t0, p0, col); break;
+    case 1: tap_block<TB, 1>(w, taps, co, gc, stride, t0, p0, col); break;
+    default: break;
+  }
+}
+
+// The input gradient of one sample as a product and a scatter: col[t][p] = sum over output
+// channels o of w[o][t] * gc[o][p] (t the C x KH x KW taps, p the output positions on the wide
+// grid of row stride Wp, gc the gradient at the convolution's output, zero past each row's Wo
+// columns), then each tap's row of col added, whole vectors at a time, into the padded input's
+// gradient dxp at the tap's offset, and dxp cropped into dx. About half the multiplications
+// of correlating the gradient, padded all round, with the flipped weights.
+void input_sample(const float *gc, int64_t stride, const float *w, const Geometry &g,
+                  float *col, float *dxp, float *dx) {
+  const int64_t taps = g.c * g.kh * g.kw, plane = g.hp * g.wp;
+  int64_t t0 = 0;
+  for (; t0 + TB_BWI <= taps; t0 += TB_BWI) tap_rows<TB_BWI>(w, taps, g.co, gc, stride, t0, col);
+  for (; t0 < taps; ++t0) tap_rows<1>(w, taps, g.co, gc, stride, t0, col);
+  // The rows of col are zero past each output row's Wo columns: their sums land in the padding
+  // columns (or, for the last tap, up to `stride` floats past the plane: dxp has the room).
+  fill(dxp, g.c * plane + stride, 0.0f);
+  for (int64_t i = 0; i < g.c; ++i)
+    for (int64_t a = 0; a < g.kh; ++a)
+      for (int64_t b = 0; b < g.kw; ++b) {
+        const float *src = col + ((i * g.kh + a) * g.kw + b) * stride;
+        float *dst = dxp + i * plane + a * g.wp + b;
+        for (int64_t p = 0; p < stride; p += VL) vstore(dst + p, vload(dst + p) + vload(src + p));
+      }
+  for (int64_t i = 0; i < g.c; ++i)
+    for (int64_t h = 0; h < g.h; ++h)
+      memcpy(dx + (i * g.h + h) * g.w, dxp + i * plane + (h + g.ph) * g.wp + g.pw,
+             sizeof(float) * g.w);
+}
 
 // Chunks of the batch, sample by sample, in this thread's scratch buffers.
 void input_part(void *ctx, int, int) {
   InputTask &t = *static_cast<InputTask *>(ctx);
   const Geometry &g = *t.g;
-  float *gp, *wide;
+  const int64_t stride = round_up(g.ho * g.wp, VL), taps = g.c * g.kh * g.kw;
+  float *gc, *col, *dxp;
   int64_t first, last;
-  if (!scratch_pair(g.co * t.gs, g.c * t.pr, &gp, &wide, &t.failed)) return;
+  if (!scratch_pair(g.co * stride, taps * stride, &gc, &col, &t.failed)) return;
+  dxp = grow(&scratch_c, g.c * g.hp * g.wp + stride);
+  if (!dxp) {
+    __atomic_store_n(&t.failed, 1, __ATOMIC_RELAXED);
+    return;
+  }
   while (t.samples.take(&first, &last)) {
     for (int64_t s = first; s < last; ++s) {
       gradient_at_output(t.dy + s * t.per_out, t.aux ? t.aux + s * t.per_out : nullptr,
-                         t.index ? t.index + s * t.per_out : nullptr, t.kind, g, gp, t.gs, t.row,
-                         t.top, t.left, nullptr);
-      correlate(gp, g.co, t.gs, t.row, g.kh, g.kw, t.wt, g.c, t.pr, wide);
-      float *out = t.dx + s * g.c * g.h * g.w;
-      for (int64_t i = 0; i < g.c; ++i)
-        for (int64_t r = 0; r < g.h; ++r)
-          memcpy(out + (i * g.h + r) * g.w, wide + i * t.pr + r * t.row, sizeof(float) * g.w);
+                         t.index ? t.index + s * t.per_out : nullptr, t.kind, g, gc, stride,
+                         g.wp, 0, 0, nullptr);
+      input_sample(gc, stride, t.w, g, col, dxp, t.dx + s * g.c * g.h * g.w);
     }
   }
 }
 
 // Inputs: the gradient source, w, x (read for its shape only, which an odd size or "same"
-// padding leaves ambiguous); output dx: the full correlation of the output gradient with
-// the flipped weights, each output channel becoming an input channel.
+// padding leaves ambiguous); output dx (see input_sample).
 int backward_input(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                    Source kind, bool same) {
   const int sources = kind == Source::kPlain ? 1 : 2;
@@ -807,23 +877,7 @@ int backward_input(int nparam, void **params, int *ndims, int64_t **shapes, cons
                                                 : nullptr;
   const float *w = static_cast<const float *>(params[wi]);
   float *dx = static_cast<float *>(params[dxi]);
-  // The output gradient padded to (H + KH - 1) x (W + KW - 1): a "valid" correlation of it
-  // with the flipped weights is the input's gradient.
-  const int64_t top = g.kh - 1 - g.ph, left = g.kw - 1 - g.pw;
-  // Rows of stride wp hold the KW - 1 zero columns the correlation needs between two rows.
-  const int64_t row = g.wp, rows = g.h + g.kh - 1;
-  const int64_t pr = round_up(g.h * row, VL * V_FWD);
-  const int64_t gs = round_up(max_of(rows * row, pr + (g.kh - 1) * row + g.kw - 1), VL);
-  float *wt = grow(&scratch_c, g.co * g.c * g.kh * g.kw);
-  if (!wt) return 6;
-  for (int64_t o = 0; o < g.co; ++o)
-    for (int64_t i = 0; i < g.c; ++i)
-      for (int64_t a = 0; a < g.kh; ++a)
-        for (int64_t b = 0; b < g.kw; ++b)
-          wt[((i * g.co + o) * g.kh + a) * g.kw + b] =
-              w[((o * g.c + i) * g.kh + (g.kh - 1 - a)) * g.kw + (g.kw - 1 - b)];
-  InputTask task{dy, aux, index, kind, &g, per_out, wt, dx, top, left, row, pr, gs, 0,
-                 chunks_of(g.n)};
+  InputTask task{dy, aux, index, kind, &g, per_out, w, dx, 0, chunks_of(g.n)};
   run_parts(input_part, &task, g.n);
   return task.failed ? 6 : 0;
 }
