@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from callbacks.base import StatefulCallback, number_rows, state_value
+from callbacks.plotting import PlotProcess, plot_history
 from callbacks.stats import EpochStats
 from trainer.errors import OutputError, os_fault
-from trainer.fileio import atomic_path, atomic_write_text
+from trainer.fileio import atomic_write_text
 
 logger = logging.getLogger("mstrain")
 
@@ -41,9 +42,11 @@ class History(StatefulCallback):
         stats: Shared :class:`~callbacks.stats.EpochStats`. Defaults to `None` (a private one).
         plot_budget: Largest share of the wall time that redrawing during training may take.
             Defaults to `0.05`.
-        last_plot_in_background: Draw the last plot, at train end, in a background thread
-            (the caller calls :meth:`wait` before it reads ``history.png``), so it overlaps what
+        last_plot_in_background: Draw the last plot, at train end, in the background (the
+            caller calls :meth:`wait` before it reads ``history.png``), so it overlaps what
             follows training. Defaults to `False`: the plot is there when ``fit`` returns.
+        plot_process: Draw in a child process (:class:`~callbacks.plotting.PlotProcess`,
+            started at train begin) rather than in a thread of this one. Defaults to `False`.
 
     Example:
         >>> history = History("runs/demo")
@@ -54,9 +57,13 @@ class History(StatefulCallback):
 
     def __init__(self, directory: str | Path | None = None, plot: bool = True,
                  stats: EpochStats | None = None, plot_budget: float = 0.05,
-                 last_plot_in_background: bool = False) -> None:
+                 last_plot_in_background: bool = False, plot_process: bool = False) -> None:
         super().__init__(stats)
         self.last_plot_in_background = last_plot_in_background
+        self.plot_process = plot_process
+        self._process: PlotProcess | None = None
+        self._asked: tuple[list[dict[str, Any]], float] | None = None  # rows sent, when
+        self._closing = False  # end the process at the next wait
         self.directory = Path(directory) if directory is not None else None
         self.plot = plot
         self.rows: list[dict[str, Any]] = []
@@ -89,6 +96,11 @@ class History(StatefulCallback):
         super().on_train_begin(run_context)
         self.test = {}
         self._drawn_at = time.perf_counter()  # the budget counts from the start of training
+        if self.plot_process and self.plot and self.directory is not None and not self._process:
+            try:
+                self._process = PlotProcess()
+            except OSError as exc:
+                logger.warning("Drawing history.png in this process: %s", exc)
 
     def on_train_epoch_end(self, run_context) -> None:
         cb_params = run_context.original_args()
@@ -102,6 +114,10 @@ class History(StatefulCallback):
         self.wait()
         if self.rows:
             self.write(background_plot=self.last_plot_in_background, when_due=False)
+        if self.last_plot_in_background:
+            self._closing = True  # the process ends once the caller has waited for the plot
+        else:
+            self._close_process()
 
     def add_test(self, results: dict[str, Any]) -> None:
         """Records the test split's scores after training: the final weights' go into the last
@@ -142,11 +158,19 @@ class History(StatefulCallback):
             if when_due and (time.perf_counter() - self._drawn_at
                              < self._draw_seconds / self.plot_budget):
                 return  # drawn recently enough; the final drawing comes at train end
-            self.wait()
+            self.wait(closing=False)
+            if self._process is not None:
+                self._ask(rows)
+                return
             self._plotter = threading.Thread(target=self._draw_quietly, args=(rows,), daemon=True)
             self._plotter.start()
         else:
-            self._draw(rows)
+            self.wait(closing=False)
+            if self._process is not None:
+                self._ask(rows)
+                self.wait(closing=False)
+            else:
+                self._draw(rows)
 
     def _draw(self, rows: list[dict[str, Any]]) -> None:
         start = time.perf_counter()
@@ -155,11 +179,38 @@ class History(StatefulCallback):
         self._draw_seconds = self._drawn_at - start
         self._drawn_rows = rows
 
-    def wait(self) -> None:
-        """Waits for a plot being drawn in the background."""
+    def _ask(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self._process.draw(rows, self.directory / "history.png")
+            self._asked = (rows, time.perf_counter())
+        except OSError as exc:
+            logger.warning("Could not draw history.png: the plotting process ended (%s)", exc)
+            self._close_process()
+
+    def wait(self, closing: bool = True) -> None:
+        """Waits for a plot being drawn in the background (and, after training, ends the
+        plotting process)."""
         if self._plotter is not None:
             self._plotter.join()
             self._plotter = None
+        if self._asked is not None:
+            rows, asked_at = self._asked
+            self._asked = None
+            try:
+                self._process.result()
+                self._drawn_at = time.perf_counter()
+                self._draw_seconds = self._drawn_at - asked_at
+                self._drawn_rows = rows
+            except RuntimeError as exc:
+                logger.warning("Could not draw history.png: %s", exc)
+        if closing and self._closing:
+            self._close_process()
+
+    def _close_process(self) -> None:
+        self._closing = False
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
     def _draw_quietly(self, rows: list[dict[str, Any]]) -> None:
         try:
@@ -199,37 +250,3 @@ def _finite_only(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite_only(v) for v in value]
     return value
-
-
-def plot_history(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Draws loss and accuracy curves, training against validation, to a PNG (Agg backend).
-
-    Args:
-        rows: History rows as recorded by :class:`History`.
-        path: The PNG to write (atomically).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    epochs = [r["epoch"] for r in rows]
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    panels = (("loss", "Loss (cross-entropy)"), ("accuracy", "Accuracy"))
-    for index, (name, title) in enumerate(panels, start=1):
-        ax = fig.add_subplot(1, 2, index)
-        for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s-")):
-            values = [r.get(key) for r in rows]
-            if any(v is not None for v in values):
-                ax.plot(epochs, [math.nan if v is None else v for v in values], style,
-                        label=label, markersize=4)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(True, alpha=0.3)
-        if epochs:
-            ax.set_xticks(epochs if len(epochs) <= 15 else epochs[:: max(1, len(epochs) // 10)])
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")

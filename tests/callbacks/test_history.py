@@ -178,3 +178,41 @@ def test_the_plot_is_drawn_within_its_budget_and_never_twice_for_the_same_epochs
     assert drawn == expected
     saved = json.loads((tmp_path / "history.json").read_text())
     assert saved["rows"][-1]["test_accuracy"] == 0.9
+
+
+def _no_drawing_here(rows, path):
+    raise AssertionError("drawn in the training process")
+
+
+@pytest.mark.parametrize("in_background", [True, False], ids=["background", "at-train-end"])
+def test_a_plot_process_draws_the_png_and_ends_with_the_run(tmp_path, monkeypatch,
+                                                            in_background):
+    """With plot_process, history.png comes from a child process (nothing is drawn in this
+    one); the last plot is there after wait() (in the background) or when training ends, and
+    the process has ended by then."""
+    monkeypatch.setattr("callbacks.history.plot_history", _no_drawing_here)
+    history = History(tmp_path, stats=ScriptedStats([{"loss": 1.0, "val_loss": 1.2},
+                                                     {"loss": 0.5, "val_loss": 0.7}]),
+                      plot_process=True, last_plot_in_background=in_background)
+    drive_epochs(history, 2)
+    if in_background:
+        process = history._process.proc
+        history.wait()
+    assert history._process is None
+    with Image.open(tmp_path / "history.png") as image:
+        assert image.size == (1000, 400)
+    if in_background:
+        assert process.returncode == 0
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_drawing_that_fails_in_the_plot_process_is_a_warning(tmp_path, caplog):
+    """The child reports a drawing it could not make; training goes on with one warning and
+    the JSON and CSV files written."""
+    (tmp_path / "history.png").mkdir()  # nothing can be renamed onto a folder
+    history = History(tmp_path, stats=ScriptedStats([{"loss": 1.0}]), plot_process=True)
+    with caplog.at_level("WARNING", logger="mstrain"):
+        drive_epochs(history, 1)
+    assert history._process is None
+    assert [r.message for r in caplog.records if "history.png" in r.message]
+    assert json.loads((tmp_path / "history.json").read_text())["rows"][0]["loss"] == 1.0

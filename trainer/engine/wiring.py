@@ -114,9 +114,11 @@ def build_callbacks(cfg: TrainConfig, run_dir: Path, *, stop, user: Sequence[Any
     )
 
     stats = EpochStats()
-    # The engine waits for the last plot after the final test (Trainer._fit_test_finish).
+    # The engine waits for the last plot after the final test (Trainer._fit_test_finish); the
+    # plots are drawn by a process of their own, which leaves this one's interpreter lock to
+    # the training loop and the final test.
     history = History(run_dir if main else None, plot=cfg.plot and main, stats=stats,
-                      last_plot_in_background=True)
+                      last_plot_in_background=True, plot_process=True)
     nan_guard = TerminateOnNaN(cfg.log_every, stats=stats)
     cbs: list[Any] = [StopOnRequest(stop, sync_every=STOP_SYNC_STEPS if workers > 1 else 0,
                                     sync=sync, stats=stats), nan_guard]
