@@ -83,3 +83,31 @@ def test_accumulation_lays_the_schedule_over_updates():
     per_update = learning_rates(cfg, 20)
     assert len(per_update) == 40 // 4 + 1
     np.testing.assert_array_equal(per_update[:-1], per_step[:-1][::4])
+
+
+@pytest.mark.parametrize("kernels", ["mindspore", "native"])
+def test_nesterov_momentum_applies_nesterovs_correction_on_cpu(kernels):
+    """--optimizer momentum --nesterov updates as Nesterov's formula on CPU, whichever kernels
+    (MindSpore 2.7.2's CPU ApplyMomentum alone would update as plain momentum)."""
+    from trainer.networks import native
+
+    if kernels == "native" and native.use_native("native", "CPU") is None:
+        pytest.skip("native kernels unavailable here")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    cfg = TrainConfig(nesterov=True, kernels=kernels, lr=0.1, momentum=0.9).validate()
+    net = build_network("lenet", kernels=kernels).cell
+    cells = build_train_cells(cfg, net, np.full(4, 0.1, dtype=np.float32))
+    optimizer = cells.step.optimizer
+    assert optimizer.use_nesterov
+    params = optimizer.params
+    before = [p.asnumpy().astype(np.float64) for p in params]
+    grads = [RNG.normal(size=p.shape).astype(np.float32) for p in params]
+    for _ in range(2):
+        optimizer(tuple(ms.Tensor(g) for g in grads))
+    for param, moment, start, grad in zip(params, optimizer.moments, before, grads):
+        accum = grad.astype(np.float64)  # first update: 0 * 0.9 + grad
+        weight = start - 0.1 * (grad + 0.9 * accum)
+        accum = accum * 0.9 + grad
+        weight -= 0.1 * (grad + 0.9 * accum)
+        np.testing.assert_allclose(moment.asnumpy(), accum, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(param.asnumpy(), weight, rtol=1e-5, atol=1e-5)

@@ -101,6 +101,7 @@ def build_optimizer(cfg: TrainConfig, params: list, lr: np.ndarray, native: str 
 @register_optimizer("momentum", rank=0, nesterov=True, native=True,
                     help="SGD with momentum (--momentum), MindSpore's tutorial's")
 def _momentum(groups, rates, cfg: TrainConfig, decay: float, native: str | None = None):
+    import mindspore as ms
     from mindspore import nn
 
     if native:
@@ -108,6 +109,10 @@ def _momentum(groups, rates, cfg: TrainConfig, decay: float, native: str | None 
 
         return NativeMomentum(native, groups, rates, cfg.momentum, weight_decay=decay,
                               use_nesterov=cfg.nesterov)
+    if cfg.nesterov and ms.get_context("device_target") == "CPU":
+        from trainer.engine.nesterov import NesterovMomentum  # CPU ApplyMomentum drops it
+
+        return NesterovMomentum(groups, rates, cfg.momentum, weight_decay=decay)
     return nn.Momentum(groups, rates, cfg.momentum, weight_decay=decay,
                        use_nesterov=cfg.nesterov)
 
