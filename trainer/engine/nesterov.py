@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from mindspore import nn, ops
 
+from trainer.networks.native.ops import momentum_prologue
+
 _nesterov = ops.MultitypeFuncGraph("nesterov")
 
 
@@ -40,10 +42,6 @@ class NesterovMomentum(nn.Momentum):
         self.hyper_map = ops.HyperMap()
 
     def construct(self, gradients):
-        gradients = self.decay_weight(gradients)
-        gradients = self.gradients_centralization(gradients)
-        gradients = self.scale_grad(gradients)
-        lr = self.get_lr()
-        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        gradients, lr = momentum_prologue(self, gradients)
         return self.hyper_map(ops.partial(_nesterov, lr, self.momentum), gradients, self.params,
                               self.moments)

@@ -234,9 +234,17 @@ class NativeMomentum(nn.Momentum):
         self.update.add_prim_attr("side_effect_mem", True)
 
     def construct(self, gradients):
-        gradients = self.decay_weight(gradients)
-        gradients = self.gradients_centralization(gradients)
-        gradients = self.scale_grad(gradients)
-        lr = self.get_lr()
-        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        gradients, lr = momentum_prologue(self, gradients)
         return self.update(lr, self.momentum, *self.params, *self.moments, *gradients)
+
+
+def momentum_prologue(optimizer, gradients):
+    """What ``nn.Momentum.construct`` does before its update: weight decay, gradient
+    centralisation and the loss scale on ``gradients``, then the step's learning rate read and
+    the step counted. Returns the gradients and the rate."""
+    gradients = optimizer.decay_weight(gradients)
+    gradients = optimizer.gradients_centralization(gradients)
+    gradients = optimizer.scale_grad(gradients)
+    lr = optimizer.get_lr()
+    optimizer.assignadd(optimizer.global_step, optimizer.global_step_increase_tensor)
+    return gradients, lr
