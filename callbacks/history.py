@@ -43,7 +43,7 @@ class History(StatefulCallback):
         plot_budget: Largest share of the wall time that redrawing during training may take.
             Defaults to `0.05`.
         last_plot_in_background: Draw the last plot, at train end, in the background (the
-            caller calls :meth:`wait` before it reads ``history.png``), so it overlaps what
+            caller calls :meth:`finish` before it reads ``history.png``), so it overlaps what
             follows training. Defaults to `False`: the plot is there when ``fit`` returns.
         plot_process: Draw in a child process (:class:`~callbacks.plotting.PlotProcess`,
             started at train begin) rather than in a thread of this one. Defaults to `False`.
@@ -63,7 +63,6 @@ class History(StatefulCallback):
         self.plot_process = plot_process
         self._process: PlotProcess | None = None
         self._asked: tuple[list[dict[str, Any]], float] | None = None  # rows sent, when
-        self._closing = False  # end the process at the next wait
         self.directory = Path(directory) if directory is not None else None
         self.plot = plot
         self.rows: list[dict[str, Any]] = []
@@ -114,10 +113,8 @@ class History(StatefulCallback):
         self.wait()
         if self.rows:
             self.write(background_plot=self.last_plot_in_background, when_due=False)
-        if self.last_plot_in_background:
-            self._closing = True  # the process ends once the caller has waited for the plot
-        else:
-            self._close_process()
+        if not self.last_plot_in_background:
+            self.finish()  # else the caller does, once it needs the plot
 
     def add_test(self, results: dict[str, Any]) -> None:
         """Records the test split's scores after training: the final weights' go into the last
@@ -158,17 +155,17 @@ class History(StatefulCallback):
             if when_due and (time.perf_counter() - self._drawn_at
                              < self._draw_seconds / self.plot_budget):
                 return  # drawn recently enough; the final drawing comes at train end
-            self.wait(closing=False)
+            self.wait()
             if self._process is not None:
                 self._ask(rows)
                 return
             self._plotter = threading.Thread(target=self._draw_quietly, args=(rows,), daemon=True)
             self._plotter.start()
         else:
-            self.wait(closing=False)
+            self.wait()
             if self._process is not None:
                 self._ask(rows)
-                self.wait(closing=False)
+                self.wait()
             else:
                 self._draw(rows)
 
@@ -185,11 +182,10 @@ class History(StatefulCallback):
             self._asked = (rows, time.perf_counter())
         except OSError as exc:
             logger.warning("Could not draw history.png: the plotting process ended (%s)", exc)
-            self._close_process()
+            self.finish()
 
-    def wait(self, closing: bool = True) -> None:
-        """Waits for a plot being drawn in the background (and, after training, ends the
-        plotting process)."""
+    def wait(self) -> None:
+        """Waits for a plot being drawn in the background."""
         if self._plotter is not None:
             self._plotter.join()
             self._plotter = None
@@ -203,11 +199,11 @@ class History(StatefulCallback):
                 self._drawn_rows = rows
             except RuntimeError as exc:
                 logger.warning("Could not draw history.png: %s", exc)
-        if closing and self._closing:
-            self._close_process()
 
-    def _close_process(self) -> None:
-        self._closing = False
+    def finish(self) -> None:
+        """Waits for a plot being drawn in the background and ends the plotting process, if
+        any (a later ``train`` call starts another)."""
+        self.wait()
         if self._process is not None:
             self._process.close()
             self._process = None

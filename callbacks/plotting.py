@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,9 @@ from typing import Any
 
 # The folder holding the callbacks and trainer packages, for the child process's imports.
 _ROOT = Path(__file__).resolve().parents[1]
+# The longest a drawing may take before the process is given up (a drawing takes well under a
+# second; this bounds a process that hangs).
+ANSWER_TIMEOUT_S = 120.0
 
 # The child's program: this file run as a module of its own (the callbacks package would
 # import MindSpore), with the packages' folder first on its path and nothing else from the
@@ -119,6 +123,10 @@ class PlotProcess:
         if not self.pending:
             return
         self.pending = False
+        ready, _, _ = select.select([self.proc.stdout], [], [], ANSWER_TIMEOUT_S)
+        if not ready:
+            self.proc.kill()
+            raise RuntimeError(f"the plotting process gave no answer in {ANSWER_TIMEOUT_S:.0f} s")
         answer = self.proc.stdout.readline().strip()
         if answer != "ok":
             raise RuntimeError(answer.removeprefix("error: ") or

@@ -188,8 +188,8 @@ def _no_drawing_here(rows, path):
 def test_a_plot_process_draws_the_png_and_ends_with_the_run(tmp_path, monkeypatch,
                                                             in_background):
     """With plot_process, history.png comes from a child process (nothing is drawn in this
-    one); the last plot is there after wait() (in the background) or when training ends, and
-    the process has ended by then."""
+    one); the last plot is there after finish() (in the background) or when training ends,
+    and the process has ended by then."""
     monkeypatch.setattr("callbacks.history.plot_history", _no_drawing_here)
     history = History(tmp_path, stats=ScriptedStats([{"loss": 1.0, "val_loss": 1.2},
                                                      {"loss": 0.5, "val_loss": 0.7}]),
@@ -197,7 +197,7 @@ def test_a_plot_process_draws_the_png_and_ends_with_the_run(tmp_path, monkeypatc
     drive_epochs(history, 2)
     if in_background:
         process = history._process.proc
-        history.wait()
+        history.finish()
     assert history._process is None
     with Image.open(tmp_path / "history.png") as image:
         assert image.size == (1000, 400)

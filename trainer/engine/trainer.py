@@ -257,7 +257,7 @@ class Trainer:
             status = STOPPED if exc.exit_code == 130 else FAILED
             raise
         finally:
-            run.history.wait()  # the last plot, drawn alongside the final test
+            run.history.finish()  # the last plot, drawn alongside the final test
             finish_trackers(run.trackers, status, self.run_dir, run.history.test,
                             run.checkpoint)
         return self.history
