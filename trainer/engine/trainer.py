@@ -231,7 +231,7 @@ class Trainer:
             lr = learning_rates(cfg, data.steps_per_epoch)
         cells = build_train_cells(cfg, self.network, lr)
         self.train_network, self.eval_network = cells.step, cells.eval_network
-        steps = choose_steps_per_launch(cfg, run.all, data.steps_per_epoch)
+        steps = choose_steps_per_launch(cfg, run.all, data.steps_per_epoch, self.network)
         self.model, data.train, counter = build_model(cells, data.train, steps,
                                                       data.steps_per_epoch, (cfg.log_every,))
         self.callbacks = [*([counter] if counter else []), *ema_callbacks(cfg, cells.step),
