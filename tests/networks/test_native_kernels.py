@@ -29,6 +29,7 @@ from trainer.networks.native.ops import (  # noqa: E402
     NativeInference,
     NativeMaxPool2x2,
     NativeMomentum,
+    NativeStepCounts,
 )
 
 EPS = 2.0 ** -24  # float32's unit roundoff
@@ -418,6 +419,35 @@ def test_the_engine_fuses_momentum_only_with_the_kernels(library):
         cfg = TrainConfig(kernels=kernels, optimizer=optimizer).validate()
         cells = build_train_cells(cfg, LeNet5(kernels=kernels), rates)
         assert type(cells.step.optimizer) is kind, (kernels, optimizer)
+        assert isinstance(cells.step.counts, NativeStepCounts) == (kernels == "native")
+
+
+def test_native_step_counts_add_what_mindspores_operators_add(library):
+    """The step's loss sum, correct predictions, samples and steps counted by one native
+    operator equal the counts of TrainStep's own operators: the same float64 additions in the
+    same order, and integer counts."""
+    from trainer.engine.step import LaunchSteps, TrainStep
+    from trainer.networks import LeNet5
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(6)
+    data = ms.Tensor(rng.standard_normal((5, 8, 1, 32, 32)).astype(np.float32))
+    labels = ms.Tensor(rng.integers(0, 10, (5, 8)).astype(np.int32))
+    counted = []
+    for counts in (None, NativeStepCounts(library)):
+        ms.set_seed(0)
+        net = LeNet5(kernels="native")
+        step = TrainStep(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"),
+                         nn.Momentum(net.trainable_params(), 0.01, 0.9), counts=counts)
+        launch = LaunchSteps(step)
+        launch.set_train()
+        for _ in range(2):
+            launch(data, labels).asnumpy()
+        counted.append([p.asnumpy() for p in (step.stat_loss_sum, step.stat_correct,
+                                              step.stat_samples, step.stat_steps)])
+    for ours, theirs in zip(*counted):
+        np.testing.assert_array_equal(theirs, ours)
+    assert counted[0][2] == 80 and counted[0][3] == 10 and counted[0][0] > 0
 
 
 def _lenet_step(kernels: str, seed: int = 0):

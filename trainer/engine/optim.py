@@ -186,9 +186,14 @@ def build_train_cells(cfg: TrainConfig, network, lr: np.ndarray) -> TrainCells:
 
         native = use_native(cfg.kernels)
     optimizer = build_optimizer(cfg, network.trainable_params(), lr, native)
+    counts = None
+    if native:
+        from trainer.networks.native.ops import NativeStepCounts
+
+        counts = NativeStepCounts(native)
     step = TrainStep(trained, training_loss(cfg), optimizer, clip_norm=cfg.clip_grad_norm,
                      clip_value=cfg.clip_grad_value, accumulate=cfg.accumulate_steps,
-                     ema_decay=cfg.ema_decay, loss_scaler=amp.loss_scaler(cfg))
+                     ema_decay=cfg.ema_decay, loss_scaler=amp.loss_scaler(cfg), counts=counts)
     amp.announce(cfg)
     plain = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     evaluated = network

@@ -78,6 +78,10 @@ class TrainStep(nn.TrainOneStepCell):
             update, starting from the initial weights (0: off), for the weights and batch
             norm's running statistics (``averaged``). Defaults to `0.0`.
         loss_scaler: A ``mindspore.amp`` loss scaler (None: no scaling). Defaults to `None`.
+        counts: A cell that adds the step's loss, correct predictions, samples and step to the
+            counting parameters in one operator
+            (:class:`~trainer.networks.native.ops.NativeStepCounts`), used outside data-parallel
+            runs. Defaults to `None`: MindSpore's operators.
 
     Example:
         >>> step = TrainStep(LeNet5(), nn.SoftmaxCrossEntropyWithLogits(sparse=True,
@@ -87,7 +91,8 @@ class TrainStep(nn.TrainOneStepCell):
 
     def __init__(self, backbone: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, *,
                  clip_norm: float = 0.0, clip_value: float = 0.0, accumulate: int = 1,
-                 ema_decay: float = 0.0, loss_scaler: amp.LossScaler | None = None) -> None:
+                 ema_decay: float = 0.0, loss_scaler: amp.LossScaler | None = None,
+                 counts: nn.Cell | None = None) -> None:
         # MindSpore walks the cell tree on every call, so the backbone is reachable only once
         # (through self.network); a second reference would double that per-step cost.
         super().__init__(_LossAndLogits(backbone, loss_fn), optimizer)
@@ -136,6 +141,7 @@ class TrainStep(nn.TrainOneStepCell):
         self.sum_workers = (ops.AllReduce().add_prim_attr("fusion", 1) if self.reducer_flag
                             else None)
         self.workers = float(self.degree) if self.reducer_flag else 1.0
+        self.counts = counts if self.sum_workers is None else None
 
     def construct(self, data, label):
         loss, logits = self.network(data, label)
@@ -150,6 +156,10 @@ class TrainStep(nn.TrainOneStepCell):
             loss = ops.depend(loss, self._accumulate(grads))
         else:
             loss = ops.depend(loss, self._update(grads))
+        if self.counts is not None:
+            return ops.depend(loss, self.counts(logits, label, loss, self.stat_loss_sum,
+                                                self.stat_correct, self.stat_samples,
+                                                self.stat_steps))
         correct = ops.equal(self.argmax(logits), label).astype(ms.int64).sum()
         samples = ops.scalar_to_tensor(label.shape[0], ms.int64)
         mean_loss = loss.astype(ms.float64)

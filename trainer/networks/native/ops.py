@@ -248,3 +248,26 @@ def momentum_prologue(optimizer, gradients):
     lr = optimizer.get_lr()
     optimizer.assignadd(optimizer.global_step, optimizer.global_step_increase_tensor)
     return gradients, lr
+
+
+class NativeStepCounts(nn.Cell):
+    """A training step's counts as one native operator, written in place: ``loss_sum += loss``
+    (float64), ``correct += `` the rows whose first largest logit is their label, ``samples +=``
+    the batch, ``steps += 1``; the same sums as ``TrainStep``'s own operators (argmax, equal,
+    cast, sum and four ``AssignAdd``), in one launch instead of about eight.
+
+    ``cell(logits, label, loss, loss_sum, correct, samples, steps)`` with float32 logits,
+    int32 or int64 labels, a float32 loss and the step's counting parameters (float64 and int64
+    scalars); it returns a value to order other work after.
+
+    Args:
+        library: The kernels' shared library (``trainer.networks.native.library()``).
+    """
+
+    def __init__(self, library: str) -> None:
+        super().__init__()
+        self.count = _custom(library, "step_counts", lambda *shapes: (1,), _F32)
+        self.count.add_prim_attr("side_effect_mem", True)
+
+    def construct(self, logits, label, loss, loss_sum, correct, samples, steps):
+        return self.count(logits, label, loss, loss_sum, correct, samples, steps)
