@@ -3,7 +3,7 @@
     python benchmarks/step_options.py --data-dir ../shared/data/mnist-subset --rounds 3
 
 Each variant is ``python train.py --net lenet --epochs 2`` with one option added (the default
-recipe otherwise, so 16 steps per launch); the figure is the per-step time of the second epoch
+recipe otherwise, so several steps per launch); the figure is the per-step time of the second epoch
 from the epoch summary line (training only, validation excluded), a median over the rounds, with
 the variants alternating round by round.
 """

@@ -29,7 +29,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def launch_cell(net):
     """``net``'s training step as train.py launches it: cross-entropy, momentum 0.9, lr 0.01
-    (the engine's momentum: one fused update when the network runs the native kernels)."""
+    (the engine's momentum and step counts: one operator each when the network runs the native
+    kernels)."""
     from mindspore import nn
 
     from trainer.config import TrainConfig
@@ -37,14 +38,16 @@ def launch_cell(net):
     from trainer.registry import OPTIMIZERS
 
     cfg = TrainConfig(lr=0.01, momentum=0.9).validate()
-    native = {}
+    native, counts = {}, None
     if getattr(net, "native", False):
         from trainer.networks.native import use_native
+        from trainer.networks.native.ops import NativeStepCounts
 
         native["native"] = use_native("native")
+        counts = NativeStepCounts(native["native"])
     momentum = OPTIMIZERS.get("momentum")(net.trainable_params(), 0.01, cfg, 0.0, **native)
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    launch = LaunchSteps(TrainStep(net, loss, momentum))
+    launch = LaunchSteps(TrainStep(net, loss, momentum, counts=counts))
     launch.set_train()
     return launch
 
