@@ -16,8 +16,8 @@ from typing import Any
 
 # The folder holding the callbacks and trainer packages, for the child process's imports.
 _ROOT = Path(__file__).resolve().parents[1]
-# The longest a drawing may take before the process is given up (a drawing takes well under a
-# second; this bounds a process that hangs).
+# The longest a drawing may take before the process is given up: a bound for a process that
+# hangs, far above what a drawing takes.
 ANSWER_TIMEOUT_S = 120.0
 
 # The child's program: this file run as a module of its own (the callbacks package would
@@ -88,9 +88,9 @@ def serve() -> None:
 class PlotProcess:
     """A child Python process that draws history.png for a training run.
 
-    In a thread of the training process, matplotlib's import (about a third of a second) and
-    each drawing hold its interpreter lock, which the training loop and the final test need
-    between their graph launches: they slow both. A process of its own imports matplotlib while
+    In a thread of the training process, matplotlib's import and each drawing hold its
+    interpreter lock, which the training loop and the final test need between their graph
+    launches: they slow both (docs/speed.md). A process of its own imports matplotlib while
     the parent compiles, then draws beside training on whatever CPU time is free.
 
     Raises:

@@ -12,9 +12,9 @@ logger = logging.getLogger("mstrain")
 
 # What auto (steps_per_launch 0) picks: with MindSpore's operators the step stops getting
 # cheaper beyond 16 steps a launch (benchmarks/launch_sweep.py, BENCHMARKS.md), and 16 keeps
-# progress and Ctrl-C prompt. A step through the native kernels is about three times shorter, so
-# a launch of 50 is as prompt, and the README's command ran in 0.93 of the time with 50 (10
-# alternating pairs): two launches per 100 steps (the loss lines' interval) instead of seven.
+# progress and Ctrl-C prompt. A step through the native kernels is several times shorter, so a
+# launch of 50 is as prompt, and two launches per 100 steps (the loss lines' interval) instead
+# of seven save time (docs/speed.md).
 AUTO_STEPS_PER_LAUNCH = 16
 AUTO_STEPS_PER_LAUNCH_NATIVE = 50
 

@@ -380,8 +380,8 @@ inline void pool_window(float a, float b, float c, float d, bool relu, float *va
 }
 
 // The same for VL windows side by side, by lane masks: which value of a window wins follows the
-// data, which no branch predictor learns (pool_window's branches, fed new data at every step,
-// took as long as LeNet's first convolution). a, b, c, d are the windows' four values.
+// data, which no branch predictor learns on new batches (docs/speed.md). a, b, c, d are the
+// windows' four values.
 inline void pool_windows(vec a, vec b, vec c, vec d, bool relu, vec *value, ivec *index) {
   vec m = a;
   ivec k = ivec{};
